@@ -1,0 +1,380 @@
+"""agent: run LangGraph graphs durably, inspect their history, resume any thread.
+
+Each command parses its options, calls one `runtime` function and renders the result.
+Data goes to stdout, messages to stderr; `--json` gives stable JSON on every read command.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Run LangGraph graphs durably: every node is checkpointed in SQLite, and any thread "
+    "can be inspected and resumed from its latest checkpoint or from an older one.",
+)
+
+DbOpt = Annotated[Path, typer.Option("--db", envvar="AGENT_DB", help="SQLite database file [env AGENT_DB].", show_default=True)]
+ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="Thread id.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", envvar="AGENT_DEBUG", help="Show tracebacks.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+CheckpointOpt = Annotated[
+    Optional[str], typer.Option("--checkpoint", "-c", help="Checkpoint: full id, unique id prefix, or step number.")
+]
+ModelOpt = Annotated[
+    Optional[str], typer.Option("--model", "-m", envvar="AGENT_MODEL", help="offline (default) or openai:<name> [env AGENT_MODEL].")
+]
+DEFAULT_DB = Path("checkpoints") / "agent.db"
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    for attr in ("model_dump", "dict"):
+        if callable(getattr(value, attr, None)):
+            try:
+                return getattr(value, attr)()
+            except Exception:
+                pass
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
+
+
+def _print_json(value: Any) -> None:
+    _out(json.dumps(value, default=_jsonable, ensure_ascii=False, indent=2))
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]], keep: tuple[str, ...] = ()) -> None:
+    """A rich table on stdout; columns named in `keep` never wrap (ids to copy)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False, header_style="bold")
+    for col in columns:
+        table.add_column(col, overflow="fold", no_wrap=col in keep)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    Console().print(table)
+
+
+def handles_errors(func: Callable) -> Callable:
+    """Map the runtime's errors to one line, a hint and an exit code; tracebacks only with --debug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from runtime.errors import AgentError
+
+        debug = kwargs.get("debug") or os.environ.get("AGENT_DEBUG") == "1"
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except AgentError as exc:
+            if debug:
+                traceback.print_exc()
+            _err(f"Error: {exc.message}")
+            if exc.hint:
+                _err(f"Hint: {exc.hint}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _err("Interrupted.")
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            from runtime.redact import redact
+
+            if debug:
+                traceback.print_exc()
+            _err(f"Error: {redact(f'{type(exc).__name__}: {exc}')}")
+            _err("Hint: rerun with --debug for the traceback")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _open(db: Path, create: bool = False):
+    from runtime import open_database
+
+    return open_database(db, create=create)
+
+
+def _parse_input(text: str) -> Any:
+    from runtime.errors import BadInput
+
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot read input file {text[1:]}: {exc.strerror}", "give --input JSON or @path/to/input.json") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(
+            f"--input is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            'quote it for the shell, e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'',
+        ) from None
+
+
+def _check_thread_id(thread: str) -> None:
+    from runtime.errors import BadInput
+
+    if not thread.strip() or len(thread) > 200 or any(ord(c) < 32 for c in thread):
+        raise BadInput(f"invalid thread id {thread!r}", "use up to 200 printable characters, e.g. --thread docs-2026-11")
+
+
+def _event_printer(quiet: bool) -> Callable:
+    def show(event) -> None:
+        if event.kind == "node" and not quiet:
+            took = f"{event.seconds:.2f}s" if event.seconds is not None else ""
+            line = f"step {event.step:>4}  {event.node:<24} {took:>8}"
+            _err(line + (f"  error: {event.error}" if event.error else ""))
+        elif event.kind in ("warning", "stopping"):
+            _err(f"{event.kind.capitalize()}: {event.message}")
+
+    return show
+
+
+def _finish(outcome, as_json: bool) -> None:
+    """Print how a run ended and exit with its code."""
+    summary = {
+        "thread_id": outcome.thread_id,
+        "graph": outcome.graph,
+        "status": outcome.status,
+        "steps": outcome.steps,
+        "checkpoint_id": outcome.checkpoint_id,
+        "seconds": round(outcome.seconds, 3),
+        "error": outcome.error,
+    }
+    values = outcome.values
+    if "total" in values:
+        summary["items"] = {k: values.get(k, 0) for k in ("total", "done", "failed")}
+    if as_json:
+        _print_json(summary)
+    else:
+        line = f"Thread {outcome.thread_id} {outcome.status} after {outcome.steps} steps in {outcome.seconds:.1f}s"
+        if "items" in summary:
+            line += " ({done} done, {failed} failed of {total} items)".format(**summary["items"])
+        _out(line)
+        if outcome.error:
+            _err(f"Error: {outcome.error}")
+    if outcome.status in ("stopped", "failed"):
+        _err(f"Resume with: agent resume --thread {outcome.thread_id}")
+    elif outcome.status == "interrupted":
+        _err(f"Waiting for input; see: agent state --thread {outcome.thread_id}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+@handles_errors
+def graphs(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """List the built-in graphs.
+
+    Example: agent graphs --json
+    """
+    from runtime import list_graphs
+
+    rows = list_graphs()
+    if as_json:
+        _print_json(rows)
+    else:
+        _table(None, ["graph", "description"], [[r["name"], r["description"]] for r in rows])
+
+
+@app.command()
+@handles_errors
+def run(
+    graph: Annotated[str, typer.Argument(help="A built-in graph (agent graphs), or path/file.py:attr or package.module:attr.")],
+    thread: ThreadOpt,
+    input: Annotated[str, typer.Option("--input", "-i", help="The input: JSON, or @file.json.")] = "{}",
+    model: ModelOpt = None,
+    max_attempts: Annotated[int, typer.Option(help="Attempts per model call or operation, the first included.")] = 3,
+    concurrency: Annotated[int, typer.Option(help="Queue items processed side by side.")] = 4,
+    db: DbOpt = DEFAULT_DB,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Start a new thread of GRAPH and run it until it ends or is stopped.
+
+    Example: agent run task_queue --thread docs --input '{"items": ["a", "b"], "prompt": "Summarize: {item}"}'
+    """
+    from runtime import RunSettings, run_thread, validate_run
+
+    _check_thread_id(thread)
+    data = _parse_input(input)
+    settings = RunSettings(model=model, max_attempts=max_attempts, concurrency=concurrency)
+    validate_run(graph, data, settings)  # a bad graph, input or model fails here, before the database is touched
+    with _open(db, create=True) as database:
+        outcome = run_thread(database, graph, thread, data, settings, on_event=_event_printer(quiet or as_json), handle_signals=True)
+    _finish(outcome, as_json)
+
+
+@app.command()
+@handles_errors
+def resume(
+    thread: ThreadOpt,
+    checkpoint: CheckpointOpt = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Use another model from now on.")] = None,
+    max_attempts: Annotated[Optional[int], typer.Option(help="Change the attempts per call.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Change the queue's concurrency.")] = None,
+    db: DbOpt = DEFAULT_DB,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Continue a thread from its latest checkpoint, or fork it from an older one with --checkpoint.
+
+    Example: agent resume --thread docs --checkpoint 3
+    """
+    from runtime import resume_thread
+
+    overrides = {"model": model, "max_attempts": max_attempts, "concurrency": concurrency}
+    with _open(db) as database:
+        outcome = resume_thread(database, thread, checkpoint, overrides, on_event=_event_printer(quiet or as_json), handle_signals=True)
+    _finish(outcome, as_json)
+
+
+@app.command()
+@handles_errors
+def threads(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """List every thread: graph, status, steps and last update.
+
+    Example: agent threads --json
+    """
+    from runtime import list_threads
+
+    with _open(db) as database:
+        records = list_threads(database)
+    if as_json:
+        _print_json([r.as_dict() for r in records])
+        return
+    _table(
+        None,
+        ["thread", "graph", "status", "steps", "updated", "error"],
+        [[r.thread_id, r.graph, r.shown_status, r.steps, _when(r.updated_at), r.error or ""] for r in records],
+    )
+
+
+def _when(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+@app.command()
+@handles_errors
+def history(
+    thread: ThreadOpt,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Show only the newest N checkpoints.")] = None,
+    db: DbOpt = DEFAULT_DB,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List a thread's checkpoints, newest first (every branch of a fork included).
+
+    Example: agent history --thread docs --limit 20
+    """
+    from runtime import get_history
+
+    with _open(db) as database:
+        rows = get_history(database, thread, limit)
+    if as_json:
+        _print_json([r.as_dict() for r in rows])
+        return
+    _table(
+        f"thread {thread}",
+        ["step", "checkpoint", "source", "written by", "next", "created"],
+        [[r.step, r.checkpoint_id, r.source, ", ".join(r.writers), ", ".join(r.next), r.created_at[11:19]] for r in rows],
+        keep=("checkpoint",),
+    )
+
+
+@app.command()
+@handles_errors
+def state(
+    thread: ThreadOpt,
+    checkpoint: CheckpointOpt = None,
+    db: DbOpt = DEFAULT_DB,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show a thread's state at its latest checkpoint, or at --checkpoint.
+
+    Example: agent state --thread docs --checkpoint 2 --json
+    """
+    from runtime import get_state
+
+    with _open(db) as database:
+        view = get_state(database, thread, checkpoint)
+    if as_json:
+        _print_json(view.as_dict())
+        return
+    _err(f"thread {view.thread_id} ({view.graph}, {view.status}) at step {view.step}, checkpoint {view.checkpoint_id}")
+    _err(f"next: {', '.join(view.next) or '(end)'}")
+    for task in view.tasks:
+        if task["error"] or task["interrupts"]:
+            _err(f"task {task['name']}: {task['error'] or task['interrupts']}")
+    _out(json.dumps(view.values, default=_jsonable, ensure_ascii=False, indent=2))
+
+
+@app.command()
+@handles_errors
+def results(
+    thread: ThreadOpt,
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl (one JSON object a line) or csv.")] = "jsonl",
+    status: Annotated[Optional[str], typer.Option(help="Only items with this status: done or failed.")] = None,
+    db: DbOpt = DEFAULT_DB,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Print a task queue's per-item results in item order, with status and error.
+
+    Example: agent results --thread docs --status failed
+    """
+    from runtime import iter_results
+    from runtime.errors import BadInput
+
+    if format not in ("jsonl", "csv"):
+        raise BadInput(f"unknown --format {format!r}", "use --format jsonl or --format csv")
+    if status not in (None, "done", "failed"):
+        raise BadInput(f"unknown --status {status!r}", "use --status done or --status failed")
+    with _open(db) as database:
+        rows = iter_results(database, thread, status)
+        if format == "jsonl" or as_json:
+            for row in rows:
+                _out(json.dumps(row, ensure_ascii=False, default=_jsonable))
+            return
+        fields = ["index", "status", "item", "output", "error", "attempts", "input_tokens", "output_tokens"]
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""The graph registry: built-in graphs by name, and users' graphs by `file.py:attr` or `module:attr`.
+
+Graphs are returned uncompiled; whoever opens the database compiles them with its checkpointer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from langgraph.graph import StateGraph
+
+BUILTIN = {
+    "task_queue": "graphs.task_queue",
+    "risky": "graphs.risky",
+    "research": "graphs.research",
+}
+
+
+class GraphLoadError(ValueError):
+    """A graph name or spec that names no usable graph; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph ready to compile, and what a thread records about it."""
+
+    spec: str
+    """The name or `path.py:attr` / `module:attr` as the thread stores it."""
+
+    version: str
+    description: str
+    build: Callable[..., StateGraph]
+    builtin: bool
+    validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def input_keys(self) -> set[str] | None:
+        """Keys the input schema declares, or None when it is not a TypedDict."""
+        schema = self.build().input_schema
+        try:
+            hints = typing.get_type_hints(schema)
+        except Exception:
+            return None
+        if not (isinstance(schema, type) and issubclass(schema, dict)):
+            return None
+        return set(hints)
+
+
+def builtin_names() -> list[str]:
+    return list(BUILTIN)
+
+
+def load_graph(spec: str) -> GraphSpec:
+    """Resolve a graph name or spec; raise GraphLoadError with a hint when it cannot."""
+    if spec in BUILTIN:
+        module = importlib.import_module(BUILTIN[spec])
+        return GraphSpec(
+            spec=spec,
+            version=module.VERSION,
+            description=module.DESCRIPTION,
+            build=module.build,
+            builtin=True,
+            validate=getattr(module, "validate_input", None),
+        )
+    if ":" not in spec:
+        raise GraphLoadError(
+            f"unknown graph {spec!r}; choose one of {', '.join(BUILTIN)} "
+            "(agent graphs lists them) or name your own as path/to/file.py:attr or package.module:attr"
+        )
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        path = Path(target).expanduser().resolve()
+        module = _import_file(path)
+        spec = f"{path}:{attr}"
+        source_file = path
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise GraphLoadError(f"cannot import module {target!r} for graph {spec!r}: {exc}") from None
+        source_file = Path(module.__file__) if getattr(module, "__file__", None) else None
+    if not hasattr(module, attr):
+        raise GraphLoadError(f"{target} has no attribute {attr!r}; name a StateGraph or a function that builds one")
+    obj = getattr(module, attr)
+    build = _builder_for(obj, spec)
+    doc = (inspect.getdoc(module) or "").strip().splitlines()
+    return GraphSpec(
+        spec=spec,
+        version=_file_version(source_file),
+        description=doc[0] if doc else f"user graph {attr} from {target}",
+        build=build,
+        builtin=False,
+    )
+
+
+def _import_file(path: Path) -> ModuleType:
+    if not path.is_file():
+        raise GraphLoadError(f"graph file {path} does not exist")
+    name = "agent_user_graph_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise GraphLoadError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    # Let the file import its neighbours, as `langgraph dev` does.
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise GraphLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _builder_for(obj: Any, spec: str) -> Callable[..., StateGraph]:
+    def as_state_graph(value: Any) -> StateGraph:
+        if isinstance(value, StateGraph):
+            return value
+        builder = getattr(value, "builder", None)  # a compiled graph keeps its builder
+        if isinstance(builder, StateGraph):
+            return builder
+        raise GraphLoadError(f"{spec} is a {type(value).__name__}, not a StateGraph or a function that builds one")
+
+    if isinstance(obj, StateGraph) or isinstance(getattr(obj, "builder", None), StateGraph):
+        graph = as_state_graph(obj)
+        return lambda **_: graph
+    if callable(obj):
+        def build(**_: Any) -> StateGraph:
+            try:
+                value = obj()
+            except GraphLoadError:
+                raise
+            except Exception as exc:
+                raise GraphLoadError(f"building {spec} failed: {type(exc).__name__}: {exc}") from None
+            return as_state_graph(value)
+
+        return build
+    return lambda **_: as_state_graph(obj)
+
+
+def _file_version(path: Path | None) -> str:
+    if path is None or not path.is_file():
+        return "unknown"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]

@@ -1,0 +1,49 @@
+"""A queue of items, each sent through a chat model with a prompt template."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from langgraph.graph import START, StateGraph
+from langgraph.types import RetryPolicy
+
+from nodes.errors import is_retryable
+from nodes.items import ItemsError, read_items
+from nodes.queue import dispatch, load_items, process_item, route_batch
+from state.context import RunContext
+from state.task_queue import TaskQueueInput, TaskQueueState
+
+DESCRIPTION = "Items through a chat model with a prompt template; failed items are given up, the rest go on."
+VERSION = "1"
+
+
+def build(max_attempts: int = 3) -> StateGraph:
+    graph = StateGraph(TaskQueueState, context_schema=RunContext, input_schema=TaskQueueInput)
+    graph.add_node("load_items", load_items)
+    graph.add_node("dispatch", dispatch)
+    graph.add_node(
+        "process_item",
+        process_item,
+        retry_policy=RetryPolicy(max_attempts=max_attempts, retry_on=is_retryable),
+    )
+    graph.add_edge(START, "load_items")
+    graph.add_edge("load_items", "dispatch")
+    graph.add_conditional_edges("dispatch", route_batch, ["process_item", "__end__"])
+    graph.add_edge("process_item", "dispatch")
+    return graph
+
+
+def validate_input(data: dict[str, Any]) -> dict[str, Any]:
+    """Check the input before anything is written; make `items_file` absolute."""
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or "{item}" not in prompt:
+        raise ValueError('the input needs a "prompt" that contains {item}, e.g. "Summarize: {item}"')
+    data = dict(data)
+    if isinstance(data.get("items_file"), str):
+        data["items_file"] = os.path.abspath(os.path.expanduser(data["items_file"]))
+    try:
+        read_items(data.get("items"), data.get("items_file"), data.get("items_column"))
+    except ItemsError as exc:
+        raise ValueError(str(exc)) from None
+    return data

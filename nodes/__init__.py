@@ -1,0 +1,1 @@
+"""Node functions, grouped by concern: `(state, runtime) -> partial update`."""

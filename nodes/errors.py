@@ -1,0 +1,77 @@
+"""How a failure is classified: retry it, give the item up, or fail the run.
+
+Classification reads attributes (`status_code`) and class names rather than importing the
+OpenAI client, so read-only commands never pay for that import.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Failure = Literal["retryable", "item", "fatal"]
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+"""Rate limits, timeouts and server errors: the same request may succeed later."""
+
+FATAL_STATUS = frozenset({401, 403, 404})
+"""Wrong key, no permission, unknown model or endpoint: no item can succeed until fixed."""
+
+_RETRYABLE_NAMES = frozenset(
+    {
+        "APITimeoutError",
+        "APIConnectionError",
+        "ConnectError",
+        "ReadTimeout",
+        "WriteTimeout",
+        "ConnectTimeout",
+        "PoolTimeout",
+        "RemoteProtocolError",
+        "ReadError",
+        "NodeTimeoutError",
+    }
+)
+
+
+class OperationError(Exception):
+    """A failure raised by an operation this project simulates or wraps.
+
+    `status_code` follows HTTP, so these classify exactly like errors from a real endpoint.
+    """
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+def classify(exc: BaseException) -> Failure:
+    """`retryable`: try again after a backoff. `item`: only this input is bad, give it up.
+    `fatal`: a configuration problem or a bug; stop the run so it can be fixed and resumed."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        if status in RETRYABLE_STATUS:
+            return "retryable"
+        if status in FATAL_STATUS:
+            return "fatal"
+        if 400 <= status < 500:
+            return "item"
+        return "retryable" if status >= 500 else "fatal"
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return "retryable"
+    if any(cls.__name__ in _RETRYABLE_NAMES for cls in type(exc).__mro__):
+        return "retryable"
+    return "fatal"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The `retry_on` of the project's `RetryPolicy`s."""
+    return classify(exc) == "retryable"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a user: class, HTTP status where there is one, and the message."""
+    status = getattr(exc, "status_code", None)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 300:
+        text = text[:297] + "..."
+    prefix = type(exc).__name__ + (f" ({status})" if isinstance(status, int) else "")
+    return f"{prefix}: {text}"

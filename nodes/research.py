@@ -1,0 +1,61 @@
+"""Nodes of the `research` graph: plan, one node run per step, then a synthesis."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from langgraph.runtime import Runtime
+
+from nodes.usage import text_of, token_usage
+from state.context import RunContext
+from state.research import ResearchState
+
+MAX_STEPS = 20
+
+
+def step_count(state: ResearchState) -> int:
+    return max(1, min(MAX_STEPS, int(state.get("steps", 3))))
+
+
+async def plan(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
+    n = step_count(state)
+    prompt = (
+        f"Plan research on this question: {state['question']}\n"
+        f"Reply with exactly {n} lines, one research step a line."
+    )
+    message = await runtime.context.require_model().ainvoke(prompt)
+    steps = parse_plan(text_of(message), n, state["question"])
+    return {"plan": steps, "step_index": 0, **token_usage(message)}
+
+
+def parse_plan(text: str, n: int, question: str) -> list[str]:
+    """Up to n non-empty lines, numbering stripped; padded if the model gave fewer."""
+    lines = [re.sub(r"^\s*(\d+[.)]|[-*])\s*", "", line).strip() for line in text.splitlines()]
+    steps = [line for line in lines if line][:n]
+    while len(steps) < n:
+        steps.append(f"Examine aspect {len(steps) + 1} of: {question}")
+    return steps
+
+
+async def research_step(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
+    index = state.get("step_index", 0)
+    notes = "\n".join(f"- {note}" for note in state.get("notes", [])) or "- (none yet)"
+    prompt = (
+        f"Question: {state['question']}\n"
+        f"Findings so far:\n{notes}\n"
+        f"Now do step {index + 1}: {state['plan'][index]}"
+    )
+    message = await runtime.context.require_model().ainvoke(prompt)
+    return {"notes": [text_of(message)], "step_index": index + 1, **token_usage(message)}
+
+
+def route_step(state: ResearchState) -> Literal["research_step", "synthesize"]:
+    return "research_step" if state.get("step_index", 0) < len(state.get("plan", [])) else "synthesize"
+
+
+async def synthesize(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
+    notes = "\n".join(f"{i + 1}. {note}" for i, note in enumerate(state.get("notes", [])))
+    prompt = f"Question: {state['question']}\nFindings:\n{notes}\nWrite the final answer."
+    message = await runtime.context.require_model().ainvoke(prompt)
+    return {"answer": text_of(message), **token_usage(message)}

@@ -1,0 +1,171 @@
+"""Reading threads: history, state at a checkpoint, naming checkpoints, per-item results."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from graphs import GraphLoadError, GraphSpec, load_graph
+from nodes.storage import results_namespace
+from runtime.db import Database
+from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, NoResults, UnknownGraph
+from runtime import threads
+
+STEP_REF = re.compile(r"^-?\d{1,7}$")
+
+
+@dataclass
+class HistoryRow:
+    checkpoint_id: str
+    parent_id: str | None
+    step: int
+    source: str
+    writers: list[str]
+    next: list[str]
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+@dataclass
+class StateView:
+    thread_id: str
+    graph: str
+    status: str
+    checkpoint_id: str
+    parent_id: str | None
+    step: int
+    created_at: str
+    next: list[str]
+    values: dict[str, Any]
+    tasks: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _compiled(db: Database, spec: GraphSpec):
+    return spec.build().compile(checkpointer=db.checkpointer())
+
+
+def _spec_for(db: Database, thread_id: str) -> tuple[threads.ThreadRecord, GraphSpec]:
+    record = threads.get_thread(db, thread_id)
+    try:
+        return record, load_graph(record.graph)
+    except GraphLoadError as exc:
+        raise UnknownGraph(f"thread {thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+
+
+def latest_state(db: Database, spec: GraphSpec, thread_id: str):
+    snapshot = _compiled(db, spec).get_state({"configurable": {"thread_id": thread_id}})
+    return snapshot if snapshot.config else None
+
+
+def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None, int]]:
+    rows = db.conn.execute(
+        "SELECT checkpoint_id, parent_checkpoint_id, metadata FROM checkpoints "
+        "WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id",
+        (thread_id,),
+    ).fetchall()
+    return [(cid, parent, json.loads(meta or b"{}").get("step", -1)) for cid, parent, meta in rows]
+
+
+def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
+    """A checkpoint named by full id, unique id prefix, or step number (on the latest branch)."""
+    threads.get_thread(db, thread_id)
+    rows = _checkpoint_rows(db, thread_id)
+    hint = f"agent history --thread {thread_id} lists its checkpoints"
+    if STEP_REF.match(ref):
+        step = int(ref)
+        by_id = {cid: (parent, s) for cid, parent, s in rows}
+        cursor = rows[-1][0] if rows else None
+        while cursor is not None:
+            parent, s = by_id[cursor]
+            if s == step:
+                return cursor
+            cursor = parent
+        raise CheckpointNotFound(f"thread {thread_id!r} has no step {step} on its latest branch", hint)
+    matches = [cid for cid, _, _ in rows if cid.startswith(ref)]
+    if ref in matches:
+        return ref
+    if not matches:
+        raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint {ref!r}", hint)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:10]) + (" ..." if len(matches) > 10 else "")
+        raise AmbiguousCheckpoint(f"checkpoint prefix {ref!r} matches {len(matches)}: {shown}", "give more characters of the id")
+    return matches[0]
+
+
+def get_history(db: Database, thread_id: str, limit: int | None = None) -> list[HistoryRow]:
+    """The thread's checkpoints, newest first, every branch included."""
+    _, spec = _spec_for(db, thread_id)
+    graph = _compiled(db, spec)
+    snapshots = list(graph.get_state_history({"configurable": {"thread_id": thread_id}}))
+    next_of = {s.config["configurable"]["checkpoint_id"]: list(s.next) for s in snapshots}
+    rows = []
+    for snap in snapshots[: limit if limit else None]:
+        parent = snap.parent_config["configurable"]["checkpoint_id"] if snap.parent_config else None
+        rows.append(
+            HistoryRow(
+                checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+                parent_id=parent,
+                step=snap.metadata.get("step", -1) if snap.metadata else -1,
+                source=(snap.metadata or {}).get("source", ""),
+                writers=sorted(set(next_of.get(parent, []))) if parent else [],
+                next=list(snap.next),
+                created_at=snap.created_at or "",
+            )
+        )
+    return rows
+
+
+def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> StateView:
+    """The state at the latest checkpoint, or at the one `checkpoint` names."""
+    record, spec = _spec_for(db, thread_id)
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint:
+        configurable["checkpoint_id"] = resolve_checkpoint(db, thread_id, checkpoint)
+    snap = _compiled(db, spec).get_state({"configurable": configurable})
+    if not snap.config:
+        raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", f"agent resume --thread {thread_id} starts it again")
+    return StateView(
+        thread_id=thread_id,
+        graph=record.graph,
+        status=record.shown_status,
+        checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+        parent_id=snap.parent_config["configurable"]["checkpoint_id"] if snap.parent_config else None,
+        step=(snap.metadata or {}).get("step", -1),
+        created_at=snap.created_at or "",
+        next=list(snap.next),
+        values=snap.values if isinstance(snap.values, dict) else {"value": snap.values},
+        tasks=[
+            {
+                "name": t.name,
+                "error": t.error,
+                "interrupts": [getattr(i, "value", i) for i in t.interrupts],
+            }
+            for t in snap.tasks
+        ],
+    )
+
+
+def iter_results(db: Database, thread_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """The thread's per-item results in item order, streamed from the store."""
+    record = threads.get_thread(db, thread_id)
+    prefix = ".".join(results_namespace(thread_id))
+    try:
+        cursor = db.conn.execute("SELECT value FROM store WHERE prefix = ? ORDER BY key", (prefix,))
+    except sqlite3.OperationalError:  # no store table yet: no graph has written results
+        cursor = iter(())
+    seen = False
+    for (value,) in cursor:
+        seen = True
+        result = json.loads(value)
+        if status is None or result.get("status") == status:
+            yield result
+    if not seen and record.graph != "task_queue":
+        raise NoResults(f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results", f"agent state --thread {thread_id} shows its state")

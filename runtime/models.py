@@ -1,0 +1,135 @@
+"""The model factory: the one place where chat models are built.
+
+`offline` is a deterministic local chat model: no key, no network, and token usage reported
+as a real endpoint would, so costs and budgets work offline. Options after a colon tune it
+for demonstrations and tests, e.g. `offline:latency=0.1,fail_first=1`:
+
+- `latency`: seconds each call takes;
+- `fail_first`: each distinct prompt fails this many times (503) before it succeeds;
+- `fail_on`: prompts containing this text always fail (503);
+- `reject_on`: prompts containing this text are refused as bad requests (400).
+
+`openai:<name>` is any OpenAI-compatible endpoint via langchain-openai (`OPENAI_API_KEY`,
+`OPENAI_BASE_URL`). The client's own retries are off: the graph's RetryPolicy is the one
+layer that retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import threading
+import time
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from nodes.errors import OperationError
+from runtime.errors import BadInput
+
+DEFAULT_MODEL = "offline"
+DEFAULT_TIMEOUT = 60.0
+
+
+class OfflineChatModel(BaseChatModel):
+    """Deterministic answers computed from the prompt; usage counted at ~4 characters a token."""
+
+    latency: float = 0.0
+    fail_first: int = 0
+    fail_on: str | None = None
+    reject_on: str | None = None
+
+    def model_post_init(self, __context: Any) -> None:
+        self._calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def _llm_type(self) -> str:
+        return "offline"
+
+    def _answer(self, messages: list[BaseMessage]) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        digest = hashlib.sha256(prompt.encode()).hexdigest()
+        with self._lock:
+            calls = self._calls[digest] = self._calls.get(digest, 0) + 1
+        if self.reject_on and self.reject_on in prompt:
+            raise OperationError("offline model refused the prompt (bad request)", 400)
+        if (self.fail_on and self.fail_on in prompt) or calls <= self.fail_first:
+            raise OperationError("offline model is unavailable (simulated)", 503)
+        text = offline_reply(prompt, digest)
+        usage = {
+            "input_tokens": max(1, len(prompt) // 4),
+            "output_tokens": max(1, len(text) // 4),
+        }
+        usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+        message = AIMessage(content=text, usage_metadata=usage, response_metadata={"model_name": "offline"})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+        if self.latency:
+            time.sleep(self.latency)
+        return self._answer(messages)
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._answer(messages)
+
+
+def offline_reply(prompt: str, digest: str) -> str:
+    """A short, stable reply; asked for "exactly N lines", it gives N lines."""
+    words = re.findall(r"[\w'-]+", prompt)
+    lines = re.search(r"exactly (\d+) lines", prompt)
+    if lines:
+        topic = " ".join(words[:12])
+        return "\n".join(f"{i}. Look into part {i} of: {topic}" for i in range(1, int(lines.group(1)) + 1))
+    return f"[offline {digest[:8]}] " + " ".join(words[:24])
+
+
+def make_model(spec: str | None = None) -> BaseChatModel:
+    """Build the chat model a spec names; raise BadInput (exit 2) for a spec that names none."""
+    spec = spec or os.environ.get("AGENT_MODEL") or DEFAULT_MODEL
+    provider, _, rest = spec.partition(":")
+    if provider == "offline":
+        return OfflineChatModel(**_offline_options(rest))
+    if provider == "openai":
+        if not rest:
+            raise BadInput("--model openai needs a model name", "e.g. --model openai:gpt-4o-mini")
+        return _openai(rest)
+    raise BadInput(f"unknown model {spec!r}", "use --model offline or --model openai:<name>")
+
+
+def _offline_options(text: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    kinds = {"latency": float, "fail_first": int, "fail_on": str, "reject_on": str}
+    for part in filter(None, text.split(",")):
+        key, eq, value = part.partition("=")
+        if key not in kinds or not eq:
+            raise BadInput(f"unknown offline model option {part!r}", f"options: {', '.join(kinds)} (e.g. offline:latency=0.1)")
+        try:
+            options[key] = kinds[key](value)
+        except ValueError:
+            raise BadInput(f"offline model option {key} needs a {kinds[key].__name__}, not {value!r}") from None
+    return options
+
+
+def _openai(name: str) -> BaseChatModel:
+    if not os.environ.get("OPENAI_API_KEY"):
+        raise BadInput("OPENAI_API_KEY is not set", "export OPENAI_API_KEY=... (and OPENAI_BASE_URL for another endpoint)")
+    from langchain_openai import ChatOpenAI  # heavy: imported only when a real model is used
+
+    return ChatOpenAI(
+        model=name,
+        max_retries=0,
+        timeout=float(os.environ.get("AGENT_MODEL_TIMEOUT", DEFAULT_TIMEOUT)),
+        stream_usage=True,
+    )
+
+
+def model_label(spec: str | None) -> str:
+    """The spec as shown to a user (it never holds a secret)."""
+    return spec or os.environ.get("AGENT_MODEL") or DEFAULT_MODEL

@@ -1,0 +1,315 @@
+"""Running and resuming threads: the durable loop shared by the CLI and notebooks.
+
+Every run streams with `durability="sync"`: the checkpoint of a step is committed before the
+next step starts, and each finished task's writes are saved as it finishes, so a crash loses
+only the tasks that were still running. Ctrl-C and SIGTERM ask LangGraph to drain: the run
+stops at the next step boundary with everything before it saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
+
+from graphs import GraphLoadError, GraphSpec, load_graph
+from nodes.errors import describe
+from runtime import threads
+from runtime.db import Database
+from runtime.errors import BadInput, NothingToResume, UnknownGraph
+from runtime.history import resolve_checkpoint, latest_state
+from runtime.models import make_model, model_label
+from runtime.redact import redact
+from state.context import RunContext
+
+RECURSION_LIMIT = 10_000_000
+"""Steps one invocation may take: queues of many items legitimately loop for long."""
+
+EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 3, "stopped": 130}
+
+
+@dataclass
+class RunSettings:
+    """How a thread runs; stored with the thread (never a secret) and reused on resume."""
+
+    model: str | None = None
+    max_attempts: int = 3
+    concurrency: int = 4
+
+    def validated(self) -> "RunSettings":
+        if self.max_attempts < 1:
+            raise BadInput(f"--max-attempts must be at least 1, not {self.max_attempts}")
+        if self.concurrency < 1:
+            raise BadInput(f"--concurrency must be at least 1, not {self.concurrency}")
+        self.model = model_label(self.model)
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "max_attempts": self.max_attempts, "concurrency": self.concurrency}
+
+
+@dataclass
+class RunEvent:
+    """Something to show while a run goes: a finished node, a committed step, a notice."""
+
+    kind: str
+    step: int | None = None
+    node: str | None = None
+    seconds: float | None = None
+    error: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    thread_id: str
+    graph: str
+    status: str
+    steps: int
+    checkpoint_id: str | None
+    seconds: float
+    error: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+
+EventHandler = Callable[[RunEvent], None]
+
+
+def load_spec(spec: str) -> GraphSpec:
+    try:
+        return load_graph(spec)
+    except GraphLoadError as exc:
+        raise UnknownGraph(str(exc), "agent graphs lists the built-in graphs") from None
+
+
+def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
+    """Check an input against the graph before anything is written."""
+    if not isinstance(data, dict):
+        raise BadInput("the input must be a JSON object", 'e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
+    keys = spec.input_keys()
+    if keys is not None and (unknown := sorted(set(data) - keys)):
+        raise BadInput(f"unknown input key(s) {', '.join(unknown)} for graph {spec.spec}", f"its input keys: {', '.join(sorted(keys))}")
+    if spec.validate is not None:
+        try:
+            data = spec.validate(data)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    return data
+
+
+def validate_run(graph: str, input: Any, settings: RunSettings | None = None) -> tuple[GraphSpec, dict[str, Any], RunSettings]:
+    """Everything `run_thread` checks before it writes: the graph, the input, the settings, the model."""
+    spec = load_spec(graph)
+    settings = (settings or RunSettings()).validated()
+    data = prepare_input(spec, input)
+    make_model(settings.model)
+    return spec, data, settings
+
+
+def run_thread(
+    db: Database,
+    graph: str,
+    thread_id: str,
+    input: dict[str, Any],
+    settings: RunSettings | None = None,
+    *,
+    on_event: EventHandler | None = None,
+    handle_signals: bool = False,
+) -> RunOutcome:
+    """Start a new thread of `graph` with `input`, run it to the end (or a stop), and return how it ended."""
+    spec, data, settings = validate_run(graph, input, settings)
+    model = make_model(settings.model)
+    threads.create_thread(db, thread_id, spec.spec, spec.version, settings.as_dict())
+    return _run_sync(_drive(db, spec, settings, model, thread_id, data, None, on_event, handle_signals))
+
+
+def resume_thread(
+    db: Database,
+    thread_id: str,
+    checkpoint: str | None = None,
+    settings: dict[str, Any] | None = None,
+    *,
+    on_event: EventHandler | None = None,
+    handle_signals: bool = False,
+) -> RunOutcome:
+    """Continue a thread from its latest checkpoint (input None), or fork it from `checkpoint`.
+
+    `settings` overrides what the thread recorded (model, max_attempts, concurrency).
+    """
+    record = threads.get_thread(db, thread_id)
+    spec = load_spec(record.graph)
+    merged = RunSettings(**{**record.settings, **{k: v for k, v in (settings or {}).items() if v is not None}}).validated()
+    checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
+    if checkpoint_id is None:
+        state = latest_state(db, spec, thread_id)
+        if state is None or (not state.next and not state.tasks):
+            raise NothingToResume(
+                f"thread {thread_id!r} has completed; there is nothing to resume",
+                f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",
+            )
+    model = make_model(merged.model)
+    threads.acquire(db, thread_id, merged.as_dict())
+    if record.graph_version != spec.version and on_event:
+        on_event(RunEvent("warning", message=f"graph {record.graph} changed since this thread started (version {record.graph_version} -> {spec.version})"))
+    return _run_sync(_drive(db, spec, merged, model, thread_id, None, checkpoint_id, on_event, handle_signals))
+
+
+def _run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion, also from inside a running loop (a notebook)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name="agent-run")
+    worker.start()
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def _drive(
+    db: Database,
+    spec: GraphSpec,
+    settings: RunSettings,
+    model: Any,
+    thread_id: str,
+    data: dict[str, Any] | None,
+    checkpoint_id: str | None,
+    on_event: EventHandler | None,
+    handle_signals: bool,
+) -> RunOutcome:
+    emit = on_event or (lambda event: None)
+    started = time.monotonic()
+    control = RunControl()
+    progress = {"step": -1, "checkpoint_id": checkpoint_id}
+    status, error = "failed", None
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    config = {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
+    restore_signals = _install_signals(control, emit) if handle_signals else (lambda: None)
+    beat = asyncio.create_task(_heartbeat(db, thread_id, progress))
+    try:
+        async with db.open_async() as (saver, store):
+            builder = spec.build(max_attempts=settings.max_attempts)
+            graph = builder.compile(checkpointer=saver, store=store)
+            context = None
+            if builder.context_schema is RunContext:
+                context = RunContext(model=model, max_attempts=settings.max_attempts, concurrency=settings.concurrency)
+            try:
+                await _stream(graph, data, config, context, control, progress, emit)
+                state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+                status = "interrupted" if (state.next or state.interrupts) else "completed"
+                values = state.values if isinstance(state.values, dict) else {}
+            except GraphDrained:
+                status, values = "stopped", {}
+            except asyncio.CancelledError:
+                status, values = "stopped", {}
+                asyncio.current_task().uncancel()
+            except Exception as exc:
+                status, error, values = "failed", explain_failure(exc), {}
+    finally:
+        beat.cancel()
+        restore_signals()
+        threads.release(db, thread_id, status, progress["step"] if progress["step"] >= 0 else None, error)
+    return RunOutcome(
+        thread_id=thread_id,
+        graph=spec.spec,
+        status=status,
+        steps=max(progress["step"], 0),
+        checkpoint_id=progress["checkpoint_id"],
+        seconds=time.monotonic() - started,
+        error=error,
+        values=values,
+    )
+
+
+async def _stream(graph, data, config, context, control, progress, emit) -> None:
+    started: dict[str, float] = {}
+    async for mode, payload in graph.astream(
+        data,
+        config,
+        context=context,
+        durability="sync",
+        stream_mode=["tasks", "checkpoints"],
+        control=control,
+    ):
+        if mode == "checkpoints":
+            progress["step"] = payload["metadata"].get("step", progress["step"])
+            progress["checkpoint_id"] = payload["config"]["configurable"]["checkpoint_id"]
+            emit(RunEvent("checkpoint", step=progress["step"]))
+        elif "triggers" in payload:  # a task started
+            started[payload["id"]] = time.monotonic()
+        else:
+            began = started.pop(payload["id"], None)
+            err = payload.get("error")
+            emit(
+                RunEvent(
+                    "node",
+                    step=progress["step"] + 1,
+                    node=payload["name"],
+                    seconds=(time.monotonic() - began) if began else None,
+                    error=redact(describe(err)) if err else None,
+                )
+            )
+
+
+def explain_failure(exc: BaseException) -> str:
+    """One line for why a run failed, with the fix where it is known; never a secret."""
+    status = getattr(exc, "status_code", None)
+    if status == 401:
+        return "the model endpoint rejected the API key (401): OPENAI_API_KEY is missing or wrong"
+    if status == 403:
+        return "the model endpoint refused access (403): the key lacks permission for this model"
+    if status == 404:
+        return f"the model endpoint does not know this model or path (404): {redact(describe(exc))}"
+    return redact(describe(exc))
+
+
+async def _heartbeat(db: Database, thread_id: str, progress: dict[str, Any]) -> None:
+    while True:
+        await asyncio.sleep(threads.HEARTBEAT_SECONDS)
+        threads.heartbeat(db, thread_id, max(progress["step"], 0))
+
+
+def _install_signals(control: RunControl, emit: EventHandler) -> Callable[[], None]:
+    """First Ctrl-C/SIGTERM: drain at the next step boundary. Second: stop now."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            control.request_drain(signal.Signals(signum).name)
+            emit(RunEvent("stopping", message="stopping after the node in flight (Ctrl-C again to stop now)"))
+        elif task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def restore() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return restore
