@@ -210,6 +210,7 @@ def run(
     model: ModelOpt = None,
     max_attempts: Annotated[int, typer.Option(help="Attempts per model call or operation, the first included.")] = 3,
     concurrency: Annotated[int, typer.Option(help="Queue items processed side by side.")] = 4,
+    backoff: Annotated[float, typer.Option(help="Seconds before the first retry, doubling after each; 0 retries at once.")] = 0.5,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -223,7 +224,7 @@ def run(
 
     _check_thread_id(thread)
     data = _parse_input(input)
-    settings = RunSettings(model=model, max_attempts=max_attempts, concurrency=concurrency)
+    settings = RunSettings(model=model, max_attempts=max_attempts, concurrency=concurrency, backoff=backoff)
     validate_run(graph, data, settings)  # a bad graph, input or model fails here, before the database is touched
     with _open(db, create=True) as database:
         outcome = run_thread(database, graph, thread, data, settings, on_event=_event_printer(quiet or as_json), handle_signals=True)
@@ -238,6 +239,7 @@ def resume(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Use another model from now on.")] = None,
     max_attempts: Annotated[Optional[int], typer.Option(help="Change the attempts per call.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(help="Change the queue's concurrency.")] = None,
+    backoff: Annotated[Optional[float], typer.Option(help="Change the first retry's wait in seconds.")] = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -249,7 +251,7 @@ def resume(
     """
     from runtime import resume_thread
 
-    overrides = {"model": model, "max_attempts": max_attempts, "concurrency": concurrency}
+    overrides = {"model": model, "max_attempts": max_attempts, "concurrency": concurrency, "backoff": backoff}
     with _open(db) as database:
         outcome = resume_thread(database, thread, checkpoint, overrides, on_event=_event_printer(quiet or as_json), handle_signals=True)
     _finish(outcome, as_json)
@@ -305,9 +307,17 @@ def history(
     _table(
         f"thread {thread}",
         ["step", "checkpoint", "source", "written by", "next", "created"],
-        [[r.step, r.checkpoint_id, r.source, ", ".join(r.writers), ", ".join(r.next), r.created_at[11:19]] for r in rows],
-        keep=("checkpoint",),
+        [[r.step, r.checkpoint_id, r.source, _names(r.writers), _names(r.next), r.created_at[11:19]] for r in rows],
+        keep=("checkpoint", "source", "created"),
     )
+
+
+def _names(names: list[str]) -> str:
+    """Node names with repeats counted: `process_item ×4, dispatch`."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(name + (f" ×{n}" if n > 1 else "") for name, n in counts.items())
 
 
 @app.command()

@@ -87,11 +87,14 @@ def load_graph(spec: str) -> GraphSpec:
             module = importlib.import_module(target)
         except ImportError as exc:
             raise GraphLoadError(f"cannot import module {target!r} for graph {spec!r}: {exc}") from None
+        except Exception as exc:
+            raise GraphLoadError(f"importing module {target} failed: {type(exc).__name__}: {exc}") from None
         source_file = Path(module.__file__) if getattr(module, "__file__", None) else None
     if not hasattr(module, attr):
         raise GraphLoadError(f"{target} has no attribute {attr!r}; name a StateGraph or a function that builds one")
     obj = getattr(module, attr)
     build = _builder_for(obj, spec)
+    build()  # an attribute that is no graph fails here, as a GraphLoadError, not later at compile time
     doc = (inspect.getdoc(module) or "").strip().splitlines()
     return GraphSpec(
         spec=spec,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
 
-from nodes.errors import is_retryable
+from nodes.errors import retry_policy
 from nodes.research import MAX_STEPS, plan, research_step, route_step, synthesize
 from state.context import RunContext
 from state.research import ResearchInput, ResearchState
@@ -16,8 +15,8 @@ DESCRIPTION = "Plan a question into steps, research each over the findings so fa
 VERSION = "1"
 
 
-def build(max_attempts: int = 3) -> StateGraph:
-    retry = RetryPolicy(max_attempts=max_attempts, retry_on=is_retryable)
+def build(max_attempts: int = 3, backoff: float = 0.5) -> StateGraph:
+    retry = retry_policy(max_attempts, backoff)
     graph = StateGraph(ResearchState, context_schema=RunContext, input_schema=ResearchInput)
     graph.add_node("plan", plan, retry_policy=retry)
     graph.add_node("research_step", research_step, retry_policy=retry)

@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from nodes.risky import attempt, backoff, give_up, route_after_attempt, succeeded
+from nodes.risky import attempt, give_up, route_after_attempt, succeeded, wait_backoff
 from state.context import RunContext
 from state.risky import RiskyInput, RiskyState
 
@@ -14,12 +14,12 @@ DESCRIPTION = "One risky operation with retry-with-backoff and give-up branches;
 VERSION = "1"
 
 
-def build(max_attempts: int = 3) -> StateGraph:
+def build(max_attempts: int = 3, backoff: float = 0.5) -> StateGraph:
     # Attempts are counted in state, not by a RetryPolicy, so each one is checkpointed;
-    # the input's max_attempts (or the run's) bounds them.
+    # the input's max_attempts and backoff (or the run's, from the context) apply.
     graph = StateGraph(RiskyState, context_schema=RunContext, input_schema=RiskyInput)
     graph.add_node("attempt", attempt)
-    graph.add_node("backoff", backoff)
+    graph.add_node("backoff", wait_backoff)
     graph.add_node("succeeded", succeeded)
     graph.add_node("give_up", give_up)
     graph.add_edge(START, "attempt")

@@ -6,9 +6,8 @@ import os
 from typing import Any
 
 from langgraph.graph import START, StateGraph
-from langgraph.types import RetryPolicy
 
-from nodes.errors import is_retryable
+from nodes.errors import retry_policy
 from nodes.items import ItemsError, read_items
 from nodes.queue import dispatch, load_items, process_item, route_batch
 from state.context import RunContext
@@ -18,14 +17,14 @@ DESCRIPTION = "Items through a chat model with a prompt template; failed items a
 VERSION = "1"
 
 
-def build(max_attempts: int = 3) -> StateGraph:
+def build(max_attempts: int = 3, backoff: float = 0.5) -> StateGraph:
     graph = StateGraph(TaskQueueState, context_schema=RunContext, input_schema=TaskQueueInput)
     graph.add_node("load_items", load_items)
     graph.add_node("dispatch", dispatch)
     graph.add_node(
         "process_item",
         process_item,
-        retry_policy=RetryPolicy(max_attempts=max_attempts, retry_on=is_retryable),
+        retry_policy=retry_policy(max_attempts, backoff),
     )
     graph.add_edge(START, "load_items")
     graph.add_edge("load_items", "dispatch")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from langgraph.types import RetryPolicy
+
 Failure = Literal["retryable", "item", "fatal"]
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -65,6 +67,20 @@ def classify(exc: BaseException) -> Failure:
 def is_retryable(exc: BaseException) -> bool:
     """The `retry_on` of the project's `RetryPolicy`s."""
     return classify(exc) == "retryable"
+
+
+def retry_policy(max_attempts: int, backoff: float) -> RetryPolicy:
+    """LangGraph's RetryPolicy on the project's classification: exponential backoff from
+    `backoff` seconds, doubling, capped at a minute, with LangGraph's jitter (up to +1 s)
+    unless `backoff` is 0, which retries at once."""
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        initial_interval=backoff,
+        backoff_factor=2.0,
+        max_interval=60.0,
+        jitter=backoff > 0,
+        retry_on=is_retryable,
+    )
 
 
 def describe(exc: BaseException) -> str:

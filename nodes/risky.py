@@ -59,15 +59,15 @@ def route_after_attempt(
     return "give_up"
 
 
-def backoff_delay(state: RiskyState) -> float:
-    """Exponential backoff with full jitter on the upper half: base * 2^(n-1), capped."""
-    base = state.get("backoff", 0.5)
+def backoff_delay(state: RiskyState, default: float = 0.5) -> float:
+    """Exponential backoff with jitter on the upper half: base * 2^(n-1), capped."""
+    base = state.get("backoff", default)
     ceiling = min(MAX_BACKOFF, base * 2 ** (state.get("attempts", 1) - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-async def backoff(state: RiskyState, runtime: Runtime[RunContext]) -> dict:
-    await runtime.context.clock.sleep(backoff_delay(state))
+async def wait_backoff(state: RiskyState, runtime: Runtime[RunContext]) -> dict:
+    await runtime.context.clock.sleep(backoff_delay(state, runtime.context.backoff))
     return {}
 
 

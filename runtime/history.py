@@ -115,7 +115,7 @@ def get_history(db: Database, thread_id: str, limit: int | None = None) -> list[
                 parent_id=parent,
                 step=snap.metadata.get("step", -1) if snap.metadata else -1,
                 source=(snap.metadata or {}).get("source", ""),
-                writers=sorted(set(next_of.get(parent, []))) if parent else [],
+                writers=next_of.get(parent, []) if parent and (snap.metadata or {}).get("source") == "loop" else [],
                 next=list(snap.next),
                 created_at=snap.created_at or "",
             )

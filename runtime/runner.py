@@ -41,17 +41,21 @@ class RunSettings:
     model: str | None = None
     max_attempts: int = 3
     concurrency: int = 4
+    backoff: float = 0.5
+    """Seconds before the first retry, doubled after each further failure; 0 retries at once."""
 
     def validated(self) -> "RunSettings":
         if self.max_attempts < 1:
             raise BadInput(f"--max-attempts must be at least 1, not {self.max_attempts}")
         if self.concurrency < 1:
             raise BadInput(f"--concurrency must be at least 1, not {self.concurrency}")
+        if self.backoff < 0:
+            raise BadInput(f"--backoff must be 0 or more seconds, not {self.backoff}")
         self.model = model_label(self.model)
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "max_attempts": self.max_attempts, "concurrency": self.concurrency}
+        return {"model": self.model, "max_attempts": self.max_attempts, "concurrency": self.concurrency, "backoff": self.backoff}
 
 
 @dataclass
@@ -210,16 +214,22 @@ async def _drive(
     beat = asyncio.create_task(_heartbeat(db, thread_id, progress))
     try:
         async with db.open_async() as (saver, store):
-            builder = spec.build(max_attempts=settings.max_attempts)
+            builder = spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff)
             graph = builder.compile(checkpointer=saver, store=store)
             context = None
             if builder.context_schema is RunContext:
-                context = RunContext(model=model, max_attempts=settings.max_attempts, concurrency=settings.concurrency)
+                context = RunContext(
+                    model=model,
+                    max_attempts=settings.max_attempts,
+                    concurrency=settings.concurrency,
+                    backoff=settings.backoff,
+                )
             try:
                 await _stream(graph, data, config, context, control, progress, emit)
                 state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
                 status = "interrupted" if (state.next or state.interrupts) else "completed"
                 values = state.values if isinstance(state.values, dict) else {}
+                error = values.get("give_up_reason")  # a graph that gave up says why
             except GraphDrained:
                 status, values = "stopped", {}
             except asyncio.CancelledError:

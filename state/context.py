@@ -43,6 +43,9 @@ class RunContext:
     concurrency: int = 4
     """How many queue items run side by side in one step."""
 
+    backoff: float = 0.5
+    """Seconds before the first retry of an explicit retry loop; doubled after each failure."""
+
     clock: Clock = field(default_factory=SystemClock)
     """Time source for backoff waits and timestamps."""
 

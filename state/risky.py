@@ -22,7 +22,7 @@ class RiskyInput(TypedDict, total=False):
     """Attempts before giving up, the first included (default: the run's --max-attempts)."""
 
     backoff: float
-    """Seconds before the first retry; doubled after each further failure (default 0.5)."""
+    """Seconds before the first retry; doubled after each further failure (default: the run's --backoff)."""
 
 
 class RiskyState(RiskyInput, total=False):

@@ -1,0 +1,90 @@
+"""Shared fixtures: a database file in tmp_path, the CLI in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "agent.db"
+
+
+@pytest.fixture
+def cli(db_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Invoke the Typer app in-process against the test database."""
+    from cli import app
+
+    monkeypatch.setenv("AGENT_DB", str(db_path))
+    monkeypatch.delenv("AGENT_MODEL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def agent_env(db_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OPENAI_"))}
+    env.update({"AGENT_DB": str(db_path), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    env.update(extra)
+    return env
+
+
+def agent_cmd(*args: str) -> list[str]:
+    """The `agent` console script, run as a real process with this interpreter."""
+    return [sys.executable, "-c", "from cli import main; main()", *args]
+
+
+@pytest.fixture
+def run_agent(db_path: Path, tmp_path: Path):
+    """Run the CLI as a subprocess to completion; returns CompletedProcess."""
+
+    def run(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            agent_cmd(*args), cwd=ROOT, env=agent_env(db_path, **env), capture_output=True, text=True, timeout=timeout
+        )
+
+    return run
+
+
+@pytest.fixture
+def spawn_agent(db_path: Path):
+    """Start the CLI as a subprocess and return the Popen (the test kills or waits for it)."""
+    procs: list[subprocess.Popen] = []
+
+    def spawn(*args: str, **env: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            agent_cmd(*args), cwd=ROOT, env=agent_env(db_path, **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        return proc
+
+    yield spawn
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def db_snapshot(db_path: Path) -> dict[str, list]:
+    """Every row of every table, to prove a command changed nothing."""
+    if not db_path.exists():
+        return {}
+    conn = sqlite3.connect(db_path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        return {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
+    finally:
+        conn.close()
