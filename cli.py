@@ -10,6 +10,7 @@ import csv
 import functools
 import json
 import os
+import sqlite3
 import sys
 import traceback
 from pathlib import Path
@@ -35,6 +36,19 @@ CheckpointOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Optional[str], typer.Option("--model", "-m", envvar="AGENT_MODEL", help="offline (default) or openai:<name> [env AGENT_MODEL].")
+]
+MaxAttemptsOpt = Annotated[
+    Optional[int], typer.Option("--max-attempts", help="Attempts per model call or operation, the first included [default: 3].")
+]
+BackoffOpt = Annotated[
+    Optional[float], typer.Option("--backoff", help="Seconds before the first retry, doubling after each; 0 retries at once [default: 0.5].")
+]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Queue items processed side by side [default: 4].")]
+NodeTimeoutOpt = Annotated[
+    Optional[str], typer.Option("--node-timeout", help="Longest one attempt of a node may take, e.g. 90s; 0 for none [default: 5m].")
+]
+DeadlineOpt = Annotated[
+    Optional[str], typer.Option("--deadline", help="Longest the run may take, e.g. 2h; it then stops at a node boundary [default: none].")
 ]
 DEFAULT_DB = Path("checkpoints") / "agent.db"
 
@@ -101,6 +115,12 @@ def handles_errors(func: Callable) -> Callable:
         except KeyboardInterrupt:
             _err("Interrupted.")
             raise typer.Exit(130) from None
+        except sqlite3.DatabaseError as exc:
+            if debug:
+                traceback.print_exc()
+            _err(f"Error: the database cannot be used: {exc}")
+            _err("Hint: check --db, free disk space and permissions; what was committed before is intact")
+            raise typer.Exit(2) from None
         except Exception as exc:
             from runtime.redact import redact
 
@@ -178,7 +198,7 @@ def _finish(outcome, as_json: bool) -> None:
         _out(line)
         if outcome.error:
             _err(f"Error: {outcome.error}")
-    if outcome.status in ("stopped", "failed"):
+    if outcome.status in ("stopped", "failed", "timeout"):
         _err(f"Resume with: agent resume --thread {outcome.thread_id}")
     elif outcome.status == "interrupted":
         _err(f"Waiting for input; see: agent state --thread {outcome.thread_id}")
@@ -208,9 +228,11 @@ def run(
     thread: ThreadOpt,
     input: Annotated[str, typer.Option("--input", "-i", help="The input: JSON, or @file.json.")] = "{}",
     model: ModelOpt = None,
-    max_attempts: Annotated[int, typer.Option(help="Attempts per model call or operation, the first included.")] = 3,
-    concurrency: Annotated[int, typer.Option(help="Queue items processed side by side.")] = 4,
-    backoff: Annotated[float, typer.Option(help="Seconds before the first retry, doubling after each; 0 retries at once.")] = 0.5,
+    max_attempts: MaxAttemptsOpt = None,
+    backoff: BackoffOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    node_timeout: NodeTimeoutOpt = None,
+    deadline: DeadlineOpt = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -224,7 +246,7 @@ def run(
 
     _check_thread_id(thread)
     data = _parse_input(input)
-    settings = RunSettings(model=model, max_attempts=max_attempts, concurrency=concurrency, backoff=backoff)
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline)
     validate_run(graph, data, settings)  # a bad graph, input or model fails here, before the database is touched
     with _open(db, create=True) as database:
         outcome = run_thread(database, graph, thread, data, settings, on_event=_event_printer(quiet or as_json), handle_signals=True)
@@ -237,9 +259,14 @@ def resume(
     thread: ThreadOpt,
     checkpoint: CheckpointOpt = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Use another model from now on.")] = None,
-    max_attempts: Annotated[Optional[int], typer.Option(help="Change the attempts per call.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Change the queue's concurrency.")] = None,
-    backoff: Annotated[Optional[float], typer.Option(help="Change the first retry's wait in seconds.")] = None,
+    max_attempts: MaxAttemptsOpt = None,
+    backoff: BackoffOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    node_timeout: NodeTimeoutOpt = None,
+    deadline: DeadlineOpt = None,
+    wait: Annotated[
+        Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -247,13 +274,20 @@ def resume(
 ) -> None:
     """Continue a thread from its latest checkpoint, or fork it from an older one with --checkpoint.
 
+    Settings given here (model, attempts, timeouts, ...) replace the thread's from now on;
+    a deadline starts afresh on every resume.
+
     Example: agent resume --thread docs --checkpoint 3
     """
-    from runtime import resume_thread
+    from runtime import RunSettings, resume_thread
+    from runtime.settings import parse_duration
 
-    overrides = {"model": model, "max_attempts": max_attempts, "concurrency": concurrency, "backoff": backoff}
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline)
+    wait_seconds = parse_duration(wait, "--wait")
     with _open(db) as database:
-        outcome = resume_thread(database, thread, checkpoint, overrides, on_event=_event_printer(quiet or as_json), handle_signals=True)
+        outcome = resume_thread(
+            database, thread, checkpoint, settings, wait=wait_seconds, on_event=_event_printer(quiet or as_json), handle_signals=True
+        )
     _finish(outcome, as_json)
 
 
@@ -276,6 +310,42 @@ def threads(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = 
         ["thread", "graph", "status", "steps", "updated", "error"],
         [[r.thread_id, r.graph, r.shown_status, r.steps, _when(r.updated_at), r.error or ""] for r in records],
     )
+
+
+@app.command()
+@handles_errors
+def status(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show one thread's status, its runner (pid, host, heartbeat), progress and last error.
+
+    Works while another process runs the thread.
+
+    Example: agent status --thread docs --json
+    """
+    from runtime import thread_status
+
+    with _open(db) as database:
+        info = thread_status(database, thread)
+    if as_json:
+        _print_json(info)
+        return
+    lines = [
+        ("thread", info["thread_id"]),
+        ("graph", f"{info['graph']} (version {info['graph_version']})"),
+        ("status", info["status"]),
+        ("steps", info["steps"]),
+        ("updated", _when(info["updated_at"])),
+    ]
+    if runner := info["runner"]:
+        age = runner["heartbeat_age"]
+        lines.append(("runner", f"pid {runner['pid']} on {runner['host']}, heartbeat {age}s ago" + ("" if runner["alive"] else " (gone)")))
+    if progress := info["progress"]:
+        lines.append(("items", "{done} done, {failed} failed of {total}".format(**progress)))
+    if info["error"]:
+        lines.append(("error", info["error"]))
+    settings = info["settings"]
+    lines.append(("settings", ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)))
+    for key, value in lines:
+        _out(f"{key:>9}: {value}")
 
 
 def _when(ts: float) -> str:

@@ -5,6 +5,7 @@ Graphs are returned uncompiled; whoever opens the database compiles them with it
 
 from __future__ import annotations
 
+import copy as _copy
 import hashlib
 import importlib
 import importlib.util
@@ -12,12 +13,16 @@ import inspect
 import os
 import sys
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from dataclasses import replace as _dc_replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
 from langgraph.graph import StateGraph
+from langgraph.types import TimeoutPolicy
+
+from nodes.errors import retry_policy
 
 BUILTIN = {
     "task_queue": "graphs.task_queue",
@@ -42,6 +47,8 @@ class GraphSpec:
     build: Callable[..., StateGraph]
     builtin: bool
     validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    """Run settings this graph prefers (max_attempts, node_timeout, deadline, ...)."""
 
     def input_keys(self) -> set[str] | None:
         """Keys the input schema declares, or None when it is not a TypedDict."""
@@ -70,6 +77,7 @@ def load_graph(spec: str) -> GraphSpec:
             build=module.build,
             builtin=True,
             validate=getattr(module, "validate_input", None),
+            defaults=dict(getattr(module, "DEFAULTS", {})),
         )
     if ":" not in spec:
         raise GraphLoadError(
@@ -136,21 +144,42 @@ def _builder_for(obj: Any, spec: str) -> Callable[..., StateGraph]:
             return builder
         raise GraphLoadError(f"{spec} is a {type(value).__name__}, not a StateGraph or a function that builds one")
 
-    if isinstance(obj, StateGraph) or isinstance(getattr(obj, "builder", None), StateGraph):
-        graph = as_state_graph(obj)
-        return lambda **_: graph
-    if callable(obj):
-        def build(**_: Any) -> StateGraph:
-            try:
-                value = obj()
-            except GraphLoadError:
-                raise
-            except Exception as exc:
-                raise GraphLoadError(f"building {spec} failed: {type(exc).__name__}: {exc}") from None
-            return as_state_graph(value)
+    def produce() -> StateGraph:
+        if isinstance(obj, StateGraph) or not callable(obj):
+            return as_state_graph(obj)
+        if isinstance(getattr(obj, "builder", None), StateGraph):
+            return obj.builder
+        try:
+            value = obj()
+        except GraphLoadError:
+            raise
+        except Exception as exc:
+            raise GraphLoadError(f"building {spec} failed: {type(exc).__name__}: {exc}") from None
+        return as_state_graph(value)
 
-        return build
-    return lambda **_: as_state_graph(obj)
+    def build(max_attempts: int | None = None, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
+        graph = produce()
+        if max_attempts is not None or node_timeout:
+            graph = _with_run_policies(graph, max_attempts, backoff, node_timeout)
+        return graph
+
+    return build
+
+
+def _with_run_policies(graph: StateGraph, max_attempts: int | None, backoff: float, node_timeout: float | None) -> StateGraph:
+    """A copy of a user's graph whose nodes get the run's RetryPolicy and timeout, except where
+    the node sets its own. Timeouts apply to async nodes only (LangGraph cancels through asyncio)."""
+    copy = _copy.copy(graph)
+    copy.nodes = dict(graph.nodes)
+    for name, node in graph.nodes.items():
+        changes: dict[str, Any] = {}
+        if max_attempts is not None and not node.retry_policy:
+            changes["retry_policy"] = retry_policy(max_attempts, backoff)
+        if node_timeout and node.timeout is None and getattr(node.runnable, "func", True) is None:
+            changes["timeout"] = TimeoutPolicy(run_timeout=node_timeout)
+        if changes:
+            copy.nodes[name] = _dc_replace(node, **changes)
+    return copy
 
 
 def _file_version(path: Path | None) -> str:

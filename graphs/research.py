@@ -15,7 +15,8 @@ DESCRIPTION = "Plan a question into steps, research each over the findings so fa
 VERSION = "1"
 
 
-def build(max_attempts: int = 3, backoff: float = 0.5) -> StateGraph:
+def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
+    """`node_timeout` reaches the nodes through the run context (RunContext.node_timeout)."""
     retry = retry_policy(max_attempts, backoff)
     graph = StateGraph(ResearchState, context_schema=RunContext, input_schema=ResearchInput)
     graph.add_node("plan", plan, retry_policy=retry)

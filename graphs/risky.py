@@ -14,7 +14,8 @@ DESCRIPTION = "One risky operation with retry-with-backoff and give-up branches;
 VERSION = "1"
 
 
-def build(max_attempts: int = 3, backoff: float = 0.5) -> StateGraph:
+def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
+    """`node_timeout` reaches the nodes through the run context (RunContext.node_timeout)."""
     # Attempts are counted in state, not by a RetryPolicy, so each one is checkpointed;
     # the input's max_attempts and backoff (or the run's, from the context) apply.
     graph = StateGraph(RiskyState, context_schema=RunContext, input_schema=RiskyInput)
@@ -39,6 +40,9 @@ def validate_input(data: dict[str, Any]) -> dict[str, Any]:
     attempts = data.get("max_attempts", 1)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise ValueError('"max_attempts" must be a whole number of at least 1')
+    duration = data.get("duration", 0)
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool) or duration < 0:
+        raise ValueError('"duration" must be a number of seconds, 0 or more')
     wait = data.get("backoff", 0.5)
     if not isinstance(wait, (int, float)) or isinstance(wait, bool) or wait < 0:
         raise ValueError('"backoff" must be a number of seconds, 0 or more')

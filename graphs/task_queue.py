@@ -15,9 +15,12 @@ from state.task_queue import TaskQueueInput, TaskQueueState
 
 DESCRIPTION = "Items through a chat model with a prompt template; failed items are given up, the rest go on."
 VERSION = "1"
+DEFAULTS = {"node_timeout": 120.0}
+"""Run settings this graph prefers over the base defaults (runtime.settings.BASE_DEFAULTS)."""
 
 
-def build(max_attempts: int = 3, backoff: float = 0.5) -> StateGraph:
+def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
+    """`node_timeout` reaches the nodes through the run context (RunContext.node_timeout)."""
     graph = StateGraph(TaskQueueState, context_schema=RunContext, input_schema=TaskQueueInput)
     graph.add_node("load_items", load_items)
     graph.add_node("dispatch", dispatch)

@@ -12,6 +12,7 @@ from langgraph.types import Send
 
 from nodes.errors import classify, describe
 from nodes.items import read_items, render_prompt
+from nodes.model_call import call_model
 from nodes.storage import item_key, items_namespace, require_store, results_namespace, thread_of
 from nodes.usage import text_of, token_usage
 from state.context import RunContext
@@ -51,13 +52,14 @@ def route_batch(state: TaskQueueState) -> list[Send] | Literal["__end__"]:
 async def process_item(task: ItemTask, runtime: Runtime[RunContext], config: RunnableConfig) -> dict:
     """Send one item through the model and record its result under its index.
 
-    A retryable failure is raised while attempts remain, so the node's `RetryPolicy` waits and
-    tries again; after the last attempt (or on an error that only this item causes) the item is
-    given up into the results with its error. Fatal errors (a wrong key, an unknown model)
+    A retryable failure (a timeout included: it is enforced per call rather than by LangGraph's
+    node timeout, so that the last one can be given up instead of failing the run) is raised
+    while attempts remain, so the node's `RetryPolicy` waits and tries again; after the last
+    attempt (or on an error that only this item causes) the item is given up into the results
+    with its error. Fatal errors (a wrong key, an unknown model)
     fail the run, which can be resumed once they are fixed.
     """
     ctx = runtime.context
-    model = ctx.require_model()
     store = require_store(runtime.store)
     thread_id = thread_of(config)
     key = item_key(task["index"])
@@ -68,7 +70,7 @@ async def process_item(task: ItemTask, runtime: Runtime[RunContext], config: Run
     attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
     record = {"index": task["index"], "item": item, "attempts": attempt}
     try:
-        message = await model.ainvoke(render_prompt(task["prompt"], item))
+        message = await call_model(ctx, render_prompt(task["prompt"], item), attempt=attempt)
     except Exception as exc:
         kind = classify(exc)
         if kind == "fatal" or (kind == "retryable" and attempt < ctx.max_attempts):

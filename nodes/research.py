@@ -7,11 +7,16 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 
+from nodes.model_call import call_model
 from nodes.usage import text_of, token_usage
 from state.context import RunContext
 from state.research import ResearchState
 
 MAX_STEPS = 20
+
+
+def _attempt(runtime: Runtime[RunContext]) -> int:
+    return runtime.execution_info.node_attempt if runtime.execution_info else 1
 
 
 def step_count(state: ResearchState) -> int:
@@ -24,7 +29,7 @@ async def plan(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
         f"Plan research on this question: {state['question']}\n"
         f"Reply with exactly {n} lines, one research step a line."
     )
-    message = await runtime.context.require_model().ainvoke(prompt)
+    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime))
     steps = parse_plan(text_of(message), n, state["question"])
     return {"plan": steps, "step_index": 0, **token_usage(message)}
 
@@ -46,7 +51,7 @@ async def research_step(state: ResearchState, runtime: Runtime[RunContext]) -> d
         f"Findings so far:\n{notes}\n"
         f"Now do step {index + 1}: {state['plan'][index]}"
     )
-    message = await runtime.context.require_model().ainvoke(prompt)
+    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime))
     return {"notes": [text_of(message)], "step_index": index + 1, **token_usage(message)}
 
 
@@ -57,5 +62,5 @@ def route_step(state: ResearchState) -> Literal["research_step", "synthesize"]:
 async def synthesize(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
     notes = "\n".join(f"{i + 1}. {note}" for i, note in enumerate(state.get("notes", [])))
     prompt = f"Question: {state['question']}\nFindings:\n{notes}\nWrite the final answer."
-    message = await runtime.context.require_model().ainvoke(prompt)
+    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime))
     return {"answer": text_of(message), **token_usage(message)}

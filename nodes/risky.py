@@ -6,20 +6,23 @@ between attempts neither resets the count nor repeats a completed attempt.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Literal
 
 from langgraph.runtime import Runtime
 
 from nodes.errors import OperationError, classify, describe
-from state.context import RunContext
+from state.context import Clock, RunContext
 from state.risky import RiskyState
 
 MAX_BACKOFF = 60.0
 
 
-def perform_operation(state: RiskyState, attempt: int) -> str:
-    """The simulated operation: fails as the input asks, then succeeds."""
+async def perform_operation(state: RiskyState, attempt: int, clock: Clock) -> str:
+    """The simulated operation: takes `duration` seconds, fails as the input asks, then succeeds."""
+    if state.get("duration"):
+        await clock.sleep(state["duration"])
     fail_times = state.get("fail_times", 0)
     if fail_times < 0 or attempt <= fail_times:
         status = 503 if state.get("failure", "retryable") == "retryable" else 400
@@ -35,11 +38,20 @@ def max_attempts(state: RiskyState, runtime: Runtime[RunContext]) -> int:
     return state.get("max_attempts") or runtime.context.max_attempts
 
 
-def attempt(state: RiskyState) -> dict:
-    """Try the operation once; a failure is recorded, not raised, so the router can branch."""
+async def attempt(state: RiskyState, runtime: Runtime[RunContext]) -> dict:
+    """Try the operation once; a failure is recorded, not raised, so the router can branch.
+
+    The node timeout is enforced here (not by LangGraph's node timeout) for the same reason:
+    a timed-out attempt is a retryable failure the graph branches on, not a failed run.
+    """
     number = state.get("attempts", 0) + 1
+    limit = runtime.context.node_timeout
     try:
-        result = perform_operation(state, number)
+        async with asyncio.timeout(limit):
+            result = await perform_operation(state, number, runtime.context.clock)
+    except TimeoutError:
+        message = f"TimeoutError: attempt {number} took longer than {limit:g}s"
+        return {"attempts": number, "errors": [message], "last_failure": "retryable"}
     except Exception as exc:
         return {"attempts": number, "errors": [describe(exc)], "last_failure": _kind(exc)}
     return {"attempts": number, "result": result, "outcome": "succeeded"}

@@ -8,9 +8,16 @@
     resume_thread(db, "docs", checkpoint="3")   # fork from step 3
 """
 
+import os
+
+# Checkpoints are read back with only known-safe types (plus those the graph's own schemas name),
+# so a tampered database cannot make the runner construct arbitrary objects. This must be set
+# before LangGraph's serializer is imported; set LANGGRAPH_STRICT_MSGPACK=false to opt out.
+os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
+
 from runtime.db import Database, default_db_path, open_database
 from runtime.errors import AgentError
-from runtime.history import get_history, get_state, iter_results, resolve_checkpoint
+from runtime.history import get_history, get_state, iter_results, resolve_checkpoint, thread_status
 from runtime.models import make_model
 from runtime.runner import RunEvent, RunOutcome, RunSettings, resume_thread, run_thread, validate_run
 from runtime.threads import ThreadRecord, get_thread, list_threads
@@ -34,6 +41,7 @@ __all__ = [
     "resolve_checkpoint",
     "resume_thread",
     "run_thread",
+    "thread_status",
     "validate_run",
 ]
 

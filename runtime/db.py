@@ -8,6 +8,7 @@ run beside a writer; `synchronous=NORMAL` commits each checkpoint without an fsy
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from contextlib import asynccontextmanager
@@ -63,11 +64,10 @@ class Database:
     async def open_async(self) -> AsyncIterator[tuple[object, object]]:
         """The async checkpointer and store that runs write through, on their own connections."""
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-        from langgraph.store.sqlite.aio import AsyncSqliteStore
 
         async with AsyncSqliteSaver.from_conn_string(str(self.path)) as saver:
             await _tune_async(saver.conn)
-            async with AsyncSqliteStore.from_conn_string(str(self.path)) as store:
+            async with _store_class().from_conn_string(str(self.path)) as store:
                 await _tune_async(store.conn)
                 await store.setup()
                 await saver.setup()
@@ -81,6 +81,38 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@functools.cache
+def _store_class() -> type:
+    """LangGraph's async SQLite store, with transactions that take the write lock as they begin.
+
+    The stock store begins deferred transactions, and one batch may read (an item) before it
+    writes (a result). In WAL mode, when the checkpointer's connection commits in between,
+    SQLite cannot upgrade the transaction and fails at once with SQLITE_BUSY_SNAPSHOT
+    ("database is locked"), never waiting out busy_timeout. BEGIN IMMEDIATE waits instead.
+    """
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    class ImmediateSqliteStore(AsyncSqliteStore):
+        @asynccontextmanager
+        async def _cursor(self, *, transaction: bool = True) -> AsyncIterator[object]:
+            if not self.is_setup:
+                await self.setup()
+            async with self.lock:
+                if transaction:
+                    await self.conn.execute("BEGIN IMMEDIATE")
+                async with self.conn.cursor() as cur:
+                    try:
+                        yield cur
+                    except BaseException:
+                        if transaction:
+                            await self.conn.execute("ROLLBACK")
+                        raise
+                    if transaction:
+                        await self.conn.execute("COMMIT")
+
+    return ImmediateSqliteStore
 
 
 async def _tune_async(conn) -> None:

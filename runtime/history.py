@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -151,6 +152,45 @@ def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> St
             for t in snap.tasks
         ],
     )
+
+
+def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
+    """What `agent status` shows: status, runner, heartbeat, steps, error, settings, progress.
+
+    Read from the database alone, so it works for a thread running in another process.
+    """
+    record = threads.get_thread(db, thread_id)
+    now = time.time()
+    status = record.as_dict()
+    status["runner"] = (
+        {
+            "pid": record.owner_pid,
+            "host": record.owner_host,
+            "since": record.owner_since,
+            "heartbeat_age": round(now - record.heartbeat_at, 1) if record.heartbeat_at else None,
+            "alive": record.holder_alive(now),
+        }
+        if record.owner_pid is not None
+        else None
+    )
+    row = db.conn.execute(
+        "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+        (thread_id,),
+    ).fetchone() if _has_table(db, "checkpoints") else None
+    status["checkpoint_id"] = row[0] if row else None
+    status["progress"] = None
+    if row:
+        tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": row[0]}})
+        values = tuple_.checkpoint.get("channel_values", {}) if tuple_ else {}
+        if tuple_ and (tuple_.metadata or {}).get("step") is not None:
+            status["steps"] = tuple_.metadata["step"]  # fresher than the registry's heartbeat copy
+        if "total" in values:
+            status["progress"] = {k: values.get(k, 0) for k in ("total", "done", "failed")}
+    return status
+
+
+def _has_table(db: Database, name: str) -> bool:
+    return db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def iter_results(db: Database, thread_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:

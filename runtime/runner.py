@@ -26,36 +26,15 @@ from runtime.errors import BadInput, NothingToResume, UnknownGraph
 from runtime.history import resolve_checkpoint, latest_state
 from runtime.models import make_model, model_label
 from runtime.redact import redact
+from runtime.settings import RunSettings
 from state.context import RunContext
 
 RECURSION_LIMIT = 10_000_000
 """Steps one invocation may take: queues of many items legitimately loop for long."""
 
-EXIT_CODES = {"completed": 0, "failed": 1, "interrupted": 3, "stopped": 130}
-
-
-@dataclass
-class RunSettings:
-    """How a thread runs; stored with the thread (never a secret) and reused on resume."""
-
-    model: str | None = None
-    max_attempts: int = 3
-    concurrency: int = 4
-    backoff: float = 0.5
-    """Seconds before the first retry, doubled after each further failure; 0 retries at once."""
-
-    def validated(self) -> "RunSettings":
-        if self.max_attempts < 1:
-            raise BadInput(f"--max-attempts must be at least 1, not {self.max_attempts}")
-        if self.concurrency < 1:
-            raise BadInput(f"--concurrency must be at least 1, not {self.concurrency}")
-        if self.backoff < 0:
-            raise BadInput(f"--backoff must be 0 or more seconds, not {self.backoff}")
-        self.model = model_label(self.model)
-        return self
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "max_attempts": self.max_attempts, "concurrency": self.concurrency, "backoff": self.backoff}
+EXIT_CODES = {"completed": 0, "failed": 1, "timeout": 1, "interrupted": 3, "stopped": 130}
+DEADLINE = "deadline"
+"""The drain reason of a run stopped by its deadline."""
 
 
 @dataclass
@@ -114,10 +93,10 @@ def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
 def validate_run(graph: str, input: Any, settings: RunSettings | None = None) -> tuple[GraphSpec, dict[str, Any], RunSettings]:
     """Everything `run_thread` checks before it writes: the graph, the input, the settings, the model."""
     spec = load_spec(graph)
-    settings = (settings or RunSettings()).validated()
+    resolved = (settings or RunSettings()).resolve(graph_defaults=spec.defaults)
     data = prepare_input(spec, input)
-    make_model(settings.model)
-    return spec, data, settings
+    make_model(resolved.model)
+    return spec, data, resolved
 
 
 def run_thread(
@@ -131,29 +110,34 @@ def run_thread(
     handle_signals: bool = False,
 ) -> RunOutcome:
     """Start a new thread of `graph` with `input`, run it to the end (or a stop), and return how it ended."""
-    spec, data, settings = validate_run(graph, input, settings)
-    model = make_model(settings.model)
-    threads.create_thread(db, thread_id, spec.spec, spec.version, settings.as_dict())
-    return _run_sync(_drive(db, spec, settings, model, thread_id, data, None, on_event, handle_signals))
+    spec, data, resolved = validate_run(graph, input, settings)
+    model = make_model(resolved.model)
+    threads.create_thread(db, thread_id, spec.spec, spec.version, resolved.as_dict())
+    return _run_sync(_drive(db, spec, resolved, model, thread_id, data, None, on_event, handle_signals))
 
 
 def resume_thread(
     db: Database,
     thread_id: str,
     checkpoint: str | None = None,
-    settings: dict[str, Any] | None = None,
+    settings: RunSettings | None = None,
     *,
+    wait: float | None = None,
     on_event: EventHandler | None = None,
     handle_signals: bool = False,
 ) -> RunOutcome:
     """Continue a thread from its latest checkpoint (input None), or fork it from `checkpoint`.
 
-    `settings` overrides what the thread recorded (model, max_attempts, concurrency).
+    `settings` override what the thread recorded, from now on. With `wait` (seconds), a thread
+    that another live process is running is waited for instead of refused.
     """
     record = threads.get_thread(db, thread_id)
     spec = load_spec(record.graph)
-    merged = RunSettings(**{**record.settings, **{k: v for k, v in (settings or {}).items() if v is not None}}).validated()
+    resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
+    model = make_model(resolved.model)
+    if wait:
+        threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
     if checkpoint_id is None:
         state = latest_state(db, spec, thread_id)
         if state is None or (not state.next and not state.tasks):
@@ -161,11 +145,10 @@ def resume_thread(
                 f"thread {thread_id!r} has completed; there is nothing to resume",
                 f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",
             )
-    model = make_model(merged.model)
-    threads.acquire(db, thread_id, merged.as_dict())
+    threads.acquire(db, thread_id, resolved.as_dict())
     if record.graph_version != spec.version and on_event:
         on_event(RunEvent("warning", message=f"graph {record.graph} changed since this thread started (version {record.graph_version} -> {spec.version})"))
-    return _run_sync(_drive(db, spec, merged, model, thread_id, None, checkpoint_id, on_event, handle_signals))
+    return _run_sync(_drive(db, spec, resolved, model, thread_id, None, checkpoint_id, on_event, handle_signals))
 
 
 def _run_sync(coro: Any) -> Any:
@@ -211,10 +194,11 @@ async def _drive(
         configurable["checkpoint_id"] = checkpoint_id
     config = {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
     restore_signals = _install_signals(control, emit) if handle_signals else (lambda: None)
+    deadline = asyncio.get_running_loop().call_later(settings.deadline, control.request_drain, DEADLINE) if settings.deadline else None
     beat = asyncio.create_task(_heartbeat(db, thread_id, progress))
     try:
         async with db.open_async() as (saver, store):
-            builder = spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff)
+            builder = spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
             graph = builder.compile(checkpointer=saver, store=store)
             context = None
             if builder.context_schema is RunContext:
@@ -223,6 +207,7 @@ async def _drive(
                     max_attempts=settings.max_attempts,
                     concurrency=settings.concurrency,
                     backoff=settings.backoff,
+                    node_timeout=settings.node_timeout,
                 )
             try:
                 await _stream(graph, data, config, context, control, progress, emit)
@@ -230,8 +215,10 @@ async def _drive(
                 status = "interrupted" if (state.next or state.interrupts) else "completed"
                 values = state.values if isinstance(state.values, dict) else {}
                 error = values.get("give_up_reason")  # a graph that gave up says why
-            except GraphDrained:
-                status, values = "stopped", {}
+            except GraphDrained as drained:
+                status, values = ("timeout" if drained.reason == DEADLINE else "stopped"), {}
+                if status == "timeout":
+                    error = f"deadline of {settings.deadline:g}s passed; stopped at a node boundary"
             except asyncio.CancelledError:
                 status, values = "stopped", {}
                 asyncio.current_task().uncancel()
@@ -240,6 +227,8 @@ async def _drive(
     finally:
         beat.cancel()
         restore_signals()
+        if deadline is not None:
+            deadline.cancel()
         threads.release(db, thread_id, status, progress["step"] if progress["step"] >= 0 else None, error)
     return RunOutcome(
         thread_id=thread_id,

@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from runtime.db import Database
 from runtime.errors import ThreadBusy, ThreadExists, ThreadNotFound
@@ -22,8 +22,10 @@ HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 30.0
 """A heartbeat older than this marks the holder as gone."""
 
+WAIT_POLL_SECONDS = 0.5
+
 FINAL = ("completed", "failed")
-STATUSES = ("running", "completed", "failed", "stopped", "interrupted", "stale")
+STATUSES = ("running", "completed", "failed", "timeout", "stopped", "interrupted", "stale")
 
 
 @dataclass
@@ -146,6 +148,22 @@ def acquire(db: Database, thread_id: str, settings: dict[str, Any] | None = None
             (json.dumps(merged), now, os.getpid(), socket.gethostname(), now, now, thread_id),
         )
     return get_thread(db, thread_id)
+
+
+def wait_until_free(db: Database, thread_id: str, timeout: float, notify: Callable[[str], Any] | None = None) -> None:
+    """Block until no live process holds the thread, or raise ThreadBusy after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        record = get_thread(db, thread_id)
+        if not record.holder_alive() or record.owner_pid == os.getpid():
+            return
+        if not told and notify:
+            notify(_holder(record))
+            told = True
+        if time.monotonic() >= deadline:
+            raise ThreadBusy(f"thread {thread_id!r} is still being run by {_holder(record)} after waiting {timeout:g}s")
+        time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def heartbeat(db: Database, thread_id: str, steps: int | None = None) -> None:

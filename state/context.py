@@ -46,6 +46,9 @@ class RunContext:
     backoff: float = 0.5
     """Seconds before the first retry of an explicit retry loop; doubled after each failure."""
 
+    node_timeout: float | None = None
+    """Seconds one attempt of a model call or operation may take; past it, a retryable failure."""
+
     clock: Clock = field(default_factory=SystemClock)
     """Time source for backoff waits and timestamps."""
 

@@ -21,6 +21,9 @@ class RiskyInput(TypedDict, total=False):
     max_attempts: int
     """Attempts before giving up, the first included (default: the run's --max-attempts)."""
 
+    duration: float
+    """Seconds each attempt takes (default 0); longer than --node-timeout makes it time out."""
+
     backoff: float
     """Seconds before the first retry; doubled after each further failure (default: the run's --backoff)."""
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# As in production (runtime/__init__.py): strict checkpoint deserialization, set before LangGraph loads.
+os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
+
 import sqlite3
 import subprocess
 import sys

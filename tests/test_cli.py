@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import ROOT, db_snapshot
 
 QUEUE = '{"items": ["a", "b", "c"], "prompt": "Summarize: {item}"}'
-COMMANDS = ["graphs", "run", "resume", "threads", "history", "state", "results"]
+COMMANDS = ["graphs", "run", "resume", "threads", "status", "history", "state", "results"]
 
 
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(cli):

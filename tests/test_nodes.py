@@ -112,10 +112,10 @@ def test_dispatch_and_route_batch():
 def test_risky_attempt_records_failures_and_routes():
     runtime = _Runtime(max_attempts=3)
     state = {"fail_times": 1, "backoff": 0.0}
-    first = attempt(state)
+    first = asyncio.run(attempt(state, runtime))
     assert first["attempts"] == 1 and first["last_failure"] == "retryable"
     assert route_after_attempt({**state, **first}, runtime) == "backoff"
-    second = attempt({**state, **first})
+    second = asyncio.run(attempt({**state, **first}, runtime))
     assert second["outcome"] == "succeeded"
     assert route_after_attempt({**state, **second}, runtime) == "succeeded"
 
@@ -123,14 +123,22 @@ def test_risky_attempt_records_failures_and_routes():
 def test_risky_gives_up_after_max_attempts_or_fatal():
     runtime = _Runtime(max_attempts=2)
     state = {"fail_times": -1, "attempts": 1, "errors": ["e1"], "last_failure": "retryable"}
-    failed = {**state, **attempt(state)}
+    failed = {**state, **asyncio.run(attempt(state, runtime))}
     assert failed["attempts"] == 2
     assert route_after_attempt(failed, runtime) == "give_up"
     assert "after 2 of 2 attempts" in give_up({**failed, "errors": ["e1", "e2"]}, runtime)["give_up_reason"]
     fatal = {"fail_times": -1, "failure": "fatal"}
-    fatal = {**fatal, **attempt(fatal)}
+    fatal = {**fatal, **asyncio.run(attempt(fatal, runtime))}
     assert route_after_attempt(fatal, runtime) == "give_up"
     assert give_up(fatal, runtime)["give_up_reason"].startswith("not retryable")
+
+
+def test_risky_attempt_times_out_as_a_retryable_failure():
+    runtime = _Runtime(max_attempts=2, node_timeout=0.05)
+    state = {"duration": 5.0}
+    update = asyncio.run(attempt(state, runtime))
+    assert update["last_failure"] == "retryable" and "longer than 0.05s" in update["errors"][0]
+    assert route_after_attempt({**state, **update}, runtime) == "backoff"
 
 
 def test_backoff_grows_exponentially_and_is_capped():

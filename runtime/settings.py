@@ -1,0 +1,87 @@
+"""Run settings: what the user gave, over what the thread stored, over the graph's defaults.
+
+Settings are stored with the thread (they never hold a secret) so that `resume` runs it the
+same way unless told otherwise. A deadline is a duration: each run or resume gets it afresh.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from runtime.errors import BadInput
+from runtime.models import model_label
+
+BASE_DEFAULTS: dict[str, Any] = {
+    "max_attempts": 3,
+    "concurrency": 4,
+    "backoff": 0.5,
+    "node_timeout": 300.0,
+    "deadline": None,
+}
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
+_UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float | int | None, option: str) -> float | None:
+    """`90`, `90s`, `10m`, `1h30m`, `1d` -> seconds; `0` or `none` -> no limit."""
+    if text is None or isinstance(text, (int, float)):
+        return None if not text else float(text)
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned in ("0", "none", "off"):
+        return None
+    parts = _DURATION.findall(cleaned)
+    if not parts or "".join(n + (u or "") for n, u in parts) != cleaned:
+        raise BadInput(f"{option} {text!r} is not a duration", f"e.g. {option} 90s, {option} 10m or {option} 1h30m")
+    return sum(float(n) * _UNIT[u or None] for n, u in parts)
+
+
+@dataclass
+class RunSettings:
+    """How a thread runs. A field left None takes the stored value, then the graph's default."""
+
+    model: str | None = None
+    max_attempts: int | None = None
+    concurrency: int | None = None
+    backoff: float | None = None
+    """Seconds before the first retry, doubled after each further failure; 0 retries at once."""
+    node_timeout: float | str | None = None
+    """Seconds one attempt of a node may take before it counts as a retryable failure."""
+    deadline: float | str | None = None
+    """Seconds the whole run may take; past it the run stops at a node boundary (status timeout)."""
+
+    def given(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def resolve(self, stored: dict[str, Any] | None = None, graph_defaults: dict[str, Any] | None = None) -> "RunSettings":
+        """The settings to run with: given > stored > graph defaults > base defaults, validated."""
+        given = self.given()
+        for key in ("node_timeout", "deadline"):
+            if isinstance(given.get(key), str):
+                given[key] = parse_duration(given[key], "--" + key.replace("_", "-")) or 0.0
+        merged = {**BASE_DEFAULTS, **(graph_defaults or {}), **(stored or {}), **given}
+        known = {f.name for f in fields(self)}
+        resolved = RunSettings(**{k: v for k, v in merged.items() if k in known})
+        resolved.model = model_label(resolved.model)
+        # 0 means "no limit" for the time limits.
+        resolved.node_timeout = resolved.node_timeout or None
+        resolved.deadline = resolved.deadline or None
+        resolved._check()
+        return resolved
+
+    def _check(self) -> None:
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise BadInput(f"--max-attempts must be at least 1, not {self.max_attempts}")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise BadInput(f"--concurrency must be at least 1, not {self.concurrency}")
+        if self.backoff is None or self.backoff < 0:
+            raise BadInput(f"--backoff must be 0 or more seconds, not {self.backoff}")
+        for name in ("node_timeout", "deadline"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise BadInput(f"--{name.replace('_', '-')} must be a positive duration, not {value}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
