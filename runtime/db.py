@@ -147,11 +147,20 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
             conn.executescript(_REGISTRY)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
-        raise DatabaseUnusable(
-            f"cannot use {path}: {exc}",
-            "check the path; if the file is damaged, restore it from a backup (agent never repairs in place)",
-        ) from None
+        raise _unusable(path, exc) from None
     return Database(path, conn)
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable:
+    if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
+        return DatabaseUnusable(
+            f"cannot use {path}: it or its directory is read-only (SQLite writes a -wal and -shm file beside it)",
+            "copy the database somewhere writable and point --db at the copy, or fix the permissions",
+        )
+    return DatabaseUnusable(
+        f"cannot use {path}: {exc}",
+        "check the path; if the file is damaged, restore it from a backup (agent never repairs in place)",
+    )
 
 
 def _create_private_file(path: Path) -> None:

@@ -10,6 +10,7 @@ os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,27 @@ def db_snapshot(db_path: Path) -> dict[str, list]:
         return {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
     finally:
         conn.close()
+
+
+def results_stored(db_path: Path, thread: str) -> int:
+    """Results a run has stored so far, read through a read-only connection while it writes."""
+    if not db_path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("SELECT count(*) FROM store WHERE prefix = ?", (f"results.{thread}",)).fetchone()[0]
+    except sqlite3.OperationalError:  # the store is not there yet
+        return 0
+    finally:
+        conn.close()
+
+
+def wait_for_results(proc: subprocess.Popen, db_path: Path, thread: str, count: int = 2, timeout: float = 30) -> None:
+    """Poll until a running process has stored `count` results; fail if it ends first."""
+    deadline = time.monotonic() + timeout
+    while results_stored(db_path, thread) < count:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended before {count} results: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {count} results after {timeout}s")
+        time.sleep(0.05)

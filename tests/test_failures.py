@@ -1,0 +1,225 @@
+"""Failure semantics: deadlines, node timeouts, status from another process, waiting for a
+busy thread, many processes on one database, and databases that cannot be used."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, agent_cmd, agent_env, db_snapshot, wait_for_results
+
+
+def _queue(n: int, prefix: str = "doc") -> str:
+    return json.dumps({"items": [f"{prefix} {i}" for i in range(n)], "prompt": "Summarize: {item}"})
+
+
+def _results(cli, thread: str) -> list[dict]:
+    return [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
+
+
+def _status(cli, thread: str) -> dict:
+    return json.loads(cli("status", "--thread", thread, "--json").stdout)
+
+
+def test_deadline_stops_at_a_node_boundary_and_resume_continues(cli):
+    run = cli("run", "task_queue", "--thread", "d", "--input", _queue(12), "--model", "offline:latency=0.2",
+              "--concurrency", "2", "--deadline", "0.5s", "--quiet")  # fmt: skip
+    assert run.exit_code == 1, run.output
+    assert "deadline of 0.5s passed" in run.stderr and "agent resume --thread d" in run.stderr
+    status = _status(cli, "d")
+    assert status["status"] == "timeout" and 0 < status["progress"]["done"] < 12
+    assert len(_results(cli, "d")) == status["progress"]["done"]
+    # The deadline is stored with the thread and starts afresh on resume; lift it to finish.
+    resumed = cli("resume", "--thread", "d", "--deadline", "0", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    rows = _results(cli, "d")
+    assert [r["index"] for r in rows] == list(range(12)) and all(r["status"] == "done" for r in rows)
+
+
+def test_queue_items_that_time_out_are_retried_then_given_up(cli):
+    run = cli("run", "task_queue", "--thread", "t", "--input", _queue(3), "--model", "offline:latency=2",
+              "--node-timeout", "0.05s", "--max-attempts", "2", "--backoff", "0", "--quiet")  # fmt: skip
+    assert run.exit_code == 0, run.output
+    rows = _results(cli, "t")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 2)] * 3
+    assert all("TimeoutError: the model did not answer within 0.05s" in r["error"] for r in rows)
+
+
+def test_a_timed_out_step_fails_the_run_after_its_attempts_and_resumes(cli):
+    run = cli("run", "research", "--thread", "r", "--input", '{"question": "q", "steps": 1}',
+              "--model", "offline:latency=2", "--node-timeout", "0.05", "--max-attempts", "2", "--backoff", "0")  # fmt: skip
+    assert run.exit_code == 1
+    assert "TimeoutError: the model did not answer within 0.05s" in run.stderr
+    assert _status(cli, "r")["status"] == "failed"
+    fixed = cli("resume", "--thread", "r", "--model", "offline", "--quiet")
+    assert fixed.exit_code == 0, fixed.output
+    assert _status(cli, "r")["settings"]["model"] == "offline"
+
+
+def test_risky_attempts_that_time_out_take_the_retry_then_give_up_branch(cli):
+    run = cli("run", "risky", "--thread", "k", "--node-timeout", "0.05", "--backoff", "0", "--input",
+              '{"duration": 5, "max_attempts": 2}')  # fmt: skip
+    assert run.exit_code == 0
+    state = json.loads(cli("state", "--thread", "k", "--json").stdout)["values"]
+    assert state["outcome"] == "gave_up" and state["attempts"] == 2
+    assert state["give_up_reason"].startswith("gave up after 2 of 2 attempts: TimeoutError")
+    threads = json.loads(cli("threads", "--json").stdout)
+    assert threads[0]["error"] == state["give_up_reason"]
+
+
+@pytest.mark.parametrize("bad", ["soon", "10 minutes", "-5s", "5x"])
+def test_bad_durations_exit_2(cli, db_path, bad):
+    result = cli("run", "risky", "--thread", "x", "--deadline", bad)
+    assert result.exit_code == 2 and "is not a duration" in result.stderr
+    assert not db_path.exists()
+
+
+def test_status_from_another_process_while_running(cli, db_path, spawn_agent):
+    proc = spawn_agent("run", "task_queue", "--thread", "s", "--input", _queue(20), "--model", "offline:latency=0.1",
+                       "--concurrency", "2", "--quiet")  # fmt: skip
+    wait_for_results(proc, db_path, "s", 4)
+    live = _status(cli, "s")
+    assert live["status"] == "running"
+    assert live["runner"]["pid"] == proc.pid and live["runner"]["alive"] is True
+    assert live["progress"]["total"] == 20 and 0 < live["progress"]["done"] < 20
+    assert proc.wait(timeout=60) == 0
+    done = _status(cli, "s")
+    assert done["status"] == "completed" and done["runner"] is None and done["progress"]["done"] == 20
+
+
+def test_resume_wait_takes_the_thread_over_when_its_runner_stops(cli, db_path, spawn_agent):
+    # 40 items of 0.2 s two at a time take 4 s; the deadline stops the first runner after 2.5 s,
+    # long after the second has started waiting.
+    first = spawn_agent("run", "task_queue", "--thread", "w", "--input", _queue(40), "--model", "offline:latency=0.2",
+                        "--concurrency", "2", "--deadline", "2.5s", "--quiet")  # fmt: skip
+    wait_for_results(first, db_path, "w", 2)
+    second = spawn_agent("resume", "--thread", "w", "--wait", "60s", "--deadline", "0", "--quiet")
+    out, err = second.communicate(timeout=120)
+    assert first.wait(timeout=60) == 1  # stopped by its deadline
+    assert second.returncode == 0, err
+    assert f"waiting for pid {first.pid}" in err
+    rows = _results(cli, "w")
+    assert [r["index"] for r in rows] == list(range(40))
+
+
+def test_eight_processes_on_eight_threads_of_one_database(db_path, tmp_path):
+    procs = [
+        subprocess.Popen(
+            agent_cmd("run", "task_queue", "--thread", f"p{i}", "--input", _queue(30, f"p{i}"), "--model",
+                      "offline:latency=0.01", "--concurrency", "4", "--quiet"),  # fmt: skip
+            cwd=ROOT, env=agent_env(db_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(8)
+    ]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+        assert "locked" not in err
+    conn = sqlite3.connect(db_path)
+    counts = dict(conn.execute("SELECT prefix, count(*) FROM store WHERE prefix LIKE 'results.%' GROUP BY prefix"))
+    statuses = set(r[0] for r in conn.execute("SELECT status FROM agent_threads"))
+    conn.close()
+    assert counts == {f"results.p{i}": 30 for i in range(8)} and statuses == {"completed"}
+
+
+def _completed_db(cli, db_path) -> bytes:
+    assert cli("run", "task_queue", "--thread", "a", "--input", _queue(5), "--quiet").exit_code == 0
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return db_path.read_bytes()
+
+
+def test_database_from_a_newer_version_is_refused_untouched(cli, db_path):
+    _completed_db(cli, db_path)
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    before = db_path.read_bytes()
+    for args in (["threads"], ["resume", "--thread", "a"], ["run", "risky", "--thread", "n"]):
+        result = cli(*args)
+        assert result.exit_code == 2 and "newer version of agent" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert db_path.read_bytes() == before
+
+
+def test_truncated_database_is_refused_untouched(cli, db_path):
+    data = _completed_db(cli, db_path)
+    db_path.write_bytes(data[: len(data) // 2])
+    for wal in db_path.parent.glob(db_path.name + "-*"):
+        wal.unlink()
+    before = db_path.read_bytes()
+    for args in (["threads"], ["history", "--thread", "a"], ["results", "--thread", "a"], ["resume", "--thread", "a"]):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
+    assert db_path.read_bytes() == before
+
+
+def test_database_path_that_cannot_be_created(cli, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    result = cli("run", "risky", "--thread", "x", "--db", str(blocker / "agent.db"))
+    assert result.exit_code == 2 and "cannot create" in result.stderr
+
+
+def _can_mount() -> bool:
+    if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount(), reason="needs a private mount namespace (unshare -m) to make a read-only directory")
+def test_read_only_database_directory(cli, db_path, tmp_path):
+    """A real read-only filesystem (root ignores permission bits, so chmod would prove nothing)."""
+    _completed_db(cli, db_path)
+    mount_dir = tmp_path / "ro"
+    mount_dir.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=16m tmpfs {mount_dir} && cp {db_path} {mount_dir}/agent.db && "
+        f"mount -o remount,ro {mount_dir} && "
+        f"{sys.executable} -c 'from cli import main; main()' threads --db {mount_dir}/agent.db; echo rc=$?; "
+        f"{sys.executable} -c 'from cli import main; main()' run risky --thread n --db {mount_dir}/new.db; echo rc=$?"
+    )
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, env=agent_env(db_path), capture_output=True, text=True, timeout=60)
+    assert result.stdout.count("rc=2") == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "its directory is read-only" in result.stderr and "Error: cannot create" in result.stderr
+
+
+def test_tampered_checkpoint_cannot_construct_objects(cli, db_path, tmp_path, run_agent):
+    """An object smuggled into a checkpoint is not constructed when the thread is read."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    _completed_db(cli, db_path)
+    marker = tmp_path / "constructed"
+    permissive = JsonPlusSerializer(allowed_msgpack_modules=True)
+    conn = sqlite3.connect(db_path)
+    cid, type_, blob = conn.execute(
+        "SELECT checkpoint_id, type, checkpoint FROM checkpoints WHERE thread_id = 'a' ORDER BY checkpoint_id DESC LIMIT 1"
+    ).fetchone()
+    checkpoint = permissive.loads_typed((type_, blob))
+    from tests.tamper_payload import Payload
+
+    checkpoint["channel_values"]["prompt"] = Payload(path=str(marker))
+    marker.unlink()  # constructing it above wrote the marker; it must not come back on load
+    type_, blob = permissive.dumps_typed(checkpoint)
+    conn.execute("UPDATE checkpoints SET type = ?, checkpoint = ? WHERE thread_id = 'a' AND checkpoint_id = ?", (type_, blob, cid))
+    conn.commit()
+    conn.close()
+
+    strict = run_agent("state", "--thread", "a", "--json", PYTHONPATH=str(ROOT))
+    assert strict.returncode in (0, 2), strict.stderr
+    assert not marker.exists()
+    # The same read with the protection turned off does construct it: the test can fail.
+    loose = run_agent("state", "--thread", "a", "--json", LANGGRAPH_STRICT_MSGPACK="false", PYTHONPATH=str(ROOT))
+    assert loose.returncode == 0, loose.stderr
+    assert marker.exists()
