@@ -142,7 +142,7 @@ def _builder_for(obj: Any, spec: str) -> Callable[..., StateGraph]:
         builder = getattr(value, "builder", None)  # a compiled graph keeps its builder
         if isinstance(builder, StateGraph):
             return builder
-        raise GraphLoadError(f"{spec} is a {type(value).__name__}, not a StateGraph or a function that builds one")
+        raise GraphLoadError(f"{spec} is of type {type(value).__name__}, not a StateGraph or a function that builds one")
 
     def produce() -> StateGraph:
         if isinstance(obj, StateGraph) or not callable(obj):

@@ -132,7 +132,7 @@ def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> St
         configurable["checkpoint_id"] = resolve_checkpoint(db, thread_id, checkpoint)
     snap = _compiled(db, spec).get_state({"configurable": configurable})
     if not snap.config:
-        raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", f"agent resume --thread {thread_id} starts it again")
+        raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", "its first run is starting, or stopped before its input was saved")
     return StateView(
         thread_id=thread_id,
         graph=record.graph,

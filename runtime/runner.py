@@ -72,7 +72,8 @@ def load_spec(spec: str) -> GraphSpec:
     try:
         return load_graph(spec)
     except GraphLoadError as exc:
-        raise UnknownGraph(str(exc), "agent graphs lists the built-in graphs") from None
+        hint = "agent graphs lists the built-in graphs" if ":" not in spec else "name a StateGraph, a compiled graph or a function that builds one"
+        raise UnknownGraph(str(exc), hint) from None
 
 
 def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
@@ -138,9 +139,15 @@ def resume_thread(
     model = make_model(resolved.model)
     if wait:
         threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
+    threads.refuse_if_busy(threads.get_thread(db, thread_id))
     if checkpoint_id is None:
         state = latest_state(db, spec, thread_id)
-        if state is None or (not state.next and not state.tasks):
+        if state is None:
+            raise NothingToResume(
+                f"thread {thread_id!r} has no checkpoint: its first run stopped before its input was saved",
+                "start it again under a new --thread with agent run",
+            )
+        if not state.next and not state.tasks:
             raise NothingToResume(
                 f"thread {thread_id!r} has completed; there is nothing to resume",
                 f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",

@@ -131,16 +131,21 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
     return get_thread(db, thread_id)
 
 
+def refuse_if_busy(record: ThreadRecord, now: float | None = None) -> None:
+    """Raise ThreadBusy while another live process runs the thread."""
+    if record.holder_alive(now) and record.owner_pid != os.getpid():
+        raise ThreadBusy(
+            f"thread {record.thread_id!r} is being run by {_holder(record)}",
+            f"wait for it with agent resume --thread {record.thread_id} --wait 10m, or stop it (Ctrl-C in its terminal, or kill -TERM {record.owner_pid})",
+        )
+
+
 def acquire(db: Database, thread_id: str, settings: dict[str, Any] | None = None) -> ThreadRecord:
     """Lease an existing thread to this process; refuse while a live runner holds it."""
     now = time.time()
     with _immediate(db.conn):
         record = get_thread(db, thread_id)
-        if record.holder_alive(now) and record.owner_pid != os.getpid():
-            raise ThreadBusy(
-                f"thread {thread_id!r} is being run by {_holder(record)}",
-                f"wait for it to finish, or stop it (Ctrl-C in its terminal, or kill -TERM {record.owner_pid})",
-            )
+        refuse_if_busy(record, now)
         merged = {**record.settings, **(settings or {})}
         db.conn.execute(
             "UPDATE agent_threads SET status = 'running', settings = ?, error = NULL, updated_at = ?, "
