@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import db_snapshot
+from tests.conftest import db_snapshot, wait_for_results
 
 ITEMS = 30
 SLOW_MODEL = "offline:latency=0.2"
@@ -26,29 +24,6 @@ def _start_queue(spawn_agent, thread: str, prefix: str = "item", count: int = IT
         "run", "task_queue", "--thread", thread, "--input", _queue_input(prefix, count),
         "--model", SLOW_MODEL, "--concurrency", "2",
     )  # fmt: skip
-
-
-def _results_stored(db_path: Path, thread: str) -> int:
-    """Results a run has stored so far, read through a read-only connection while it writes."""
-    if not db_path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute("SELECT count(*) FROM store WHERE prefix = ?", (f"results.{thread}",)).fetchone()[0]
-    except sqlite3.OperationalError:  # the store is not there yet
-        return 0
-    finally:
-        conn.close()
-
-
-def _wait_for_results(proc: subprocess.Popen, db_path: Path, thread: str, count: int = 2, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while _results_stored(db_path, thread) < count:
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before {count} results: {proc.communicate()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {count} results after {timeout}s")
-        time.sleep(0.05)
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
@@ -80,7 +55,7 @@ def _result_items(cli, thread: str) -> list[str]:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_after_the_node_in_flight_and_resume_finishes(spawn_agent, run_agent, cli, db_path: Path, signum: int) -> None:
     proc = _start_queue(spawn_agent, "T")
-    _wait_for_results(proc, db_path, "T")
+    wait_for_results(proc, db_path, "T")
     proc.send_signal(signum)
     _, err = _finish(proc)
 
@@ -100,7 +75,7 @@ def test_a_signal_stops_after_the_node_in_flight_and_resume_finishes(spawn_agent
 
 def test_a_second_runner_of_a_running_thread_is_refused(spawn_agent, run_agent, cli, db_path: Path) -> None:
     proc = _start_queue(spawn_agent, "T", count=20)
-    _wait_for_results(proc, db_path, "T")
+    wait_for_results(proc, db_path, "T")
 
     second = run_agent("resume", "--thread", "T")
     assert second.returncode == 2, second.stderr
