@@ -1,0 +1,243 @@
+"""A small OpenAI-compatible server for tests: `POST /v1/chat/completions`, scriptable failures.
+
+    with FakeOpenAI(latency=0.05) as server:
+        server.on(match="item-3", calls={1, 2}, status=503)   # 503 twice, then a normal reply
+        ... OPENAI_BASE_URL=server.base_url ...
+        assert server.calls("Summarize: item-3") == 3
+
+Replies are deterministic (`reply_for`, `usage_for`), so tests can predict them. Every request
+is logged with when it arrived, its last user message, whether it carried an Authorization
+header (the key itself is never kept) and the status returned (None for a dropped connection).
+
+As a process, for tests that need one: `python tests/fake_openai.py --port-file F [--latency S]
+[--rules JSON] [--log F.jsonl]`; it serves until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import struct
+import threading
+import time
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Collection
+
+REASONS = {401: "invalid_api_key", 429: "rate_limit_exceeded", 500: "server_error", 502: "bad_gateway", 503: "overloaded", 504: "timeout"}
+
+
+def reply_for(prompt: str) -> str:
+    """The reply to a prompt: stable, and visibly derived from it."""
+    return "reply: " + " ".join(reversed(prompt.split()))
+
+
+def usage_for(prompt: str) -> dict[str, int]:
+    prompt_tokens, completion_tokens = len(prompt.split()) + 7, len(reply_for(prompt).split())
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+
+
+def masked(key: str) -> str:
+    """A key as OpenAI echoes it in a 401: the first five and last four characters."""
+    return key[:5] + "****" + key[-4:] if len(key) > 9 else "****"
+
+
+@dataclass
+class Rule:
+    """What to do with a request whose prompt contains `match` (None: any prompt), on the
+    listed per-prompt call numbers, 1-based (None: every call). The first matching rule wins."""
+
+    match: str | None = None
+    calls: Collection[int] | None = None
+    status: int = 200
+    delay: float = 0.0
+    """Seconds to wait before answering (a slow reply, or one slower than the client's timeout)."""
+    retry_after: float | None = None
+    reset: bool = False
+    """Close the connection without a response (RST)."""
+    malformed: bool = False
+    """Answer 200 with a body that is not JSON."""
+
+    def applies(self, prompt: str, call: int) -> bool:
+        return (self.match is None or self.match in prompt) and (self.calls is None or call in self.calls)
+
+
+@dataclass
+class Request:
+    at: float
+    """time.monotonic() when the request arrived."""
+    prompt: str
+    call: int
+    """How many requests with this prompt have arrived, this one included."""
+    authorized: bool
+    status: int | None
+
+
+class FakeOpenAI:
+    def __init__(self, latency: float = 0.0, rules: list[Rule] | None = None, log_file: Path | None = None) -> None:
+        self.latency = latency
+        self.rules = list(rules or [])
+        self.log_file = log_file
+        self.requests: list[Request] = []
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.fake = self
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def on(self, match: str | None = None, calls: Collection[int] | None = None, **behaviour: Any) -> Rule:
+        rule = Rule(match, calls, **behaviour)
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def log(self, prompt: str | None = None) -> list[Request]:
+        """A copy of the request log, optionally only the requests of one prompt."""
+        with self._lock:
+            return [r for r in self.requests if prompt is None or r.prompt == prompt]
+
+    def calls(self, prompt: str) -> int:
+        return len(self.log(prompt))
+
+    def _admit(self, prompt: str, authorized: bool) -> Rule:
+        with self._lock:
+            call = self._counts[prompt] = self._counts.get(prompt, 0) + 1
+            rule = next((r for r in self.rules if r.applies(prompt, call)), Rule())
+            entry = Request(time.monotonic(), prompt, call, authorized, None if rule.reset else rule.status)
+            self.requests.append(entry)
+            if self.log_file:
+                with open(self.log_file, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(asdict(entry)) + "\n")
+        return rule
+
+    def start(self) -> "FakeOpenAI":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers that are sleeping through a slow reply
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "FakeOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default 5 drops a burst of connections: clients then wait 1 s to retry
+    fake: FakeOpenAI
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        # Close without shutdown(SHUT_WR): a reset connection then gets an RST, not a polite FIN.
+        self.close_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (its timeout, its process killed) is part of the tests, not an
+        # error; printing it would also land in the output of an in-process CLI under test.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the OpenAI client expects
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error"}})
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return self._send(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
+        fake = self.server.fake
+        auth = self.headers.get("Authorization") or ""
+        prompt = last_user_text(request.get("messages") or [])
+        rule = fake._admit(prompt, bool(auth))
+        if fake._stopping.wait(rule.delay or fake.latency):
+            return
+        if rule.reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
+        if rule.malformed:
+            return self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
+        if rule.status == 401:
+            message = f"Incorrect API key provided: {masked(auth.removeprefix('Bearer '))}. You can find your API key at https://platform.openai.com/account/api-keys."
+            return self._send(401, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+        if rule.status != 200:
+            headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
+            reason = REASONS.get(rule.status, "error")
+            return self._send(rule.status, {"error": {"message": f"simulated {reason}", "type": reason, "param": None, "code": None}}, headers)
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{len(fake.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", "test-model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply_for(prompt)}, "logprobs": None, "finish_reason": "stop"}],
+                "usage": usage_for(prompt),
+            },
+        )
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
+            self.close_connection = True
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return str(content or "")
+    return ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port-file", type=Path, required=True, help="Write the bound port here once serving.")
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rules", default="[]", help='JSON list of rules, e.g. [{"match": "x", "calls": [1], "status": 503}]')
+    parser.add_argument("--log", type=Path, help="Append each request as a JSON line.")
+    args = parser.parse_args()
+    server = FakeOpenAI(args.latency, [Rule(**r) for r in json.loads(args.rules)], args.log).start()
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    tmp = args.port_file.with_suffix(".tmp")
+    tmp.write_text(str(server.port))
+    tmp.replace(args.port_file)  # appears whole, so a reader never sees a partial number
+    done.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
