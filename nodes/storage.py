@@ -6,9 +6,10 @@ keyed by the zero-padded index so that key order is item order.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.runnables import RunnableConfig
+if TYPE_CHECKING:  # importing langchain_core is slow; read-only commands use the names only
+    from langchain_core.runnables import RunnableConfig
 
 
 def thread_label(thread_id: str) -> str:

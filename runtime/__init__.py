@@ -15,16 +15,48 @@ import os
 # before LangGraph's serializer is imported; set LANGGRAPH_STRICT_MSGPACK=false to opt out.
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
-from runtime.db import Database, default_db_path, open_database
-from runtime.errors import AgentError
-from runtime.history import get_history, get_state, iter_results, resolve_checkpoint, thread_status
-from runtime.models import make_model
-from runtime.runner import RunEvent, RunOutcome, RunSettings, resume_thread, run_thread, validate_run
-from runtime.threads import ThreadRecord, get_thread, list_threads
+# Names resolve on first use (PEP 562), so that `agent --help`, `agent threads` and
+# `agent history` do not import LangGraph, the graphs or the model factory they never use.
+_LAZY = {
+    "Database": "runtime.db",
+    "default_db_path": "runtime.db",
+    "open_database": "runtime.db",
+    "AgentError": "runtime.errors",
+    "get_history": "runtime.history",
+    "get_state": "runtime.history",
+    "iter_results": "runtime.history",
+    "resolve_checkpoint": "runtime.history",
+    "thread_status": "runtime.history",
+    "make_model": "runtime.models",
+    "ProgressSnapshot": "runtime.progress",
+    "RunEvent": "runtime.runner",
+    "RunOutcome": "runtime.runner",
+    "RunSettings": "runtime.runner",
+    "resume_thread": "runtime.runner",
+    "retry_failed": "runtime.runner",
+    "run_thread": "runtime.runner",
+    "validate_run": "runtime.runner",
+    "ThreadRecord": "runtime.threads",
+    "get_thread": "runtime.threads",
+    "list_threads": "runtime.threads",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AgentError",
     "Database",
+    "ProgressSnapshot",
     "RunEvent",
     "RunOutcome",
     "RunSettings",
@@ -40,6 +72,7 @@ __all__ = [
     "open_database",
     "resolve_checkpoint",
     "resume_thread",
+    "retry_failed",
     "run_thread",
     "thread_status",
     "validate_run",

@@ -1,7 +1,9 @@
 """Opening the database: the one place where the checkpointer and the store are opened.
 
-One SQLite file holds LangGraph's checkpoints and writes (langgraph-checkpoint-sqlite), the
-LangGraph store (per-item data) and this project's thread registry. WAL mode lets readers
+One SQLite file holds LangGraph's checkpoints and writes (our `AgentSaver`, runtime/saver.py,
+tables in runtime/schema.py), the LangGraph store (per-item data) and this project's thread
+registry. Nothing from LangGraph is imported here at module level, so that commands which only
+read the registry or the history columns start fast. WAL mode lets readers
 run beside a writer; `synchronous=NORMAL` commits each checkpoint without an fsync per step
 (a power cut may lose the last steps, a crashed process loses nothing that was committed).
 """
@@ -13,14 +15,16 @@ import os
 import sqlite3
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
-
-from langgraph.checkpoint.sqlite import SqliteSaver
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable
+from runtime.redact import redact
+from runtime.schema import SCHEMA_VERSION, ensure_checkpoint_tables
+
+if TYPE_CHECKING:
+    from runtime.saver import AgentSaver
 
 DEFAULT_DB = Path("checkpoints") / "agent.db"
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 
 _REGISTRY = """
@@ -52,26 +56,30 @@ class Database:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
-        self._saver: SqliteSaver | None = None
+        self._saver: AgentSaver | None = None
 
-    def checkpointer(self) -> SqliteSaver:
-        """The synchronous saver, for reading history and state."""
+    def checkpointer(self) -> AgentSaver:
+        """The synchronous saver on the registry's connection, for reading history and state."""
         if self._saver is None:
-            self._saver = SqliteSaver(self.conn)
+            from runtime.saver import AgentSaver
+
+            self._saver = AgentSaver(self.conn, serde=_redacting_serializer())
         return self._saver
 
     @asynccontextmanager
     async def open_async(self) -> AsyncIterator[tuple[object, object]]:
         """The async checkpointer and store that runs write through, on their own connections."""
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from runtime.saver import open_saver
 
-        async with AsyncSqliteSaver.from_conn_string(str(self.path)) as saver:
-            await _tune_async(saver.conn)
+        # The saver's own sqlite3 connection, used from the event loop (see AgentSaver._arun).
+        saver = open_saver(str(self.path), serde=_redacting_serializer(), fast_async=True)
+        try:
             async with _store_class().from_conn_string(str(self.path)) as store:
                 await _tune_async(store.conn)
                 await store.setup()
-                await saver.setup()
                 yield saver, store
+        finally:
+            saver.conn.close()
 
     def close(self) -> None:
         self.conn.close()
@@ -81,6 +89,29 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _redacting_serializer() -> Any:
+    return _redacting_serializer_class()()
+
+
+@functools.cache
+def _redacting_serializer_class() -> type:
+    """LangGraph's serializer, keeping secrets out of the errors it stores (built on first use:
+    importing LangGraph is slow, and read-only commands do without it)."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    class _RedactingSerializer(JsonPlusSerializer):
+        """A failed task's exception is saved (as its repr) among the thread's writes, and an HTTP
+        error can echo a masked API key (OpenAI's 401 does); it is redacted before it is written.
+        """
+
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            if isinstance(obj, BaseException):
+                obj = redact(repr(obj))  # what JsonPlusSerializer stores for an exception, redacted
+            return super().dumps_typed(obj)
+
+    return _RedactingSerializer
 
 
 @functools.cache
@@ -144,11 +175,45 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         if version < SCHEMA_VERSION:
-            conn.executescript(_REGISTRY)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            _migrate(conn)
     except sqlite3.DatabaseError as exc:
         raise _unusable(path, exc) from None
     return Database(path, conn)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older (or new, empty) file to SCHEMA_VERSION in one transaction.
+
+    BEGIN IMMEDIATE makes concurrent openers take turns; the second finds the work done.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            conn.execute(_REGISTRY)
+            ensure_checkpoint_tables(conn, _redacting_serializer)
+            _store_tables(conn)
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _store_tables(conn: sqlite3.Connection) -> None:
+    """Apply LangGraph's store migrations here, inside the migration transaction.
+
+    The store's own setup applies them without a transaction: two processes opening a new file at
+    once both try, and one fails on `store_migrations`' primary key. Done here first, each
+    process's setup finds them applied.
+    """
+    from langgraph.store.sqlite.base import MIGRATIONS
+
+    conn.execute("CREATE TABLE IF NOT EXISTS store_migrations (v INTEGER PRIMARY KEY)")
+    row = conn.execute("SELECT v FROM store_migrations ORDER BY v DESC LIMIT 1").fetchone()
+    start = -1 if row is None else row[0]
+    for version, sql in enumerate(MIGRATIONS[start + 1 :], start=start + 1):
+        conn.execute(sql)
+        conn.execute("INSERT INTO store_migrations (v) VALUES (?)", (version,))
 
 
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable:

@@ -7,13 +7,17 @@ import sqlite3
 import time
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from graphs import GraphLoadError, GraphSpec, load_graph
-from nodes.storage import results_namespace
+from nodes.storage import items_namespace, results_namespace
 from runtime.db import Database
+from runtime.progress import stored_progress
 from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, NoResults, UnknownGraph
 from runtime import threads
+from runtime.history_rows import branch_rows, history_rows
+
+if TYPE_CHECKING:
+    from graphs import GraphSpec
 
 STEP_REF = re.compile(r"^-?\d{1,7}$")
 
@@ -54,6 +58,8 @@ def _compiled(db: Database, spec: GraphSpec):
 
 
 def _spec_for(db: Database, thread_id: str) -> tuple[threads.ThreadRecord, GraphSpec]:
+    from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+
     record = threads.get_thread(db, thread_id)
     try:
         return record, load_graph(record.graph)
@@ -67,12 +73,7 @@ def latest_state(db: Database, spec: GraphSpec, thread_id: str):
 
 
 def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None, int]]:
-    rows = db.conn.execute(
-        "SELECT checkpoint_id, parent_checkpoint_id, metadata FROM checkpoints "
-        "WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id",
-        (thread_id,),
-    ).fetchall()
-    return [(cid, parent, json.loads(meta or b"{}").get("step", -1)) for cid, parent, meta in rows]
+    return branch_rows(db, thread_id)
 
 
 def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
@@ -102,26 +103,19 @@ def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
 
 
 def get_history(db: Database, thread_id: str, limit: int | None = None) -> list[HistoryRow]:
-    """The thread's checkpoints, newest first, every branch included."""
-    _, spec = _spec_for(db, thread_id)
-    graph = _compiled(db, spec)
-    snapshots = list(graph.get_state_history({"configurable": {"thread_id": thread_id}}))
-    next_of = {s.config["configurable"]["checkpoint_id"]: list(s.next) for s in snapshots}
-    rows = []
-    for snap in snapshots[: limit if limit else None]:
-        parent = snap.parent_config["configurable"]["checkpoint_id"] if snap.parent_config else None
-        rows.append(
-            HistoryRow(
-                checkpoint_id=snap.config["configurable"]["checkpoint_id"],
-                parent_id=parent,
-                step=snap.metadata.get("step", -1) if snap.metadata else -1,
-                source=(snap.metadata or {}).get("source", ""),
-                writers=next_of.get(parent, []) if parent and (snap.metadata or {}).get("source") == "loop" else [],
-                next=list(snap.next),
-                created_at=snap.created_at or "",
-            )
-        )
-    return rows
+    """The thread's checkpoints, newest first, every branch included.
+
+    Read from the checkpoint table's columns (runtime/history_rows.py); the graph is loaded only
+    for checkpoints whose next tasks were not recorded when they were written.
+    """
+    threads.get_thread(db, thread_id)
+
+    def compute_next(ids: list[str]) -> dict[str, list[str]]:
+        _, spec = _spec_for(db, thread_id)
+        graph = _compiled(db, spec)
+        return {cid: list(graph.get_state({"configurable": {"thread_id": thread_id, "checkpoint_id": cid}}).next) for cid in ids}
+
+    return [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
 
 
 def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> StateView:
@@ -184,8 +178,10 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
         values = tuple_.checkpoint.get("channel_values", {}) if tuple_ else {}
         if tuple_ and (tuple_.metadata or {}).get("step") is not None:
             status["steps"] = tuple_.metadata["step"]  # fresher than the registry's heartbeat copy
-        if "total" in values:
-            status["progress"] = {k: values.get(k, 0) for k in ("total", "done", "failed")}
+        if "total" in values:  # a queue: its figures from the results in the store (runtime.progress)
+            run_started = record.owner_since if record.shown_status == "running" else None
+            snapshot = stored_progress(db, thread_id, values, record.settings.get("model"), run_started)
+            status["progress"] = snapshot.as_dict() if snapshot else None
     return status
 
 
@@ -194,18 +190,43 @@ def _has_table(db: Database, name: str) -> bool:
 
 
 def iter_results(db: Database, thread_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:
-    """The thread's per-item results in item order, streamed from the store."""
+    """The thread's per-item results in item order, streamed from the store, each with its item
+    and every field: index, status, item, output, error, attempts, input_tokens, output_tokens, round."""
     record = threads.get_thread(db, thread_id)
     prefix = ".".join(results_namespace(thread_id))
+    query = (
+        "SELECT r.key, r.value, i.value FROM store r LEFT JOIN store i ON i.prefix = ? AND i.key = r.key "
+        "WHERE r.prefix = ?" + (" AND json_extract(r.value, '$.status') = ?" if status else "") + " ORDER BY r.key"
+    )
     try:
-        cursor = db.conn.execute("SELECT value FROM store WHERE prefix = ? ORDER BY key", (prefix,))
+        cursor = db.conn.execute(query, (".".join(items_namespace(thread_id)), prefix, *([status] if status else [])))
     except sqlite3.OperationalError:  # no store table yet: no graph has written results
         cursor = iter(())
     seen = False
-    for (value,) in cursor:
+    for key, value, item in cursor:
         seen = True
-        result = json.loads(value)
-        if status is None or result.get("status") == status:
-            yield result
-    if not seen and record.graph != "task_queue":
+        yield full_result(int(key), json.loads(value), json.loads(item) if item else None)
+    if not seen and record.graph != "task_queue" and not _has_results(db, prefix):
         raise NoResults(f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results", f"agent state --thread {thread_id} shows its state")
+
+
+def full_result(index: int, stored: dict[str, Any], item: dict[str, Any] | None) -> dict[str, Any]:
+    """A result as stored (compact) with its item, every field present, in a stable order."""
+    return {
+        "index": index,
+        "status": stored.get("status"),
+        "item": stored["item"] if "item" in stored else (item or {}).get("item"),
+        "output": stored.get("output"),
+        "error": stored.get("error"),
+        "attempts": stored.get("attempts"),
+        "input_tokens": stored.get("input_tokens", 0),
+        "output_tokens": stored.get("output_tokens", 0),
+        "round": stored.get("round", 0),
+    }
+
+
+def _has_results(db: Database, prefix: str) -> bool:
+    try:
+        return db.conn.execute("SELECT 1 FROM store WHERE prefix = ? LIMIT 1", (prefix,)).fetchone() is not None
+    except sqlite3.OperationalError:
+        return False

@@ -1,0 +1,153 @@
+"""`agent doctor`: check a database and say what is wrong and how to fix it. Changes nothing.
+
+The file is opened read-only, so a database of another schema version is examined as it is
+(opening it normally would convert an older one).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import DatabaseMissing
+from runtime.schema import EXPECTED_TABLES, SCHEMA_VERSION
+from runtime.threads import ThreadRecord, _COLUMNS, _record
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_database(path: str | os.PathLike) -> list[Finding]:
+    """Integrity, schema version, orphaned writes and blobs, threads whose runner died."""
+    path = Path(path)
+    if not path.exists():
+        raise DatabaseMissing(f"no database at {path}", "point --db (or AGENT_DB) at the database to check")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        return [Finding("integrity", False, f"{path} is not a usable SQLite database: {exc}", "restore it from a backup")]
+    try:
+        integrity = _integrity(conn)
+        findings = [integrity]
+        if not integrity.ok:
+            return findings  # the rest would read damaged pages
+        schema = _schema(conn)
+        findings.append(schema)
+        tables = _tables(conn)
+        if {"checkpoints", "writes", "checkpoint_blobs"} <= tables:
+            findings.append(_orphaned_writes(conn))
+            findings.append(_orphaned_blobs(conn))
+        if "agent_threads" in tables:
+            findings.append(_dead_runners(conn))
+        return findings
+    finally:
+        conn.close()
+
+
+def _integrity(conn: sqlite3.Connection) -> Finding:
+    rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
+    if rows == ["ok"]:
+        return Finding("integrity", True, "SQLite integrity check passed")
+    return Finding(
+        "integrity",
+        False,
+        "SQLite integrity check failed: " + "; ".join(rows[:5]),
+        "restore the file from a backup; to salvage what is readable: sqlite3 DB .recover | sqlite3 NEW.db (agent never repairs in place)",
+    )
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _schema(conn: sqlite3.Connection) -> Finding:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        return Finding(
+            "schema",
+            False,
+            f"schema version {version} was written by a newer agent (this one reads {SCHEMA_VERSION})",
+            "upgrade agent (pip install -U agent), or use this database only with the newer version",
+        )
+    if version < SCHEMA_VERSION:
+        return Finding(
+            "schema",
+            False,
+            f"schema version {version} is older than this agent's ({SCHEMA_VERSION})",
+            "run any agent command on it (e.g. agent threads): the database is converted on opening, in one transaction",
+        )
+    missing = [t for t in EXPECTED_TABLES if t not in _tables(conn)]
+    if missing:
+        return Finding("schema", False, f"schema version {version}, but tables are missing: {', '.join(missing)}", "restore the file from a backup")
+    return Finding("schema", True, f"schema version {version}, all tables present")
+
+
+def _orphaned_writes(conn: sqlite3.Connection) -> Finding:
+    rows = conn.execute(
+        "SELECT thread_id, count(*) FROM writes w WHERE NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id "
+        "AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id) GROUP BY thread_id ORDER BY thread_id"
+    ).fetchall()
+    if not rows:
+        return Finding("orphaned writes", True, "every write belongs to a checkpoint")
+    total = sum(n for _, n in rows)
+    shown = ", ".join(f"{t} ({n})" for t, n in rows[:5]) + (" ..." if len(rows) > 5 else "")
+    return Finding(
+        "orphaned writes",
+        False,
+        f"{total} write(s) belong to no checkpoint, in thread(s) {shown}",
+        "agent prune --orphans --dry-run shows what would go; without --dry-run removes them",
+    )
+
+
+def _orphaned_blobs(conn: sqlite3.Connection) -> Finding:
+    rows = conn.execute(
+        "SELECT thread_id, count(*) FROM checkpoint_blobs b WHERE NOT EXISTS "
+        "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns) "
+        "GROUP BY thread_id ORDER BY thread_id"
+    ).fetchall()
+    if not rows:
+        return Finding("orphaned blobs", True, "every stored value belongs to a thread that has checkpoints")
+    total = sum(n for _, n in rows)
+    return Finding(
+        "orphaned blobs",
+        False,
+        f"{total} stored value(s) belong to thread(s) with no checkpoints: {', '.join(t for t, _ in rows[:5])}",
+        "agent prune --orphans removes them",
+    )
+
+
+def _dead_runners(conn: sqlite3.Connection) -> Finding:
+    now = time.time()
+    records: list[ThreadRecord] = [
+        _record(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE status = 'running' ORDER BY thread_id")
+    ]
+    dead = [r for r in records if not r.holder_alive(now)]
+    if not dead:
+        return Finding("runners", True, f"{len(records)} thread(s) running, every runner alive")
+    shown = ", ".join(
+        f"{r.thread_id} (pid {r.owner_pid} on {r.owner_host}, heartbeat {_age(now, r.heartbeat_at)})" for r in dead[:5]
+    )
+    first = dead[0].thread_id
+    return Finding(
+        "runners",
+        False,
+        f"{len(dead)} thread(s) are recorded as running but their runner is gone: {shown}",
+        f"agent resume --thread {first} takes it over and continues from its latest checkpoint (or agent delete --thread {first})",
+    )
+
+
+def _age(now: float, ts: float | None) -> str:
+    return "never" if ts is None else f"{now - ts:.0f}s ago"

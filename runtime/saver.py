@@ -1,0 +1,869 @@
+"""The checkpointer: langgraph-checkpoint-sqlite's `SqliteSaver`, extended for speed.
+
+What differs from the stock saver (tables in runtime/schema.py):
+
+- Each channel value is stored once per version (`checkpoint_blobs`), as LangGraph's Postgres
+  saver does, instead of the whole state in every checkpoint: a step writes what it changed.
+- Every put is one explicit transaction (the stock saver's `executemany` outside one commits
+  per row when the connection is in autocommit mode).
+- What history shows (step, source, time, the nodes that wrote a checkpoint and the tasks that
+  run next) is kept in plain columns, written with the checkpoint, so history is one indexed
+  query with nothing to deserialise. `next` is known when the saver is bound to the compiled
+  graph (`bind_graph`), which the runtime does; otherwise it is NULL and history computes it.
+- Listing fetches the writes and the blobs of a batch of checkpoints in one query each.
+- The async methods run the (fast, WAL, `synchronous=NORMAL`) sqlite3 calls directly on the
+  event loop instead of hopping to aiosqlite's thread per call. A call that finds the database
+  locked (by another connection in this process mid-transaction, or another process) moves to a
+  worker thread that waits for the lock, so the event loop is never blocked waiting for it.
+- `prune`, `copy_thread` and `delete_for_runs` are implemented; pruning keeps what the kept
+  checkpoints need to be loaded (their blobs and writes, and the ancestors a `DeltaChannel`
+  replays from).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.utils import search_where
+
+from runtime.schema import create_checkpoint_tables, needs_conversion, send_targets, table_columns
+
+BUSY_TIMEOUT_MS = 30_000
+JOIN_SECONDS = 0.005
+"""How long a task's writes wait for the step's checkpoint, to be stored in one transaction."""
+_BATCH = 200
+_TASKS = "__pregel_tasks"
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _value_means_available() -> tuple[type, ...]:
+    from langgraph.channels.ephemeral_value import EphemeralValue
+    from langgraph.channels.last_value import LastValue
+
+    return (EphemeralValue, LastValue)
+
+
+_VALUE_MEANS_AVAILABLE = _value_means_available()
+"""Channel types that store a value exactly when they are available (checked without rebuilding them)."""
+
+
+class NextTasks:
+    """Which tasks run from a checkpoint, computed as LangGraph's `prepare_next_tasks` does,
+    from the compiled graph's triggers, without building the tasks or their input.
+
+    Pushed tasks (each `Send` in the task channel) come first, then each node one of whose
+    trigger channels is available at a version the node has not seen, in the graph's node order.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        self.triggers = {name: tuple(node.triggers) for name, node in graph.nodes.items()}
+        self.specs = {ch: graph.channels[ch] for t in self.triggers.values() for ch in t if ch in graph.channels}
+
+    def __call__(self, checkpoint: Checkpoint) -> list[str]:
+        values = checkpoint["channel_values"]
+        versions = checkpoint["channel_versions"]
+        seen_by_node = checkpoint["versions_seen"]
+        names = [n for n in send_targets(values.get(_TASKS)) if n in self.triggers]
+        if not versions:
+            return names
+        null = type(next(iter(versions.values())))()
+        available: dict[str, bool] = {}
+        for name, triggers in self.triggers.items():
+            seen = seen_by_node.get(name)
+            for ch in triggers:
+                if ch not in available:
+                    available[ch] = self._available(ch, values)
+                if available[ch] and (seen is None or versions.get(ch, null) > seen.get(ch, null)):
+                    names.append(name)
+                    break
+        return names
+
+    def _available(self, channel: str, values: Mapping[str, Any]) -> bool:
+        spec = self.specs.get(channel)
+        if spec is None or channel not in values:
+            return False
+        if type(spec) in _VALUE_MEANS_AVAILABLE:
+            return True
+        return spec.from_checkpoint(values[channel]).is_available()
+
+
+class AgentSaver(SqliteSaver):
+    """SqliteSaver with per-version blobs, history columns, pruning and a direct async path."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, *, serde: Any = None, fast_async: bool = False, wal_path: str | None = None
+    ) -> None:
+        """`fast_async`: the connection belongs to this saver and runs async calls on the event
+        loop; its busy timeout is then 0 on the loop (a locked database moves the call to a thread).
+        `wal_path`: the database file; WAL checkpoints (which fsync) then run on a background
+        thread every few hundred commits instead of inside a commit."""
+        super().__init__(conn, serde=serde)
+        self.fast_async = fast_async
+        self._wal = _BackgroundWalCheckpoints(wal_path) if wal_path else None
+        if self._wal is not None:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        # Mutable holders, shared with the copies LangGraph makes (`with_allowlist` clones the
+        # saver when a graph is compiled and on every run).
+        self._bound: dict[str, NextTasks] = {}
+        self._pending_writes: list[_PendingWrites] = []
+        self._sync_pending: list[_PendingWrites] = []
+        self._sync_lock = threading.Lock()
+        self.join_writes = wal_path is not None  # a connection of its own, as for runs
+        self._on_loop = False
+        # (thread_id, checkpoint_ns) -> (checkpoint_id, next as JSON) of the last put, so that a
+        # put knows which nodes wrote it (the tasks that ran from its parent) without a query.
+        self._last_put: dict[tuple[str, str], tuple[str, str | None]] = {}
+        if fast_async:
+            conn.execute("PRAGMA busy_timeout=0")
+
+    def get_next_version(self, current: str | int | None, channel: None = None) -> str:
+        """As SqliteSaver's (`{n:032}.{random}`, increasing per channel), with `n` at least the
+        current time in microseconds: the versions a step writes are then close together, and
+        their blobs (keyed by thread, version, channel) land on one page instead of one per channel."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(str(current).split(".")[0])
+        return f"{max(current_v + 1, time.time_ns() // 1000):032}.{random.random():016}"
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def bind_graph(self, graph: Any) -> "AgentSaver":
+        """Record, with each checkpoint, the tasks that run next (what `agent history` shows)."""
+        self._bound["next"] = NextTasks(graph)
+        return self
+
+    def setup(self) -> None:
+        if self.is_setup:
+            return
+        if needs_conversion(self.conn):
+            raise RuntimeError("this database has checkpoints in the old layout; open it with runtime.open_database")
+        if all(table_columns(self.conn, t) for t in ("checkpoints", "checkpoint_blobs", "writes")):
+            self.is_setup = True  # the usual case (runtime.open_database made them): no write lock needed
+            return
+        in_tx = self.conn.in_transaction
+        if not in_tx:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            create_checkpoint_tables(self.conn)
+        except BaseException:
+            if not in_tx:
+                self.conn.execute("ROLLBACK")
+            raise
+        if not in_tx:
+            self.conn.execute("COMMIT")
+        self.is_setup = True
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction, taking the write lock as it begins."""
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")
+            if self._wal is not None:
+                self._wal.committed()
+        finally:
+            cur.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self.lock:
+            if not self.is_setup:
+                self.setup()
+            yield
+
+    # -- reading --------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        with self._locked():
+            return self._get_tuple(config)
+
+    def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id = str(config["configurable"]["thread_id"])
+        ns = config["configurable"].get("checkpoint_ns", "")
+        columns = "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+        if checkpoint_id := get_checkpoint_id(config):
+            row = self.conn.execute(
+                f"SELECT {columns} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+                (thread_id, ns, checkpoint_id),
+            ).fetchone()
+        else:
+            row = self.conn.execute(
+                f"SELECT {columns} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
+                (thread_id, ns),
+            ).fetchone()
+        if row is None:
+            return None
+        cid, parent, type_, blob, metadata = row
+        checkpoint = self.serde.loads_typed((type_, blob))
+        wanted = self._missing_values(checkpoint)
+        stored = self._fetch_blobs(thread_id, ns, wanted) if wanted else {}
+        writes = self.conn.execute(
+            "SELECT task_id, channel, type, value, task_path, idx FROM writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, ns, cid),
+        ).fetchall()
+        return self._tuple(thread_id, ns, cid, parent, checkpoint, metadata, stored, writes)
+
+    def _missing_values(self, checkpoint: dict[str, Any]) -> set[tuple[str, str]]:
+        # A row may hold its values inline (a checkpoint written before blobs, or a tampered
+        # one); those win, the rest come from the blobs.
+        inline = checkpoint.get("channel_values") or {}
+        return {(ch, str(v)) for ch, v in checkpoint["channel_versions"].items() if ch not in inline}
+
+    def _fetch_blobs(self, thread_id: str, ns: str, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, bytes]]:
+        found: dict[tuple[str, str], tuple[str, bytes]] = {}
+        pairs = sorted(wanted)
+        for start in range(0, len(pairs), 200):
+            chunk = pairs[start : start + 200]
+            terms = " OR ".join(["(channel = ? AND version = ?)"] * len(chunk))
+            params: list[Any] = [thread_id, ns]
+            for ch, v in chunk:
+                params += [ch, v]
+            for ch, v, type_, blob in self.conn.execute(
+                f"SELECT channel, version, type, blob FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND ({terms})",
+                params,
+            ):
+                found[(ch, v)] = (type_, blob)
+        return found
+
+    def _tuple(self, thread_id, ns, cid, parent, checkpoint, metadata, stored, writes) -> CheckpointTuple:
+        values = dict(checkpoint.get("channel_values") or {})
+        for ch, version in checkpoint["channel_versions"].items():
+            if ch in values:
+                continue
+            hit = stored.get((ch, str(version)))
+            if hit is not None and hit[0] != "empty":
+                values[ch] = self.serde.loads_typed(hit)
+        checkpoint["channel_values"] = values
+        pending = [
+            (task_id, channel, self.serde.loads_typed((type_, value)))
+            for task_id, channel, type_, value, _, _ in sorted(writes, key=lambda r: writes_sort_key(r[4], r[0], r[5]))
+        ]
+        return CheckpointTuple(
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}},
+            checkpoint,
+            json.loads(metadata) if metadata is not None else {},
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent}} if parent else None,
+            pending,
+        )
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        where, params = search_where(config, filter, before)
+        query = (
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+            f"FROM checkpoints {where} ORDER BY checkpoint_id DESC"
+        )
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (*params, limit)
+        with self._locked():
+            rows = self.conn.execute(query, params).fetchall()
+        for start in range(0, len(rows), _BATCH):
+            with self._locked():
+                batch = self._load_batch(rows[start : start + _BATCH])
+            yield from batch
+
+    def _load_batch(self, rows: list[tuple]) -> list[CheckpointTuple]:
+        """Tuples for a batch of rows: one query for their writes and one for their blobs per thread."""
+        by_thread: dict[tuple[str, str], list[tuple]] = {}
+        for row in rows:
+            by_thread.setdefault((row[0], row[1]), []).append(row)
+        loaded: dict[tuple[str, str, str], CheckpointTuple] = {}
+        for (thread_id, ns), group in by_thread.items():
+            ids = [r[2] for r in group]
+            marks = ",".join("?" * len(ids))
+            writes: dict[str, list[tuple]] = {}
+            for cid, *write in self.conn.execute(
+                "SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM writes "
+                f"WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
+                (thread_id, ns, *ids),
+            ):
+                writes.setdefault(cid, []).append(tuple(write))
+            checkpoints = {r[2]: self.serde.loads_typed((r[4], r[5])) for r in group}
+            wanted: set[tuple[str, str]] = set()
+            for checkpoint in checkpoints.values():
+                wanted |= self._missing_values(checkpoint)
+            stored = self._fetch_blobs(thread_id, ns, wanted) if wanted else {}
+            for _, _, cid, parent, _, _, metadata in group:
+                loaded[(thread_id, ns, cid)] = self._tuple(
+                    thread_id, ns, cid, parent, checkpoints[cid], metadata, stored, writes.get(cid, [])
+                )
+        return [loaded[(r[0], r[1], r[2])] for r in rows]
+
+    def get_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
+        # The stock override reads values inline from each checkpoint row; here they are blobs,
+        # so the generic ancestor walk (through get_tuple) is the correct one.
+        return BaseCheckpointSaver.get_delta_channel_history(self, config=config, channels=channels)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id = str(config["configurable"]["thread_id"])
+        with self._sync_lock:
+            joined = [p for p in self._sync_pending if p.thread_id == thread_id]
+            for p in joined:
+                self._sync_pending.remove(p)
+                p.claimed = True
+        try:
+            with self._locked():
+                result = self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
+        except BaseException as exc:
+            for p in joined:
+                p.error = exc
+                p.done.set()
+            raise
+        for p in joined:
+            p.done.set()
+        return result
+
+    def _put(self, config, checkpoint, metadata, new_versions, joined: Sequence[tuple] = ()) -> RunnableConfig:
+        """Store a checkpoint; `joined` are pending writes (put_writes arguments) stored in the
+        same transaction."""
+        thread_id = str(config["configurable"]["thread_id"])
+        ns = config["configurable"].get("checkpoint_ns", "")
+        parent = config["configurable"].get("checkpoint_id")
+        values = checkpoint["channel_values"]
+        skeleton = {**checkpoint, "channel_values": {}}  # values live in checkpoint_blobs
+        blobs = [
+            (thread_id, ns, ch, str(version), *(self.serde.dumps_typed(values[ch]) if ch in values else ("empty", None)))
+            for ch, version in new_versions.items()
+        ]
+        type_, serialized = self.serde.dumps_typed(skeleton)
+        meta = get_checkpoint_metadata(config, metadata)
+        meta_json = json.dumps(meta, ensure_ascii=False)
+        next_tasks = self._bound.get("next")
+        next_json = _names_json(next_tasks(checkpoint)) if next_tasks is not None and ns == "" else None
+        with self._tx() as cur:
+            for args in joined:
+                verb, params = self._write_rows(*args)
+                for start in range(0, len(params), 9 * 100):
+                    self._insert_writes(cur, verb, params[start : start + 9 * 100])
+            writers = self._writers_of(cur, thread_id, ns, parent) if meta.get("source") == "loop" and parent else None
+            cur.execute(
+                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+                "checkpoint, metadata, step, source, created_at, run_id, writers, next) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    thread_id,
+                    ns,
+                    checkpoint["id"],
+                    parent,
+                    type_,
+                    serialized,
+                    meta_json,
+                    meta.get("step"),
+                    meta.get("source"),
+                    checkpoint.get("ts"),
+                    meta.get("run_id"),
+                    writers,
+                    next_json,
+                ),
+            )
+            if blobs:
+                cur.executemany(
+                    "INSERT OR REPLACE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                    blobs,
+                )
+        self._last_put[(thread_id, ns)] = (checkpoint["id"], next_json)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    def _writers_of(self, cur: sqlite3.Cursor, thread_id: str, ns: str, parent: str) -> str | None:
+        """The nodes that wrote a checkpoint: the tasks that ran from its parent."""
+        last = self._last_put.get((thread_id, ns))
+        if last is not None and last[0] == parent:
+            return last[1]
+        row = cur.execute(
+            "SELECT next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, parent)
+        ).fetchone()
+        return row[0] if row else None
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        """Store a task's writes; returns once they are committed.
+
+        LangGraph's sync loop calls this on a worker thread and does not wait for it. When the
+        task was the step's last, the step's checkpoint `put` follows within microseconds: the
+        writes wait for it (up to JOIN_SECONDS) and both are stored in one transaction.
+        """
+        args = (config, writes, task_id, task_path)
+        if not writes or not self.join_writes:
+            with self._locked():
+                return self._put_writes(*args)
+        pending = _PendingWrites(str(config["configurable"]["thread_id"]), args, threading.Event())
+        with self._sync_lock:
+            self._sync_pending.append(pending)
+        if not pending.done.wait(JOIN_SECONDS):
+            with self._sync_lock:
+                mine = not pending.claimed
+                if mine:
+                    self._sync_pending.remove(pending)
+            if mine:
+                with self._locked():
+                    return self._put_writes(*args)
+            pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+
+    def _write_rows(self, config, writes, task_id, task_path) -> tuple[str, list[Any]]:
+        verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
+        thread_id = str(config["configurable"]["thread_id"])
+        ns = str(config["configurable"].get("checkpoint_ns", ""))
+        cid = str(config["configurable"]["checkpoint_id"])
+        params: list[Any] = []
+        for idx, (channel, value) in enumerate(writes):
+            params += (thread_id, ns, cid, task_id, task_path, WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
+        return verb, params
+
+    def _put_writes(self, config, writes, task_id, task_path) -> None:
+        verb, params = self._write_rows(config, writes, task_id, task_path)
+        if not params:
+            return
+        if len(params) <= 9 * 100 and not self.conn.in_transaction:
+            # One statement is one (implicit) transaction: the rows commit together, in one call.
+            # In autocommit SQLite waits out the busy timeout even for a changed snapshot; on the
+            # loop's fast path (timeout 0) a lock found taken sends the call to a thread.
+            self._insert_writes(self.conn, verb, params)
+            if self._wal is not None:
+                self._wal.committed()
+            return
+        with self._tx() as cur:
+            for start in range(0, len(params), 9 * 100):
+                self._insert_writes(cur, verb, params[start : start + 9 * 100])
+
+    @staticmethod
+    def _insert_writes(target: Any, verb: str, params: list[Any]) -> None:
+        target.execute(
+            f"INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+            "VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * (len(params) // 9)),
+            params,
+        )
+
+    # -- deleting and copying ---------------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        with self._locked():
+            self._delete_thread(thread_id)
+
+    def _delete_thread(self, thread_id: str) -> None:
+        with self._tx() as cur:
+            for table in ("checkpoints", "writes", "checkpoint_blobs"):
+                cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (str(thread_id),))
+        self._forget(str(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        with self._locked():
+            self._delete_for_runs(run_ids)
+
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
+        marks = ",".join("?" * len(run_ids))
+        with self._tx() as cur:
+            doomed = cur.execute(
+                f"SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints WHERE run_id IN ({marks})", tuple(run_ids)
+            ).fetchall()
+            self._delete_checkpoints(cur, doomed)
+            for thread_id, ns in {(t, n) for t, n, _ in doomed}:
+                self._collect_blobs(cur, thread_id, ns)
+        for thread_id, _, _ in doomed:
+            self._forget(thread_id)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        with self._locked():
+            self._copy_thread(source_thread_id, target_thread_id)
+
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        source, target = str(source_thread_id), str(target_thread_id)
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
+                "metadata, step, source, created_at, run_id, writers, next) SELECT ?, checkpoint_ns, checkpoint_id, "
+                "parent_checkpoint_id, type, checkpoint, metadata, step, source, created_at, run_id, writers, next "
+                "FROM checkpoints WHERE thread_id = ?",
+                (target, source),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) "
+                "SELECT ?, checkpoint_ns, channel, version, type, blob FROM checkpoint_blobs WHERE thread_id = ?",
+                (target, source),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+                "SELECT ?, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value FROM writes WHERE thread_id = ?",
+                (target, source),
+            )
+        self._forget(target)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        with self._locked():
+            self._prune(thread_ids, strategy)
+
+    def _prune(self, thread_ids: Sequence[str], strategy: str = "keep_latest") -> None:
+        if strategy == "delete":
+            for thread_id in thread_ids:
+                self._delete_thread(thread_id)
+            return
+        if strategy != "keep_latest":
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        for thread_id in thread_ids:
+            with self._tx() as cur:
+                self.apply_prune(cur, self.plan_prune(cur, str(thread_id), keep=1))
+
+    # The retention commands (runtime/retention.py) build on these two.
+
+    def plan_prune(self, cur: sqlite3.Cursor, thread_id: str, keep: int | None = None, before: str | None = None) -> "PrunePlan":
+        """What pruning one thread would remove, per namespace: every checkpoint that is neither
+        among the newest `keep` (if given) nor created at or after `before` (if given), except
+        the latest and what a kept checkpoint needs to be loaded (the ancestors its delta
+        channels replay from)."""
+        plan = PrunePlan(thread_id)
+        rows = cur.execute(
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, created_at FROM checkpoints WHERE thread_id = ? "
+            "ORDER BY checkpoint_ns, checkpoint_id DESC",
+            (thread_id,),
+        ).fetchall()
+        by_ns: dict[str, list[tuple]] = {}
+        for row in rows:
+            by_ns.setdefault(row[0], []).append(row)
+        for ns, group in by_ns.items():
+            parents = {cid: parent for _, cid, parent, _ in group}
+            kept = set()
+            for rank, (_, cid, _, created) in enumerate(group):
+                if rank == 0 or (keep is not None and rank < keep) or (before is not None and (created or "") >= before):
+                    kept.add(cid)
+                elif keep is None and before is None:
+                    kept.add(cid)
+            kept |= self._delta_ancestors(cur, thread_id, ns, kept, parents)
+            plan.doomed += [(thread_id, ns, cid) for _, cid, _, _ in group if cid not in kept]
+            plan.kept[ns] = kept
+        return plan
+
+    def _delta_ancestors(self, cur, thread_id: str, ns: str, kept: set[str], parents: dict[str, str | None]) -> set[str]:
+        """Ancestors of kept checkpoints that their delta channels are rebuilt from.
+
+        A `DeltaChannel` not snapshotted at a checkpoint is listed in its metadata's
+        `counters_since_delta_snapshot`; LangGraph rebuilds it from the writes of the ancestors
+        back to the nearest one that stores a value for it, so those must stay.
+        """
+        needed: set[str] = set()
+        for cid in kept:
+            meta = self._metadata(cur, thread_id, ns, cid)
+            channels = set((meta.get("counters_since_delta_snapshot") or {}).keys())
+            cursor = parents.get(cid)
+            while channels and cursor is not None and cursor in parents:
+                needed.add(cursor)
+                checkpoint = self._skeleton(cur, thread_id, ns, cursor)
+                versions = checkpoint.get("channel_versions", {})
+                inline = checkpoint.get("channel_values") or {}
+                for ch in list(channels):
+                    if ch in inline or self._has_value(cur, thread_id, ns, ch, versions.get(ch)):
+                        channels.discard(ch)
+                cursor = parents.get(cursor)
+        return needed - kept
+
+    def _metadata(self, cur, thread_id: str, ns: str, cid: str) -> dict[str, Any]:
+        row = cur.execute(
+            "SELECT metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
+        ).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def _skeleton(self, cur, thread_id: str, ns: str, cid: str) -> dict[str, Any]:
+        row = cur.execute(
+            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, ns, cid),
+        ).fetchone()
+        return self.serde.loads_typed(row) if row else {}
+
+    def _has_value(self, cur, thread_id: str, ns: str, channel: str, version: Any) -> bool:
+        if version is None:
+            return False
+        row = cur.execute(
+            "SELECT type FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
+            (thread_id, ns, channel, str(version)),
+        ).fetchone()
+        return row is not None and row[0] != "empty"
+
+    def apply_prune(self, cur: sqlite3.Cursor, plan: "PrunePlan") -> None:
+        self._delete_checkpoints(cur, plan.doomed)
+        for ns in plan.kept:
+            plan.blobs_removed += self._collect_blobs(cur, plan.thread_id, ns)
+        self._forget(plan.thread_id)
+
+    def _delete_checkpoints(self, cur: sqlite3.Cursor, doomed: Sequence[tuple[str, str, str]]) -> int:
+        removed_writes = 0
+        for thread_id, ns, cid in doomed:
+            cur.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid))
+            removed_writes += cur.execute(
+                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
+            ).rowcount
+        return removed_writes
+
+    def _collect_blobs(self, cur: sqlite3.Cursor, thread_id: str, ns: str) -> int:
+        """Delete the blobs of a thread's namespace that no remaining checkpoint refers to."""
+        referenced = set(self.referenced_blobs(cur, thread_id, ns))
+        stored = cur.execute(
+            "SELECT channel, version FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
+        ).fetchall()
+        unused = [(thread_id, ns, ch, v) for ch, v in stored if (ch, v) not in referenced]
+        cur.executemany(
+            "DELETE FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?", unused
+        )
+        return len(unused)
+
+    def referenced_blobs(self, cur: sqlite3.Cursor, thread_id: str, ns: str) -> Iterator[tuple[str, str]]:
+        for type_, blob in cur.execute(
+            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
+        ).fetchall():
+            for ch, version in self.serde.loads_typed((type_, blob)).get("channel_versions", {}).items():
+                yield ch, str(version)
+
+    def _forget(self, thread_id: str) -> None:
+        for key in [k for k in self._last_put if k[0] == thread_id]:
+            self._last_put.pop(key, None)
+
+    # -- async: the same calls, on the event loop ------------------------------------------------
+
+    async def _arun(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a sync method now, on the loop; if the database is locked, on a worker thread that waits.
+
+        Waiting on the loop could deadlock: the lock may be held by another connection of this
+        process (the store's) whose transaction needs the loop to finish.
+        """
+        if self.fast_async and self.lock.acquire(blocking=False):
+            try:
+                if not self.is_setup:
+                    self.setup()
+                self._on_loop = True
+                return method(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+            finally:
+                self._on_loop = False
+                self.lock.release()
+        return await asyncio.to_thread(self._waiting, method, *args, **kwargs)
+
+    def _waiting(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            if self.fast_async:
+                self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            try:
+                if not self.is_setup:
+                    self.setup()
+                return method(*args, **kwargs)
+            finally:
+                if self.fast_async:
+                    self.conn.execute("PRAGMA busy_timeout=0")
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._arun(self._get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        where, params = search_where(config, filter, before)
+        query = (
+            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+            f"FROM checkpoints {where} ORDER BY checkpoint_id DESC"
+        )
+        if limit is not None:
+            query += " LIMIT ?"
+            params = (*params, limit)
+        rows = await self._arun(lambda: self.conn.execute(query, params).fetchall())
+        for start in range(0, len(rows), _BATCH):
+            for item in await self._arun(self._load_batch, rows[start : start + _BATCH]):
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id = str(config["configurable"]["thread_id"])
+        queue = self._pending_writes
+        joined = [p for p in queue if p.thread_id == thread_id]
+        if not joined:
+            return await self._arun(self._put, config, checkpoint, metadata, new_versions)
+        for p in joined:
+            queue.remove(p)
+            p.claimed = True
+        try:
+            result = await self._arun(self._put, config, checkpoint, metadata, new_versions, [p.args for p in joined])
+        except BaseException as exc:
+            for p in joined:
+                if not p.done.done():
+                    p.done.set_exception(exc)
+            raise
+        for p in joined:
+            if not p.done.done():
+                p.done.set_result(None)
+        return result
+
+    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        """Store a task's writes. On the fast path they first wait one turn of the event loop: when
+        the task was the step's last, LangGraph puts the step's checkpoint in that turn, and both
+        are stored in one transaction (one commit per step). Either way this returns only once
+        the writes are committed."""
+        args = (config, writes, task_id, task_path)
+        if not self.fast_async or not writes:
+            return await self._arun(self._put_writes, *args)
+        pending = _PendingWrites(str(config["configurable"]["thread_id"]), args, asyncio.get_running_loop().create_future())
+        self._pending_writes.append(pending)
+        await asyncio.sleep(0)
+        if not pending.claimed:
+            self._pending_writes.remove(pending)
+            return await self._arun(self._put_writes, *args)
+        await pending.done
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._arun(self._delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._arun(self._delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._arun(self._copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._arun(self._prune, thread_ids, strategy)
+
+    async def aget_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
+        return await BaseCheckpointSaver.aget_delta_channel_history(self, config=config, channels=channels)
+
+
+class _PendingWrites:
+    """A task's writes waiting (one turn of the event loop) to join the step's checkpoint put."""
+
+    __slots__ = ("thread_id", "args", "done", "claimed", "error")
+
+    def __init__(self, thread_id: str, args: tuple, done: Any) -> None:
+        self.thread_id = thread_id
+        self.args = args
+        self.done = done  # an asyncio.Future (async path) or a threading.Event (sync path)
+        self.claimed = False
+        self.error: BaseException | None = None
+
+
+_NAMES_JSON: dict[tuple[str, ...], str] = {}
+
+
+def _names_json(names: list[str]) -> str:
+    """JSON of a list of task names; most steps repeat a handful of lists, so they are cached."""
+    key = tuple(names)
+    text = _NAMES_JSON.get(key)
+    if text is None:
+        text = json.dumps(names)
+        if len(_NAMES_JSON) < 4096:
+            _NAMES_JSON[key] = text
+    return text
+
+
+class _BackgroundWalCheckpoints:
+    """Copy the WAL into the database file on a worker thread, every `every` commits.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold and fsyncs
+    the database file there: on the event loop, a pause of milliseconds every few hundred steps.
+    A PASSIVE checkpoint on another connection does the same work beside the writer.
+    """
+
+    every = 256
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self.running = threading.Lock()
+
+    def committed(self) -> None:
+        self.count += 1
+        if self.count >= self.every and self.running.acquire(blocking=False):
+            self.count = 0
+            threading.Thread(target=self._checkpoint, name="agent-wal-checkpoint", daemon=True).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass  # the next one, or another connection's automatic checkpoint, catches up
+        finally:
+            self.running.release()
+
+
+class PrunePlan:
+    """What pruning one thread removes (`doomed`) and keeps, per namespace."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.doomed: list[tuple[str, str, str]] = []
+        self.kept: dict[str, set[str]] = {}
+        self.blobs_removed = 0
+
+
+def open_saver(path: str, *, serde: Any = None, fast_async: bool = False) -> AgentSaver:
+    """A saver on its own connection to `path` (an existing database, opened once by
+    runtime.open_database so that its tables are in place): WAL, `synchronous=NORMAL`,
+    WAL checkpoints on a background thread."""
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return AgentSaver(conn, serde=serde, fast_async=fast_async, wal_path=str(path))

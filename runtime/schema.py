@@ -1,0 +1,204 @@
+"""The checkpoint tables and their migrations. Plain SQL: importing this module stays cheap.
+
+Layout (schema 2, see runtime/saver.py for who writes what):
+
+- `checkpoints`: one row per checkpoint. `checkpoint` holds the checkpoint *without* its channel
+  values (versions, versions seen, timestamp); `metadata` is JSON. What history shows lives in
+  plain columns, so it is read without deserialising anything: `step`, `source`, `created_at`,
+  `run_id`, `writers` (JSON list of the nodes whose writes made this checkpoint) and `next`
+  (JSON list of the tasks that run from it; NULL where it is not known, and then computed).
+- `checkpoint_blobs`: each channel value stored once per (thread, namespace, channel, version),
+  so a step writes only the channels it changed. `type = 'empty'` records a channel that has
+  a version but no value.
+- `writes`: the pending writes of each task, as in langgraph-checkpoint-sqlite.
+
+Schema 1 was langgraph-checkpoint-sqlite's layout (the whole state in every checkpoint row);
+`migrate_checkpoints` converts it in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Callable, Iterable
+
+SCHEMA_VERSION = 2
+
+CHECKPOINT_TABLES = """
+CREATE TABLE IF NOT EXISTS checkpoints (
+    thread_id            TEXT NOT NULL,
+    checkpoint_ns        TEXT NOT NULL DEFAULT '',
+    checkpoint_id        TEXT NOT NULL,
+    parent_checkpoint_id TEXT,
+    type                 TEXT,
+    checkpoint           BLOB,
+    metadata             BLOB,
+    step                 INTEGER,
+    source               TEXT,
+    created_at           TEXT,
+    run_id               TEXT,
+    writers              TEXT,
+    next                 TEXT,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoint_blobs (
+    thread_id     TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    channel       TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    blob          BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, version, channel)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS writes (
+    thread_id     TEXT NOT NULL,
+    checkpoint_ns TEXT NOT NULL DEFAULT '',
+    checkpoint_id TEXT NOT NULL,
+    task_id       TEXT NOT NULL,
+    task_path     TEXT NOT NULL DEFAULT '',
+    idx           INTEGER NOT NULL,
+    channel       TEXT NOT NULL,
+    type          TEXT,
+    value         BLOB,
+    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+) WITHOUT ROWID;
+"""
+
+EXPECTED_TABLES = ("agent_threads", "checkpoints", "checkpoint_blobs", "writes")
+
+# Not graph nodes: keys LangGraph keeps in `versions_seen` for its own bookkeeping.
+_NOT_NODES = ("__input__", "__interrupt__")
+_TASKS = "__pregel_tasks"
+
+
+def table_columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def needs_conversion(conn: sqlite3.Connection) -> bool:
+    """Whether `checkpoints` is in langgraph-checkpoint-sqlite's layout (schema 1)."""
+    columns = table_columns(conn, "checkpoints")
+    return bool(columns) and "next" not in columns
+
+
+def ensure_checkpoint_tables(conn: sqlite3.Connection, serde_factory: Callable[[], Any]) -> int:
+    """Create the checkpoint tables, converting schema-1 ones; inside the caller's transaction.
+
+    Returns the number of checkpoints converted. `serde_factory` builds LangGraph's serializer,
+    and is called only when there is something to convert (it is slow to import).
+    """
+    converted = 0
+    if needs_conversion(conn):
+        converted = _convert_v1(conn, serde_factory())
+    create_checkpoint_tables(conn)
+    return converted
+
+
+def create_checkpoint_tables(conn: sqlite3.Connection) -> None:
+    """CREATE TABLE IF NOT EXISTS each table, statement by statement (executescript would commit)."""
+    for statement in CHECKPOINT_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _convert_v1(conn: sqlite3.Connection, serde: Any) -> int:
+    """Move every schema-1 checkpoint into the new layout: values into blobs, history into columns."""
+    conn.execute("ALTER TABLE checkpoints RENAME TO checkpoints_v1")
+    has_writes = bool(table_columns(conn, "writes"))
+    if has_writes:
+        conn.execute("ALTER TABLE writes RENAME TO writes_v1")
+    create_checkpoint_tables(conn)
+    if has_writes:
+        write_columns = table_columns(conn, "writes_v1")
+        task_path = "task_path" if "task_path" in write_columns else "''"
+        conn.execute(
+            "INSERT OR REPLACE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+            f"SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, value FROM writes_v1"
+        )
+        conn.execute("DROP TABLE writes_v1")
+    count = 0
+    threads = [r[0] for r in conn.execute("SELECT DISTINCT thread_id FROM checkpoints_v1")]
+    for thread_id in threads:
+        rows = conn.execute(
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+            "FROM checkpoints_v1 WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id",
+            (thread_id,),
+        ).fetchall()
+        count += _convert_thread(conn, serde, thread_id, rows)
+    conn.execute("DROP TABLE checkpoints_v1")
+    return count
+
+
+def _convert_thread(conn: sqlite3.Connection, serde: Any, thread_id: str, rows: list[tuple]) -> int:
+    skeletons: dict[tuple[str, str], dict[str, Any]] = {}
+    records = []
+    for ns, cid, parent, type_, blob, metadata in rows:
+        checkpoint = serde.loads_typed((type_, blob))
+        values = checkpoint.get("channel_values") or {}
+        checkpoint["channel_values"] = {}
+        versions = checkpoint.get("channel_versions", {})
+        for channel, version in versions.items():
+            stored = serde.dumps_typed(values[channel]) if channel in values else ("empty", None)
+            conn.execute(
+                "INSERT OR IGNORE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                (thread_id, ns, channel, str(version), *stored),
+            )
+        meta = json.loads(metadata) if metadata else {}
+        skeletons[(ns, cid)] = {
+            "seen": checkpoint.get("versions_seen", {}),
+            "sends": send_targets(values.get(_TASKS)),
+        }
+        skeleton_type, skeleton = serde.dumps_typed(checkpoint)
+        records.append((ns, cid, parent, skeleton_type, skeleton, metadata, meta, checkpoint.get("ts")))
+    writers: dict[tuple[str, str], list[str]] = {}
+    next_of: dict[tuple[str, str], list[str]] = {}
+    for ns, cid, parent, *_rest, meta, _ts in records:
+        if meta.get("source") == "loop" and parent and (ns, parent) in skeletons:
+            ran = tasks_between(skeletons[(ns, parent)], skeletons[(ns, cid)])
+            writers[(ns, cid)] = ran
+            next_of.setdefault((ns, parent), ran)
+    for ns, cid, parent, skeleton_type, skeleton, metadata, meta, ts in records:
+        conn.execute(
+            "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
+            "metadata, step, source, created_at, run_id, writers, next) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                thread_id,
+                ns,
+                cid,
+                parent,
+                skeleton_type,
+                skeleton,
+                metadata,
+                meta.get("step"),
+                meta.get("source"),
+                ts,
+                meta.get("run_id"),
+                _json_or_null(writers.get((ns, cid))),
+                _json_or_null(next_of.get((ns, cid))),
+            ),
+        )
+    return len(records)
+
+
+def send_targets(sends: Iterable[Any] | None) -> list[str]:
+    """The node names of the `Send` packets in a checkpoint's task channel."""
+    return [node for node in (getattr(s, "node", None) for s in sends or ()) if isinstance(node, str)]
+
+
+def tasks_between(parent: dict[str, Any], child: dict[str, Any]) -> list[str]:
+    """The tasks that ran between two checkpoints of one branch, from what they record.
+
+    A pushed task (a `Send`) is one entry of the parent's task channel; a pulled task is a
+    node whose `versions_seen` moved, since running consumes its trigger versions.
+    """
+    before = parent["seen"]
+    pulled = [
+        name
+        for name, seen in child["seen"].items()
+        if name not in _NOT_NODES and any(before.get(name, {}).get(ch) != v for ch, v in seen.items())
+    ]
+    return list(parent["sends"]) + pulled
+
+
+def _json_or_null(value: list[str] | None) -> str | None:
+    return None if value is None else json.dumps(value)
