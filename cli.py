@@ -43,7 +43,11 @@ MaxAttemptsOpt = Annotated[
 BackoffOpt = Annotated[
     Optional[float], typer.Option("--backoff", help="Seconds before the first retry, doubling after each; 0 retries at once [default: 0.5].")
 ]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Queue items processed side by side [default: 4].")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Queue items processed side by side [default: 8].")]
+RpmOpt = Annotated[Optional[int], typer.Option("--rpm", help="Model requests a minute, for the whole run; 0 for no limit [default: none].")]
+TpmOpt = Annotated[
+    Optional[int], typer.Option("--tpm", help="Model tokens a minute (prompt and reply), for the whole run; 0 for no limit [default: none].")
+]
 NodeTimeoutOpt = Annotated[
     Optional[str], typer.Option("--node-timeout", help="Longest one attempt of a node may take, e.g. 90s; 0 for none [default: 5m].")
 ]
@@ -163,16 +167,12 @@ def _check_thread_id(thread: str) -> None:
         raise BadInput(f"invalid thread id {thread!r}", "use up to 200 printable characters, e.g. --thread docs-2026-11")
 
 
-def _event_printer(quiet: bool) -> Callable:
-    def show(event) -> None:
-        if event.kind == "node" and not quiet:
-            took = f"{event.seconds:.2f}s" if event.seconds is not None else ""
-            line = f"step {event.step:>4}  {event.node:<24} {took:>8}"
-            _err(line + (f"  error: {event.error}" if event.error else ""))
-        elif event.kind in ("warning", "stopping"):
-            _err(f"{event.kind.capitalize()}: {event.message}")
+def _progress(quiet: bool, as_json: bool):
+    """The run's progress display on stderr: a live bar on a terminal, plain lines otherwise,
+    JSON events with --json, warnings only with --quiet (cli_progress renders them all)."""
+    from cli_progress import ProgressDisplay, progress_mode
 
-    return show
+    return ProgressDisplay(progress_mode(quiet, as_json))
 
 
 def _finish(outcome, as_json: bool) -> None:
@@ -186,8 +186,11 @@ def _finish(outcome, as_json: bool) -> None:
         "seconds": round(outcome.seconds, 3),
         "error": outcome.error,
     }
-    values = outcome.values
-    if "total" in values:
+    values, progress = outcome.values, outcome.progress
+    if progress is not None:
+        summary["items"] = {"total": progress.total, "done": progress.done, "failed": progress.failed}
+        summary["progress"] = progress.as_dict()
+    elif "total" in values:
         summary["items"] = {k: values.get(k, 0) for k in ("total", "done", "failed")}
     if as_json:
         _print_json(summary)
@@ -195,7 +198,13 @@ def _finish(outcome, as_json: bool) -> None:
         line = f"Thread {outcome.thread_id} {outcome.status} after {outcome.steps} steps in {outcome.seconds:.1f}s"
         if "items" in summary:
             line += " ({done} done, {failed} failed of {total} items)".format(**summary["items"])
+        if progress is not None:
+            from cli_progress import cost_text
+
+            line += f", {progress.input_tokens + progress.output_tokens:,} tokens" + (f" {cost_text(progress)}" if cost_text(progress) else "")
         _out(line)
+        if progress is not None and progress.failed:
+            _err(f"Failed items: agent results --thread {outcome.thread_id} --status failed; send them again: agent retry-failed --thread {outcome.thread_id}")
         if outcome.error:
             _err(f"Error: {outcome.error}")
     if outcome.status in ("stopped", "failed", "timeout"):
@@ -233,6 +242,8 @@ def run(
     concurrency: ConcurrencyOpt = None,
     node_timeout: NodeTimeoutOpt = None,
     deadline: DeadlineOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -240,16 +251,19 @@ def run(
 ) -> None:
     """Start a new thread of GRAPH and run it until it ends or is stopped.
 
+    A queue's progress shows on stderr: a live bar on a terminal, a line every 10 s otherwise,
+    JSON events with --json, nothing with --quiet.
+
     Example: agent run task_queue --thread docs --input '{"items": ["a", "b"], "prompt": "Summarize: {item}"}'
     """
     from runtime import RunSettings, run_thread, validate_run
 
     _check_thread_id(thread)
     data = _parse_input(input)
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline)
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm)
     validate_run(graph, data, settings)  # a bad graph, input or model fails here, before the database is touched
-    with _open(db, create=True) as database:
-        outcome = run_thread(database, graph, thread, data, settings, on_event=_event_printer(quiet or as_json), handle_signals=True)
+    with _open(db, create=True) as database, _progress(quiet, as_json) as display:
+        outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True)
     _finish(outcome, as_json)
 
 
@@ -264,6 +278,8 @@ def resume(
     concurrency: ConcurrencyOpt = None,
     node_timeout: NodeTimeoutOpt = None,
     deadline: DeadlineOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
     wait: Annotated[
         Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")
     ] = None,
@@ -282,12 +298,49 @@ def resume(
     from runtime import RunSettings, resume_thread
     from runtime.settings import parse_duration
 
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline)
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm)
     wait_seconds = parse_duration(wait, "--wait")
-    with _open(db) as database:
-        outcome = resume_thread(
-            database, thread, checkpoint, settings, wait=wait_seconds, on_event=_event_printer(quiet or as_json), handle_signals=True
-        )
+    with _open(db) as database, _progress(quiet, as_json) as display:
+        outcome = resume_thread(database, thread, checkpoint, settings, wait=wait_seconds, on_event=display, handle_signals=True)
+    _finish(outcome, as_json)
+
+
+@app.command("retry-failed")
+@handles_errors
+def retry_failed(
+    thread: ThreadOpt,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Use another model from now on.")] = None,
+    max_attempts: MaxAttemptsOpt = None,
+    backoff: BackoffOpt = None,
+    concurrency: ConcurrencyOpt = None,
+    node_timeout: NodeTimeoutOpt = None,
+    deadline: DeadlineOpt = None,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    wait: Annotated[
+        Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")
+    ] = None,
+    db: DbOpt = DEFAULT_DB,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Send a finished queue's failed items (its dead-letter list) through the queue again.
+
+    Items that succeeded are not touched. The failed items, with their errors, are listed by
+    agent results --thread T --status failed. Each item gets --max-attempts more attempts;
+    settings given here replace the thread's from now on, as with resume.
+
+    Example: agent retry-failed --thread docs --max-attempts 5
+    """
+    from runtime import RunSettings
+    from runtime import retry_failed as send_failed_again
+    from runtime.settings import parse_duration
+
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm)
+    wait_seconds = parse_duration(wait, "--wait")
+    with _open(db) as database, _progress(quiet, as_json) as display:
+        outcome = send_failed_again(database, thread, settings, wait=wait_seconds, on_event=display, handle_signals=True)
     _finish(outcome, as_json)
 
 
@@ -314,17 +367,35 @@ def threads(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = 
 
 @app.command()
 @handles_errors
-def status(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def status(
+    thread: ThreadOpt,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the thread live until it stops running (Ctrl-C to stop watching).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between two reads with --watch.", min=0.1)] = 1.0,
+    db: DbOpt = DEFAULT_DB,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
     """Show one thread's status, its runner (pid, host, heartbeat), progress and last error.
 
-    Works while another process runs the thread.
+    Works while another process runs the thread: a queue's figures (done, failed, items a
+    second, ETA, tokens, cost) come from the database, the same as the run's own progress bar.
+    With --watch they are followed live (one JSON object a line with --json).
 
-    Example: agent status --thread docs --json
+    Example: agent status --thread docs --watch
     """
     from runtime import thread_status
 
     with _open(db) as database:
-        info = thread_status(database, thread)
+        if watch:
+            from cli_progress import ProgressDisplay, progress_mode
+            from cli_progress import watch as follow
+
+            display = ProgressDisplay(progress_mode(False, as_json, sys.stdout), stream=sys.stdout)
+            info = follow(lambda: thread_status(database, thread), display, interval)
+            if as_json:
+                return
+        else:
+            info = thread_status(database, thread)
     if as_json:
         _print_json(info)
         return
@@ -338,14 +409,25 @@ def status(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, 
     if runner := info["runner"]:
         age = runner["heartbeat_age"]
         lines.append(("runner", f"pid {runner['pid']} on {runner['host']}, heartbeat {age}s ago" + ("" if runner["alive"] else " (gone)")))
-    if progress := info["progress"]:
-        lines.append(("items", "{done} done, {failed} failed of {total}".format(**progress)))
+    if info["progress"]:
+        lines.extend(_progress_lines(info["progress"]))
     if info["error"]:
         lines.append(("error", info["error"]))
     settings = info["settings"]
     lines.append(("settings", ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)))
     for key, value in lines:
         _out(f"{key:>9}: {value}")
+
+
+def _progress_lines(progress: dict[str, Any]) -> list[tuple[str, str]]:
+    from cli_progress import cost_text, duration, rate_text, snapshot_from
+
+    p = snapshot_from(progress)
+    lines = [("items", f"{p.done} done, {p.failed} failed of {p.total} ({p.percent:.1f}%), {p.remaining} to go")]
+    if p.elapsed is not None:
+        lines.append(("rate", f"{rate_text(p)}, ETA {duration(p.eta)}, elapsed {duration(p.elapsed)}"))
+    lines.append(("tokens", f"{p.input_tokens:,} in, {p.output_tokens:,} out" + (f", {cost_text(p)}" if cost_text(p) else "")))
+    return lines
 
 
 def _when(ts: float) -> str:
@@ -450,6 +532,11 @@ def results(
         writer.writeheader()
         for row in rows:
             writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+
+
+import cli_storage  # noqa: E402  (prune, delete, vacuum, doctor: registered on this app)
+
+cli_storage.register(app, sys.modules[__name__])
 
 
 def main() -> None:

@@ -7,32 +7,26 @@ from typing import Any
 
 from langgraph.graph import START, StateGraph
 
-from nodes.errors import retry_policy
 from nodes.items import ItemsError, read_items
-from nodes.queue import dispatch, load_items, process_item, route_batch
+from nodes.queue import load_items, process_items, route_after_chunk
 from state.context import RunContext
 from state.task_queue import TaskQueueInput, TaskQueueState
 
-DESCRIPTION = "Items through a chat model with a prompt template; failed items are given up, the rest go on."
-VERSION = "1"
+DESCRIPTION = "Items through a chat model with a prompt template, many at a time; failed items are set aside, the rest go on."
+VERSION = "2"
 DEFAULTS = {"node_timeout": 120.0}
 """Run settings this graph prefers over the base defaults (runtime.settings.BASE_DEFAULTS)."""
 
 
 def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
-    """`node_timeout` reaches the nodes through the run context (RunContext.node_timeout)."""
+    """Retries and the per-call timeout reach the nodes through the run context (RunContext):
+    each item is retried on its own inside `process_items`, so no RetryPolicy re-runs a chunk."""
     graph = StateGraph(TaskQueueState, context_schema=RunContext, input_schema=TaskQueueInput)
     graph.add_node("load_items", load_items)
-    graph.add_node("dispatch", dispatch)
-    graph.add_node(
-        "process_item",
-        process_item,
-        retry_policy=retry_policy(max_attempts, backoff),
-    )
+    graph.add_node("process_items", process_items)
     graph.add_edge(START, "load_items")
-    graph.add_edge("load_items", "dispatch")
-    graph.add_conditional_edges("dispatch", route_batch, ["process_item", "__end__"])
-    graph.add_edge("process_item", "dispatch")
+    graph.add_conditional_edges("load_items", route_after_chunk, ["process_items", "__end__"])
+    graph.add_conditional_edges("process_items", route_after_chunk, ["process_items", "__end__"])
     return graph
 
 

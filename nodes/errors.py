@@ -6,6 +6,7 @@ OpenAI client, so read-only commands never pay for that import.
 
 from __future__ import annotations
 
+import random
 from typing import Literal
 
 from langgraph.types import RetryPolicy
@@ -64,6 +65,10 @@ def classify(exc: BaseException) -> Failure:
     return "fatal"
 
 
+MAX_BACKOFF = 60.0
+"""The longest wait between two attempts, in seconds (jitter aside)."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     """The `retry_on` of the project's `RetryPolicy`s."""
     return classify(exc) == "retryable"
@@ -77,10 +82,18 @@ def retry_policy(max_attempts: int, backoff: float) -> RetryPolicy:
         max_attempts=max_attempts,
         initial_interval=backoff,
         backoff_factor=2.0,
-        max_interval=60.0,
+        max_interval=MAX_BACKOFF,
         jitter=backoff > 0,
         retry_on=is_retryable,
     )
+
+
+def retry_wait(backoff: float, attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based), as `retry_policy` waits:
+    `backoff` doubling, capped at a minute, plus up to 1 s of jitter unless `backoff` is 0."""
+    if backoff <= 0:
+        return 0.0
+    return min(MAX_BACKOFF, backoff * 2.0 ** (attempt - 1)) + random.uniform(0, 1)
 
 
 def describe(exc: BaseException) -> str:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 from nodes.errors import classify
+from nodes.usage import estimate_tokens, token_usage
 from state.context import RunContext
 
 MAX_RETRY_AFTER = 600.0
@@ -15,27 +17,45 @@ MAX_RETRY_AFTER = 600.0
 
 
 async def call_model(ctx: RunContext, prompt: Any, *, attempt: int) -> Any:
-    """`model.ainvoke(prompt)` bounded by the node timeout.
+    """`model.ainvoke(prompt)` bounded by the node timeout, admitted by the run's limiter.
 
-    A timeout raises `TimeoutError` (retryable). When the endpoint answers 429 with Retry-After
-    and another attempt will follow, this waits what the server asked before raising, so the
-    retry does not come back early; the RetryPolicy's own backoff is added on top.
+    A timeout raises `TimeoutError` (retryable). The limiter (when the run has one) holds the
+    call until the rate limits allow it, and a 429 tells it to pause every call of the run for
+    the server's Retry-After; without one, a 429 with Retry-After that another attempt will
+    follow waits here before raising, so the retry does not come back early. The retry's own
+    backoff is added on top either way.
     """
     model = ctx.require_model()
-    try:
-        async with asyncio.timeout(ctx.node_timeout):
-            return await model.ainvoke(prompt)
-    except TimeoutError:
-        raise TimeoutError(f"the model did not answer within {ctx.node_timeout:g}s") from None
-    except Exception as exc:
-        wait = retry_after(exc)
-        if wait and classify(exc) == "retryable" and attempt < ctx.max_attempts:
-            await ctx.clock.sleep(wait)
-        raise
+    gate = ctx.limiter
+    async with gate.request(estimate_tokens(prompt)) if gate is not None else _admitted() as ticket:
+        try:
+            async with asyncio.timeout(ctx.node_timeout):
+                message = await model.ainvoke(prompt)
+        except TimeoutError:
+            raise TimeoutError(f"the model did not answer within {ctx.node_timeout:g}s") from None
+        except Exception as exc:
+            wait = retry_after(exc)
+            if gate is not None and getattr(exc, "status_code", None) == 429:
+                gate.rate_limited(wait)
+            elif wait and classify(exc) == "retryable" and attempt < ctx.max_attempts:
+                await ctx.clock.sleep(wait)
+            raise
+        if ticket is not None:
+            usage = token_usage(message)
+            await ticket.settle(usage["input_tokens"] + usage["output_tokens"])
+        return message
+
+
+@asynccontextmanager
+async def _admitted() -> AsyncIterator[None]:
+    yield None
 
 
 def retry_after(exc: BaseException) -> float | None:
-    """Seconds from the `Retry-After` (or `retry-after-ms`) header of an HTTP error, if any."""
+    """Seconds from the `Retry-After` (or `retry-after-ms`) header of an HTTP error, if any
+    (or from a `retry_after` attribute, as the offline model's simulated 429 carries)."""
+    if isinstance(getattr(exc, "retry_after", None), (int, float)):
+        return min(MAX_RETRY_AFTER, max(0.0, float(exc.retry_after)))
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:

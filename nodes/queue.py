@@ -1,24 +1,50 @@
-"""Nodes of the `task_queue` graph."""
+"""Nodes of the `task_queue` graph.
+
+`process_items` works through the queue a chunk at a time, with a sliding window: up to
+`concurrency` items in flight, the next one started the moment one finishes, so a slow item
+holds back only its own slot, never a batch. An item's result is written to the store under
+its index as soon as it is final, and that write is what makes it durable: after a crash the
+chunk runs again and skips every item that has a result, so only the items that were in
+flight are redone. The state keeps the cursor and counters, never results, so a checkpoint is
+as small at item 10,000 as at item 1, and there is one checkpoint per chunk, not per item.
+
+Each item is retried inside the node (the same backoff as the project's RetryPolicy), so one
+item's retries never re-run its neighbours; after its last attempt, or at once on an error only
+it causes (a 400), it is given up into the results with its error: the dead-letter list. A
+fatal error (a wrong key, an unknown model) stops new items, lets those in flight finish and
+fails the run, which resumes where it stopped once the cause is fixed.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
 from langgraph.runtime import Runtime
-from langgraph.store.base import PutOp
-from langgraph.types import Send
+from langgraph.store.base import GetOp, PutOp
 
-from nodes.errors import classify, describe
+from nodes.errors import classify, describe, retry_wait
 from nodes.items import read_items, render_prompt
 from nodes.model_call import call_model
 from nodes.storage import item_key, items_namespace, require_store, results_namespace, thread_of
 from nodes.usage import text_of, token_usage
 from state.context import RunContext
-from state.task_queue import ItemTask, TaskQueueState
+from state.task_queue import TaskQueueState
 
-_PUT_CHUNK = 500
+_SLICE = 500
+"""Store reads and writes per statement."""
+
+CHUNK_WINDOWS = 64
+"""A chunk is this many windows of `concurrency` items (and at least MIN_CHUNK): checkpoints
+come every few thousand items, and the window drains only once per chunk."""
+
+MIN_CHUNK = 256
+
+
+def chunk_size(concurrency: int) -> int:
+    return max(MIN_CHUNK, CHUNK_WINDOWS * max(1, concurrency))
 
 
 async def load_items(state: TaskQueueState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict:
@@ -26,59 +52,157 @@ async def load_items(state: TaskQueueState, runtime: Runtime[RunContext], config
     items = read_items(state.get("items"), state.get("items_file"), state.get("items_column"))
     store = require_store(runtime.store)
     namespace = items_namespace(thread_of(config))
-    for start in range(0, len(items), _PUT_CHUNK):
-        chunk = items[start : start + _PUT_CHUNK]
+    for start in range(0, len(items), _SLICE):
+        chunk = items[start : start + _SLICE]
         await store.abatch(
             [PutOp(namespace, item_key(start + i), {"item": item}, index=False) for i, item in enumerate(chunk)]
         )
-    return {"items": None, "total": len(items), "cursor": 0, "batch_start": 0}
+    return {"items": None, "total": len(items), "cursor": 0, "round": 0}
 
 
-def dispatch(state: TaskQueueState, runtime: Runtime[RunContext]) -> dict:
-    """Choose the next batch: up to `concurrency` items from the cursor."""
-    cursor = state.get("cursor", 0)
-    end = min(cursor + max(1, runtime.context.concurrency), state.get("total", 0))
-    return {"batch_start": cursor, "cursor": end}
+def route_after_chunk(state: TaskQueueState) -> Literal["process_items", "__end__"]:
+    """The next chunk, or the end once the cursor has passed the last item."""
+    return "process_items" if state.get("cursor", 0) < state.get("total", 0) else END
 
 
-def route_batch(state: TaskQueueState) -> list[Send] | Literal["__end__"]:
-    """One `process_item` task per item of the batch, or the end when none is left."""
-    start, end = state.get("batch_start", 0), state.get("cursor", 0)
-    if start >= end:
-        return END
-    return [Send("process_item", ItemTask(index=i, prompt=state["prompt"])) for i in range(start, end)]
+def needs_work(result: dict[str, Any] | None, round_: int) -> bool:
+    """An item without a result, or (in a retry round) one given up in an earlier round."""
+    if result is None:
+        return True
+    return result.get("status") == "failed" and result.get("round", 0) < round_
 
 
-async def process_item(task: ItemTask, runtime: Runtime[RunContext], config: RunnableConfig) -> dict:
-    """Send one item through the model and record its result under its index.
+async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], config: RunnableConfig) -> dict:
+    """The next chunk of items through the model, up to `concurrency` at a time.
 
-    A retryable failure (a timeout included: it is enforced per call rather than by LangGraph's
-    node timeout, so that the last one can be given up instead of failing the run) is raised
-    while attempts remain, so the node's `RetryPolicy` waits and tries again; after the last
-    attempt (or on an error that only this item causes) the item is given up into the results
-    with its error. Fatal errors (a wrong key, an unknown model)
-    fail the run, which can be resumed once they are fixed.
+    Returns the new cursor and what changed in the counters. A drain request (Ctrl-C, a
+    deadline) stops new items from starting; those in flight finish and are saved, and the
+    cursor stops at the first item not started.
     """
     ctx = runtime.context
     store = require_store(runtime.store)
     thread_id = thread_of(config)
-    key = item_key(task["index"])
-    stored = await store.aget(items_namespace(thread_id), key)
-    if stored is None:
-        raise RuntimeError(f"item {task['index']} is missing from the store")
-    item = stored.value["item"]
-    attempt = runtime.execution_info.node_attempt if runtime.execution_info else 1
-    record = {"index": task["index"], "item": item, "attempts": attempt}
+    round_ = state.get("round", 0)
+    start = state.get("cursor", 0)
+    end = min(state.get("total", 0), start + chunk_size(ctx.concurrency))
+    results = await _read(store, results_namespace(thread_id), start, end)
+    todo = [i for i in range(start, end) if needs_work(results.get(i), round_)]
+    items = await _read(store, items_namespace(thread_id), todo)
+
+    async def one(index: int) -> dict[str, Any]:
+        stored, previous = items.get(index), results.get(index)
+        if stored is None:
+            raise RuntimeError(f"item {index} is missing from the store")
+        record = await process_one(ctx, state["prompt"], index, stored["item"], previous, round_)
+        await store.aput(results_namespace(thread_id), item_key(index), record, index=False)
+        runtime.stream_writer(
+            {
+                "queue_item": index,
+                "status": record["status"],
+                "previous": previous["status"] if previous else None,
+                "error": record.get("error"),
+                "input_tokens": record.get("input_tokens", 0),
+                "output_tokens": record.get("output_tokens", 0),
+            }
+        )
+        return record
+
+    started = 0
+    running: dict[asyncio.Task, int] = {}
+    fatal: BaseException | None = None
+
+    def may_start() -> bool:
+        if started >= len(todo) or fatal is not None or runtime.drain_requested:
+            return False
+        return len(running) < max(1, ctx.concurrency)
+
     try:
-        message = await call_model(ctx, render_prompt(task["prompt"], item), attempt=attempt)
-    except Exception as exc:
-        kind = classify(exc)
-        if kind == "fatal" or (kind == "retryable" and attempt < ctx.max_attempts):
-            raise
-        record.update(status="failed", error=describe(exc), output=None)
-        await store.aput(results_namespace(thread_id), key, record, index=False)
-        return {"failed": 1}
-    usage = token_usage(message)
-    record.update(status="done", output=text_of(message), error=None, **usage)
-    await store.aput(results_namespace(thread_id), key, record, index=False)
-    return {"done": 1, **usage}
+        while started < len(todo) or running:
+            while may_start():
+                running[asyncio.ensure_future(one(todo[started]))] = todo[started]
+                started += 1
+            if not running:
+                break
+            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                index = running.pop(task)
+                if task.exception() is not None:
+                    fatal = fatal or task.exception()
+                else:
+                    results[index] = task.result()
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    if fatal is not None:
+        raise fatal
+    cursor = todo[started] if started < len(todo) else end
+    update: dict[str, Any] = {"cursor": cursor, "done": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}
+    for index in range(start, cursor):
+        for key, change in _counted(results.get(index), round_).items():
+            update[key] += change
+    return update
+
+
+def _counted(result: dict[str, Any] | None, round_: int) -> dict[str, int]:
+    """What a result of this round adds to the counters; results of earlier rounds were counted then.
+
+    In a retry round, only items that had failed are sent again: one that is now done moves
+    from `failed` to `done`, one that failed again leaves the counts as they were.
+    """
+    if result is None or result.get("round", 0) != round_:
+        return {}
+    tokens = {"input_tokens": result.get("input_tokens", 0), "output_tokens": result.get("output_tokens", 0)}
+    if round_ == 0:
+        return {result["status"]: 1, **tokens}
+    if result["status"] == "done":
+        return {"done": 1, "failed": -1, **tokens}
+    return tokens
+
+
+async def process_one(
+    ctx: RunContext, template: str, index: int, item: Any, previous: dict[str, Any] | None, round_: int
+) -> dict[str, Any]:
+    """One item to its final result: done, or failed with its error after its last attempt.
+
+    Retryable failures (429, 5xx, timeouts, dropped connections) wait and try again, up to
+    `max_attempts`; an error only this item causes (400) gives it up at once; a fatal one is
+    raised. `attempts` counts every attempt the item has had, over all rounds.
+
+    The record is stored compact: its index is its key, the item is in the items namespace,
+    and `error` and `round` are left out when empty (`runtime.history.iter_results` gives
+    every field back).
+    """
+    prompt = render_prompt(template, item)
+    earlier = previous.get("attempts", 0) if previous else 0
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            message = await call_model(ctx, prompt, attempt=attempt)
+        except Exception as exc:
+            kind = classify(exc)
+            if kind == "fatal":
+                raise
+            if kind == "retryable" and attempt < ctx.max_attempts:
+                await ctx.clock.sleep(retry_wait(ctx.backoff, attempt))
+                continue
+            record = {"status": "failed", "error": describe(exc), "attempts": earlier + attempt}
+        else:
+            record = {"status": "done", "output": text_of(message), "attempts": earlier + attempt, **token_usage(message)}
+        if round_:
+            record["round"] = round_
+        return record
+
+
+async def _read(store: Any, namespace: tuple[str, ...], start: int | list[int], end: int | None = None) -> dict[int, Any]:
+    """Values under `namespace` for a range of indexes (or a list of them), by index."""
+    indexes = list(range(start, end)) if isinstance(start, int) else start
+    found: dict[int, Any] = {}
+    for at in range(0, len(indexes), _SLICE):
+        part = indexes[at : at + _SLICE]
+        for index, got in zip(part, await store.abatch([GetOp(namespace, item_key(i)) for i in part])):
+            if got is not None:
+                found[index] = got.value
+    return found

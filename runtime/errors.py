@@ -56,3 +56,7 @@ class NothingToResume(AgentError):
 
 class NoResults(AgentError):
     pass
+
+
+class CannotRetry(AgentError):
+    """`retry-failed` on a thread with no queue, no failed items, or an unfinished pass."""

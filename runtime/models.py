@@ -7,7 +7,10 @@ for demonstrations and tests, e.g. `offline:latency=0.1,fail_first=1`:
 - `latency`: seconds each call takes;
 - `fail_first`: each distinct prompt fails this many times (503) before it succeeds;
 - `fail_on`: prompts containing this text always fail (503);
-- `reject_on`: prompts containing this text are refused as bad requests (400).
+- `reject_on`: prompts containing this text are refused as bad requests (400);
+- `reply_chars`: every reply is exactly this many characters (deterministic padding);
+- `rate_limit_first`: the first N calls of the model, whatever their prompt, get a 429
+  with a Retry-After of `retry_after` seconds (default 0).
 
 `openai:<name>` is any OpenAI-compatible endpoint via langchain-openai (`OPENAI_API_KEY`,
 `OPENAI_BASE_URL`). The client's own retries are off: the graph's RetryPolicy is the one
@@ -42,9 +45,13 @@ class OfflineChatModel(BaseChatModel):
     fail_first: int = 0
     fail_on: str | None = None
     reject_on: str | None = None
+    reply_chars: int | None = None
+    rate_limit_first: int = 0
+    retry_after: float = 0.0
 
     def model_post_init(self, __context: Any) -> None:
         self._calls: dict[str, int] = {}
+        self._all_calls = 0
         self._lock = threading.Lock()
 
     @property
@@ -56,11 +63,17 @@ class OfflineChatModel(BaseChatModel):
         digest = hashlib.sha256(prompt.encode()).hexdigest()
         with self._lock:
             calls = self._calls[digest] = self._calls.get(digest, 0) + 1
+            self._all_calls += 1
+            overall = self._all_calls
+        if overall <= self.rate_limit_first:
+            raise RateLimited("offline model is rate limited (simulated)", self.retry_after)
         if self.reject_on and self.reject_on in prompt:
             raise OperationError("offline model refused the prompt (bad request)", 400)
         if (self.fail_on and self.fail_on in prompt) or calls <= self.fail_first:
             raise OperationError("offline model is unavailable (simulated)", 503)
         text = offline_reply(prompt, digest)
+        if self.reply_chars is not None:
+            text = (text + " " + digest * (1 + self.reply_chars // 64))[: self.reply_chars]
         usage = {
             "input_tokens": max(1, len(prompt) // 4),
             "output_tokens": max(1, len(text) // 4),
@@ -78,6 +91,14 @@ class OfflineChatModel(BaseChatModel):
         if self.latency:
             await asyncio.sleep(self.latency)
         return self._answer(messages)
+
+
+class RateLimited(OperationError):
+    """A simulated 429 that names its Retry-After, as a real endpoint's header would."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, 429)
+        self.retry_after = retry_after
 
 
 def offline_reply(prompt: str, digest: str) -> str:
@@ -105,7 +126,15 @@ def make_model(spec: str | None = None) -> BaseChatModel:
 
 def _offline_options(text: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    kinds = {"latency": float, "fail_first": int, "fail_on": str, "reject_on": str}
+    kinds = {
+        "latency": float,
+        "fail_first": int,
+        "fail_on": str,
+        "reject_on": str,
+        "reply_chars": int,
+        "rate_limit_first": int,
+        "retry_after": float,
+    }
     for part in filter(None, text.split(",")):
         key, eq, value = part.partition("=")
         if key not in kinds or not eq:
@@ -120,13 +149,18 @@ def _offline_options(text: str) -> dict[str, Any]:
 def _openai(name: str) -> BaseChatModel:
     if not os.environ.get("OPENAI_API_KEY"):
         raise BadInput("OPENAI_API_KEY is not set", "export OPENAI_API_KEY=... (and OPENAI_BASE_URL for another endpoint)")
-    from langchain_openai import ChatOpenAI  # heavy: imported only when a real model is used
+    import openai  # heavy: imported only when a real model is used
+    from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
         model=name,
         max_retries=0,
         timeout=float(os.environ.get("AGENT_MODEL_TIMEOUT", DEFAULT_TIMEOUT)),
         stream_usage=True,
+        # A connection pool per model: langchain-openai otherwise shares one per base URL across
+        # the process, bound to the event loop of the first run, so a second run in the same
+        # process (a notebook, run then resume) fails with "Event loop is closed".
+        http_async_client=openai.DefaultAsyncHttpxClient(),
     )
 
 

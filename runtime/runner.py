@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
@@ -22,9 +22,11 @@ from graphs import GraphLoadError, GraphSpec, load_graph
 from nodes.errors import describe
 from runtime import threads
 from runtime.db import Database
-from runtime.errors import BadInput, NothingToResume, UnknownGraph
+from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
 from runtime.history import resolve_checkpoint, latest_state
+from runtime.limits import RequestLimiter
 from runtime.models import make_model, model_label
+from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
 from runtime.redact import redact
 from runtime.settings import RunSettings
 from state.context import RunContext
@@ -35,6 +37,8 @@ RECURSION_LIMIT = 10_000_000
 EXIT_CODES = {"completed": 0, "failed": 1, "timeout": 1, "interrupted": 3, "stopped": 130}
 DEADLINE = "deadline"
 """The drain reason of a run stopped by its deadline."""
+PROGRESS_EVERY = 0.2
+"""Seconds between two `progress` events of a queue."""
 
 
 @dataclass
@@ -47,6 +51,11 @@ class RunEvent:
     seconds: float | None = None
     error: str | None = None
     message: str | None = None
+    item: dict[str, Any] | None = None
+    """kind `item`: one queue item's final result: `queue_item` (its index), `status`, `previous`
+    (its status before a retry round), `error`, `input_tokens`, `output_tokens`."""
+    progress: ProgressSnapshot | None = None
+    """kind `progress`: a queue's figures, at most every PROGRESS_EVERY seconds and at the end."""
 
 
 @dataclass
@@ -59,6 +68,8 @@ class RunOutcome:
     seconds: float
     error: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressSnapshot | None = None
+    """A queue's figures at the end of the run."""
 
     @property
     def exit_code(self) -> int:
@@ -158,6 +169,51 @@ def resume_thread(
     return _run_sync(_drive(db, spec, resolved, model, thread_id, None, checkpoint_id, on_event, handle_signals))
 
 
+def retry_failed(
+    db: Database,
+    thread_id: str,
+    settings: RunSettings | None = None,
+    *,
+    wait: float | None = None,
+    on_event: EventHandler | None = None,
+    handle_signals: bool = False,
+) -> RunOutcome:
+    """Send a queue's given-up items (its dead-letter list) through the queue again.
+
+    Items whose result is `done` are not touched. The queue must have finished its pass; the
+    retry is a new round of the same thread (the `round` in its state), checkpointed like any
+    run, so a crash or Ctrl-C during it is continued with `resume_thread`. `settings` override
+    the thread's from now on, as with `resume_thread`.
+    """
+    record = threads.get_thread(db, thread_id)
+    spec = load_spec(record.graph)
+    resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
+    model = make_model(resolved.model)
+    if wait:
+        threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
+    state = latest_state(db, spec, thread_id)
+    values = state.values if state is not None and isinstance(state.values, dict) else {}
+    if "cursor" not in values or "total" not in values:
+        raise CannotRetry(f"thread {thread_id!r} (graph {record.graph}) has no queue of items to retry", "retry-failed works on task_queue threads")
+    if state.next:
+        raise CannotRetry(
+            f"thread {thread_id!r} has not finished its pass over the items ({record.shown_status})",
+            f"finish it first: agent resume --thread {thread_id}",
+        )
+    next_round = (values.get("round") or 0) + 1
+    failed = stored_counts(db, thread_id, next_round)["stale_failed"]
+    if not failed:
+        raise CannotRetry(f"thread {thread_id!r} has no failed items to retry", f"agent results --thread {thread_id} lists its results")
+    threads.acquire(db, thread_id, resolved.as_dict())
+
+    async def start_round(graph: Any, config: dict[str, Any]) -> None:
+        await graph.aupdate_state(config, {"cursor": 0, "round": next_round}, as_node="load_items")
+
+    if on_event:
+        on_event(RunEvent("notice", message=f"retrying {failed} failed item(s) of thread {thread_id} (round {next_round})"))
+    return _run_sync(_drive(db, spec, resolved, model, thread_id, None, None, on_event, handle_signals, prepare=start_round))
+
+
 def _run_sync(coro: Any) -> Any:
     """Run a coroutine to completion, also from inside a running loop (a notebook)."""
     try:
@@ -190,7 +246,9 @@ async def _drive(
     checkpoint_id: str | None,
     on_event: EventHandler | None,
     handle_signals: bool,
+    prepare: Callable[[Any, dict[str, Any]], Awaitable[None]] | None = None,
 ) -> RunOutcome:
+    """`prepare(graph, config)` runs once the graph is compiled, before it streams."""
     emit = on_event or (lambda event: None)
     started = time.monotonic()
     control = RunControl()
@@ -203,10 +261,12 @@ async def _drive(
     restore_signals = _install_signals(control, emit) if handle_signals else (lambda: None)
     deadline = asyncio.get_running_loop().call_later(settings.deadline, control.request_drain, DEADLINE) if settings.deadline else None
     beat = asyncio.create_task(_heartbeat(db, thread_id, progress))
+    tracker: ProgressTracker | None = None
     try:
         async with db.open_async() as (saver, store):
             builder = spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
             graph = builder.compile(checkpointer=saver, store=store)
+            saver.bind_graph(graph)  # so each checkpoint records the tasks that run next (agent history)
             context = None
             if builder.context_schema is RunContext:
                 context = RunContext(
@@ -215,9 +275,16 @@ async def _drive(
                     concurrency=settings.concurrency,
                     backoff=settings.backoff,
                     node_timeout=settings.node_timeout,
+                    rpm=settings.rpm,
+                    tpm=settings.tpm,
+                    limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm),
                 )
             try:
-                await _stream(graph, data, config, context, control, progress, emit)
+                if prepare is not None:
+                    await prepare(graph, config)
+                # A new thread has no progress yet; its total comes with its first checkpoint.
+                tracker = ProgressTracker(settings.model) if data is not None else await _tracker(db, graph, config, settings.model)
+                await _stream(graph, data, config, context, control, progress, emit, tracker)
                 state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
                 status = "interrupted" if (state.next or state.interrupts) else "completed"
                 values = state.values if isinstance(state.values, dict) else {}
@@ -237,6 +304,9 @@ async def _drive(
         if deadline is not None:
             deadline.cancel()
         threads.release(db, thread_id, status, progress["step"] if progress["step"] >= 0 else None, error)
+    final = tracker.snapshot() if tracker is not None and tracker.active else None
+    if final is not None:
+        emit(RunEvent("progress", progress=final))
     return RunOutcome(
         thread_id=thread_id,
         graph=spec.spec,
@@ -246,22 +316,45 @@ async def _drive(
         seconds=time.monotonic() - started,
         error=error,
         values=values,
+        progress=final,
     )
 
 
-async def _stream(graph, data, config, context, control, progress, emit) -> None:
+async def _tracker(db: Database, graph: Any, config: dict[str, Any], model: str | None) -> ProgressTracker:
+    """A queue's progress so far, from the latest checkpoint and the results in the store."""
+    state = await graph.aget_state(config)
+    values = state.values if isinstance(state.values, dict) else {}
+    if "total" not in values:
+        return ProgressTracker(model)  # not a queue, or one stopped before it loaded its items
+    counts = stored_counts(db, config["configurable"]["thread_id"], values.get("round", 0) or 0)
+    counts.pop("recent")
+    return ProgressTracker(model, counts, total=values["total"])
+
+
+async def _stream(graph, data, config, context, control, progress, emit, tracker: ProgressTracker) -> None:
     started: dict[str, float] = {}
+    shown = 0.0
     async for mode, payload in graph.astream(
         data,
         config,
         context=context,
         durability="sync",
-        stream_mode=["tasks", "checkpoints"],
+        stream_mode=["tasks", "checkpoints", "custom"],
         control=control,
     ):
-        if mode == "checkpoints":
+        if mode == "custom":
+            if not (isinstance(payload, dict) and "queue_item" in payload):
+                continue  # a user graph's own custom events
+            tracker.record(payload)
+            emit(RunEvent("item", item=payload, error=payload.get("error")))
+            if time.monotonic() - shown >= PROGRESS_EVERY:
+                shown = time.monotonic()
+                emit(RunEvent("progress", progress=tracker.snapshot()))
+        elif mode == "checkpoints":
             progress["step"] = payload["metadata"].get("step", progress["step"])
             progress["checkpoint_id"] = payload["config"]["configurable"]["checkpoint_id"]
+            if tracker.total is None and isinstance(payload.get("values"), dict) and "total" in payload["values"]:
+                tracker.total = payload["values"]["total"]
             emit(RunEvent("checkpoint", step=progress["step"]))
         elif "triggers" in payload:  # a task started
             started[payload["id"]] = time.monotonic()
@@ -294,7 +387,10 @@ def explain_failure(exc: BaseException) -> str:
 async def _heartbeat(db: Database, thread_id: str, progress: dict[str, Any]) -> None:
     while True:
         await asyncio.sleep(threads.HEARTBEAT_SECONDS)
-        threads.heartbeat(db, thread_id, max(progress["step"], 0))
+        # Off the event loop: the write may have to wait for the store's transaction, which
+        # needs the loop to reach its COMMIT; waiting on the loop would stall both for the
+        # whole busy timeout.
+        await asyncio.to_thread(threads.heartbeat, db, thread_id, max(progress["step"], 0))
 
 
 def _install_signals(control: RunControl, emit: EventHandler) -> Callable[[], None]:

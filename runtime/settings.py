@@ -15,11 +15,15 @@ from runtime.models import model_label
 
 BASE_DEFAULTS: dict[str, Any] = {
     "max_attempts": 3,
-    "concurrency": 4,
+    "concurrency": 8,
     "backoff": 0.5,
     "node_timeout": 300.0,
     "deadline": None,
+    "rpm": None,
+    "tpm": None,
 }
+"""`concurrency` 8: enough to keep a remote API busy (at 1-2 s a call, 240-480 requests a minute,
+within the first tier of the common providers); a 429 lowers it for the run until calls succeed."""
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
@@ -51,6 +55,10 @@ class RunSettings:
     """Seconds one attempt of a node may take before it counts as a retryable failure."""
     deadline: float | str | None = None
     """Seconds the whole run may take; past it the run stops at a node boundary (status timeout)."""
+    rpm: int | None = None
+    """Model requests a minute, over the whole run; 0 for no limit."""
+    tpm: int | None = None
+    """Model tokens a minute (prompt and reply, as the model reports them); 0 for no limit."""
 
     def given(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -69,6 +77,8 @@ class RunSettings:
         resolved.node_timeout = resolved.node_timeout or None
         resolved.deadline = resolved.deadline or None
         resolved._check()
+        resolved.rpm = resolved.rpm or None
+        resolved.tpm = resolved.tpm or None
         return resolved
 
     def _check(self) -> None:
@@ -82,6 +92,10 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise BadInput(f"--{name.replace('_', '-')} must be a positive duration, not {value}")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise BadInput(f"--{name} must be a whole number of 0 or more (0: no limit), not {value}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

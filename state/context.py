@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +29,24 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class RequestTicket(Protocol):
+    """One admitted model request; told afterwards what it really cost."""
+
+    async def settle(self, tokens: int) -> None: ...
+
+
+class RequestGate(Protocol):
+    """Admits model requests for a whole run: rate limits, a 429's pause, requests in flight.
+
+    `runtime.limits.RequestLimiter` is the implementation the runner puts into the context.
+    """
+
+    def request(self, estimated_tokens: int) -> AbstractAsyncContextManager[RequestTicket]: ...
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429: slow every request of the run down, not only the one that got it."""
 
 
 @dataclass
@@ -51,6 +70,16 @@ class RunContext:
 
     clock: Clock = field(default_factory=SystemClock)
     """Time source for backoff waits and timestamps."""
+
+    rpm: int | None = None
+    """Model requests a minute for the run (None: no limit); enforced by `limiter`."""
+
+    tpm: int | None = None
+    """Model tokens a minute for the run (None: no limit); enforced by `limiter`."""
+
+    limiter: RequestGate | None = None
+    """Shared by every model call of the run; the runner builds it from concurrency, rpm and tpm.
+    Without one (a context built by hand) calls are limited only by `concurrency`."""
 
     def require_model(self) -> Any:
         if self.model is None:

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import ROOT, db_snapshot
 
 QUEUE = '{"items": ["a", "b", "c"], "prompt": "Summarize: {item}"}'
-COMMANDS = ["graphs", "run", "resume", "threads", "status", "history", "state", "results"]
+COMMANDS = ["graphs", "run", "resume", "retry-failed", "threads", "status", "history", "state", "results", "prune", "delete", "vacuum", "doctor"]
 
 
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(cli):
@@ -32,23 +32,26 @@ def test_run_then_read_commands(cli, db_path):
     result = cli("run", "task_queue", "--thread", "docs", "--input", QUEUE)
     assert result.exit_code == 0, result.output
     assert "Thread docs completed" in result.stdout
-    assert "process_item" in result.stderr  # each finished node is shown
+    assert "process_items" in result.stderr  # each finished node is shown
+    assert "progress: 3/3 (100.0%), 3 done, 0 failed" in result.stderr  # not a terminal: plain lines
 
+    # The queue takes its items a chunk at a time (here one chunk), not one step per batch.
     threads = json.loads(cli("threads", "--json").stdout)
     assert threads[0]["thread_id"] == "docs" and threads[0]["status"] == "completed"
-    assert threads[0]["graph"] == "task_queue" and threads[0]["steps"] == 4
+    assert threads[0]["graph"] == "task_queue" and threads[0]["steps"] == 2
     assert {"created_at", "updated_at", "settings", "error", "graph_version"} <= set(threads[0])
 
     history = json.loads(cli("history", "--thread", "docs", "--json").stdout)
-    assert [r["step"] for r in history] == [4, 3, 2, 1, 0, -1]
-    assert history[1]["writers"] == ["process_item"] * 3 and history[1]["next"] == ["dispatch"]
+    assert [r["step"] for r in history] == [2, 1, 0, -1]
+    assert history[0]["writers"] == ["process_items"] and history[1]["writers"] == ["load_items"]
+    assert history[1]["next"] == ["process_items"]
     assert set(history[0]) == {"checkpoint_id", "parent_id", "step", "source", "writers", "next", "created_at"}
     assert len(json.loads(cli("history", "--thread", "docs", "--json", "--limit", "2").stdout)) == 2
 
     state = json.loads(cli("state", "--thread", "docs", "--json").stdout)
     assert state["values"]["done"] == 3 and state["next"] == [] and state["status"] == "completed"
-    older = json.loads(cli("state", "--thread", "docs", "--checkpoint", "2", "--json").stdout)
-    assert older["step"] == 2 and older["next"] == ["process_item"] * 3
+    older = json.loads(cli("state", "--thread", "docs", "--checkpoint", "1", "--json").stdout)
+    assert older["step"] == 1 and older["next"] == ["process_items"] and older["values"]["cursor"] == 0
     by_prefix = json.loads(cli("state", "--thread", "docs", "-c", history[2]["checkpoint_id"][:25], "--json").stdout)
     assert by_prefix["checkpoint_id"] == history[2]["checkpoint_id"]
 
@@ -63,7 +66,8 @@ def test_run_json_summary_and_quiet(cli):
     result = cli("run", "task_queue", "--thread", "j", "--input", QUEUE, "--json")
     summary = json.loads(result.stdout)
     assert summary["status"] == "completed" and summary["items"] == {"total": 3, "done": 3, "failed": 0}
-    assert "process_item" not in result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # with --json, progress is JSON events
+    assert {e["event"] for e in events} >= {"node", "progress"}
     quiet = cli("run", "risky", "--thread", "q", "--quiet", "--input", '{"backoff": 0}')
     assert quiet.exit_code == 0 and quiet.stderr == ""
 
@@ -134,7 +138,7 @@ BAD_READS = [
     (["state", "--thread", "docs", "--checkpoint", "zzzz"], "has no checkpoint 'zzzz'"),
     (["state", "--thread", "docs", "--checkpoint", "77"], "has no step 77"),
     (["resume", "--thread", "docs", "--checkpoint", "zzzz"], "has no checkpoint 'zzzz'"),
-    (["state", "--thread", "docs", "--checkpoint", "1f"], "matches 6"),
+    (["state", "--thread", "docs", "--checkpoint", "1f"], "matches 4"),
     (["resume", "--thread", "docs"], "nothing to resume"),
     (["run", "task_queue", "--thread", "docs", "--input", QUEUE], "agent resume --thread docs"),
     (["resume", "--thread", "docs", "--checkpoint", "1", "--concurrency", "-1"], "--concurrency must be at least 1"),

@@ -9,7 +9,7 @@ import pytest
 
 from nodes.errors import OperationError, classify, describe
 from nodes.items import ItemsError, read_items, render_prompt
-from nodes.queue import dispatch, route_batch
+from nodes.queue import chunk_size, load_items, needs_work, process_items, route_after_chunk
 from nodes.research import parse_plan
 from nodes.risky import attempt, backoff_delay, give_up, route_after_attempt
 from runtime.errors import BadInput
@@ -98,15 +98,67 @@ def test_render_prompt_leaves_other_braces():
     assert render_prompt("Item: {item}", {"id": 1}) == 'Item: {"id": 1}'
 
 
-def test_dispatch_and_route_batch():
-    runtime = _Runtime(concurrency=3)
-    update = dispatch({"cursor": 0, "total": 5}, runtime)
-    assert update == {"batch_start": 0, "cursor": 3}
-    sends = route_batch({**update, "prompt": "{item}"})
-    assert [s.arg["index"] for s in sends] == [0, 1, 2]
-    update = dispatch({"cursor": 3, "total": 5}, runtime)
-    assert [s.arg["index"] for s in route_batch({**update, "prompt": "{item}"})] == [3, 4]
-    assert route_batch({"batch_start": 5, "cursor": 5, "prompt": "{item}"}) == "__end__"
+def test_route_after_chunk_and_what_needs_work():
+    assert route_after_chunk({"cursor": 0, "total": 5}) == "process_items"
+    assert route_after_chunk({"cursor": 5, "total": 5}) == "__end__"
+    assert route_after_chunk({"total": 0}) == "__end__"
+    assert needs_work(None, 0) and needs_work(None, 2)
+    assert not needs_work({"status": "done"}, 0) and not needs_work({"status": "done"}, 1)
+    assert not needs_work({"status": "failed"}, 0)  # the first pass gives up; only a retry round sends it again
+    assert needs_work({"status": "failed"}, 1) and not needs_work({"status": "failed", "round": 1}, 1)
+    assert chunk_size(1) == 256 and chunk_size(32) == 2048
+
+
+def _queue_runtime(store, drain_after: int | None = None, **ctx):
+    """A LangGraph Runtime for calling the queue's nodes directly; records the item events."""
+    from langgraph.runtime import Runtime, RunControl
+
+    from state.context import RunContext
+
+    control = RunControl()
+    events: list[dict] = []
+
+    def write(event: dict) -> None:
+        events.append(event)
+        if drain_after is not None and len(events) >= drain_after:
+            control.request_drain("test")
+
+    ctx.setdefault("model", OfflineChatModel())
+    return Runtime(context=RunContext(**ctx), store=store, stream_writer=write, control=control), events
+
+
+def test_process_items_takes_a_chunk_and_counts_what_it_finished():
+    from langgraph.store.memory import InMemoryStore
+
+    store, config = InMemoryStore(), {"configurable": {"thread_id": "t"}}
+    runtime, events = _queue_runtime(store, concurrency=2, model=make_model("offline:reject_on=BAD"))
+    items = [f"doc {i}" for i in range(300)] + ["BAD doc"]
+    state = {"items": items, "prompt": "{item}", **asyncio.run(load_items({"items": items}, runtime, config))}
+    assert state["total"] == 301 and state["items"] is None
+
+    first = asyncio.run(process_items(state, runtime, config))
+    assert first["cursor"] == 256 and first["done"] == 256 and first["failed"] == 0
+    assert sorted(e["queue_item"] for e in events) == list(range(256))
+    second = asyncio.run(process_items({**state, "cursor": 256}, runtime, config))
+    assert second["cursor"] == 301 and second["done"] == 44 and second["failed"] == 1
+    bad = store.get(("results", "t"), "000000300").value
+    assert bad["status"] == "failed" and "(400)" in bad["error"] and "output" not in bad
+
+
+def test_process_items_stops_starting_items_on_a_drain_and_skips_finished_ones_after():
+    from langgraph.store.memory import InMemoryStore
+
+    store, config = InMemoryStore(), {"configurable": {"thread_id": "t"}}
+    items = [f"doc {i}" for i in range(40)]
+    runtime, events = _queue_runtime(store, drain_after=10, concurrency=4)
+    state = {"prompt": "{item}", **asyncio.run(load_items({"items": items}, runtime, config))}
+    stopped = asyncio.run(process_items(state, runtime, config))
+    assert 10 <= stopped["cursor"] < 40 and stopped["done"] == stopped["cursor"]
+    # The chunk runs again from the cursor (as after a crash, from the old one): stored results are skipped.
+    again, redone = _queue_runtime(store, concurrency=4)
+    rest = asyncio.run(process_items({**state, "cursor": 0}, again, config))
+    assert rest["cursor"] == 40 and rest["done"] == 40
+    assert sorted(e["queue_item"] for e in redone) == list(range(stopped["cursor"], 40))
 
 
 def test_risky_attempt_records_failures_and_routes():

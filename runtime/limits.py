@@ -1,0 +1,113 @@
+"""Admitting model requests for a whole run: requests a minute, tokens a minute, a 429's pause,
+and how many requests are in flight.
+
+One limiter is shared by every model call of a run (the runner puts it into the run context),
+so a rate limit holds for the queue as a whole, and a 429 slows every item down, not only the
+one that got it: new requests wait until the server's Retry-After has passed, and the requests
+allowed in flight are halved, then grow back by one for every window of successes (additive
+increase, multiplicative decrease, as TCP does). The rate limits are leaky buckets (aiolimiter)
+holding one second's worth, so requests are spread evenly instead of spent in a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from aiolimiter import AsyncLimiter
+
+DEFAULT_PAUSE = 1.0
+"""Seconds every request waits after a 429 that names no Retry-After."""
+
+DECREASE_EVERY = 1.0
+"""429s arriving together (from requests that were in flight at once) halve the limit once."""
+
+
+def _bucket(per_minute: int) -> AsyncLimiter:
+    """A leaky bucket for `per_minute`, holding about a second's worth (at least one unit)."""
+    capacity = max(1.0, per_minute / 60)
+    return AsyncLimiter(capacity, time_period=capacity * 60 / per_minute)
+
+
+class RequestLimiter:
+    """A `state.context.RequestGate`: `async with limiter.request(tokens) as ticket: ...`."""
+
+    def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None) -> None:
+        self.concurrency = max(1, concurrency)
+        self.limit = float(self.concurrency)
+        """Requests allowed in flight now: `concurrency`, lowered by 429s, growing back."""
+        self.in_flight = 0
+        self.rate_limits = 0
+        """429s seen in this run."""
+        self._rpm = _bucket(rpm) if rpm else None
+        self._tpm = _bucket(tpm) if tpm else None
+        self._slots = asyncio.Condition()
+        self._resume_at = 0.0
+        self._last_decrease = float("-inf")
+        self._mean_reply = 0.0
+        self._replies = 0
+
+    @asynccontextmanager
+    async def request(self, estimated_tokens: int) -> AsyncIterator["_Ticket"]:
+        """Wait until a request may go: no pause in force, a slot free, the rates allow it."""
+        await self._wait_pause()
+        async with self._slots:
+            await self._slots.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
+            self.in_flight += 1
+        try:
+            if self._rpm is not None:
+                await self._rpm.acquire()
+            reserved = 0.0
+            if self._tpm is not None:
+                reserved = min(float(estimated_tokens) + self._mean_reply, self._tpm.max_rate)
+                await self._tpm.acquire(reserved)
+            await self._wait_pause()  # a 429 may have come in while this one waited
+            yield _Ticket(self, estimated_tokens, reserved)
+        finally:
+            async with self._slots:
+                self.in_flight -= 1
+                self._slots.notify_all()
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.rate_limits += 1
+        pause = DEFAULT_PAUSE if retry_after is None else retry_after
+        self._resume_at = max(self._resume_at, now + pause)
+        if now - self._last_decrease >= DECREASE_EVERY:
+            self._last_decrease = now
+            self.limit = max(1.0, self.limit / 2)
+
+    async def _succeeded(self, estimated: int, reserved: float, tokens: int) -> None:
+        # Additive increase: about one more slot per `limit` successes.
+        before, self.limit = self.limit, min(float(self.concurrency), self.limit + 1 / self.limit)
+        if int(self.limit) > int(before):
+            async with self._slots:
+                self._slots.notify_all()
+        if self._tpm is None:
+            return
+        self._replies += 1
+        self._mean_reply += (max(0, tokens - estimated) - self._mean_reply) / self._replies
+        owed = tokens - reserved
+        while owed > 0:  # the request cost more than was reserved: pay the rest before the next
+            part = min(owed, self._tpm.max_rate)
+            await self._tpm.acquire(part)
+            owed -= part
+
+    async def _wait_pause(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (delay := self._resume_at - loop.time()) > 0:
+            await asyncio.sleep(delay)
+
+
+class _Ticket:
+    def __init__(self, limiter: RequestLimiter, estimated: int, reserved: float) -> None:
+        self._limiter = limiter
+        self._estimated = estimated
+        self._reserved = reserved
+
+    async def settle(self, tokens: int) -> None:
+        """The request succeeded and used `tokens` (prompt and reply) in all."""
+        await self._limiter._succeeded(self._estimated, self._reserved, tokens)
+
