@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import email.utils
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from nodes.errors import classify
+from nodes.errors import OperationError, classify
 from nodes.usage import estimate_tokens, token_usage
 from state.context import RunContext
 
@@ -33,6 +34,9 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int) -> Any:
                 message = await model.ainvoke(prompt)
         except TimeoutError:
             raise TimeoutError(f"the model did not answer within {ctx.node_timeout:g}s") from None
+        except json.JSONDecodeError:
+            # A body that is not JSON comes from a broken proxy or an overloaded server: as a 502.
+            raise OperationError("the model endpoint returned a malformed response (not JSON)", 502) from None
         except Exception as exc:
             wait = retry_after(exc)
             if gate is not None and getattr(exc, "status_code", None) == 429:
