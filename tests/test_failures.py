@@ -223,3 +223,17 @@ def test_tampered_checkpoint_cannot_construct_objects(cli, db_path, tmp_path, ru
     loose = run_agent("state", "--thread", "a", "--json", LANGGRAPH_STRICT_MSGPACK="false", PYTHONPATH=str(ROOT))
     assert loose.returncode == 0, loose.stderr
     assert marker.exists()
+
+
+def test_two_resumes_started_together_exactly_one_runs(cli, db_path, spawn_agent):
+    stopped = cli("run", "task_queue", "--thread", "two", "--input", _queue(24), "--model", "offline:latency=0.2",
+                  "--concurrency", "2", "--deadline", "0.5s", "--quiet")  # fmt: skip
+    assert stopped.exit_code == 1 and _status(cli, "two")["status"] == "timeout"
+    racers = [spawn_agent("resume", "--thread", "two", "--deadline", "0", "--quiet") for _ in range(2)]
+    finished = [(proc.wait(timeout=120), *proc.communicate()) for proc in racers]
+    codes = sorted(code for code, _, _ in finished)
+    assert codes == [0, 2], finished
+    loser_err = next(err for code, _, err in finished if code == 2)
+    assert "is being run by pid" in loser_err or "nothing to resume" in loser_err
+    rows = _results(cli, "two")
+    assert [r["index"] for r in rows] == list(range(24)) and all(r["status"] == "done" for r in rows)
