@@ -5,7 +5,9 @@ What differs from the stock saver (tables in runtime/schema.py):
 - Each channel value is stored once per version (`checkpoint_blobs`), as LangGraph's Postgres
   saver does, instead of the whole state in every checkpoint: a step writes what it changed.
 - Every put is one explicit transaction (the stock saver's `executemany` outside one commits
-  per row when the connection is in autocommit mode).
+  per row when the connection is in autocommit mode), on a cursor kept between puts, with no
+  row for a channel that has a version but no value: per step the SQL is BEGIN, the task's
+  writes (when they joined the put), the checkpoint row, its new values, COMMIT.
 - What history shows (step, source, time, the nodes that wrote a checkpoint and the tasks that
   run next) is kept in plain columns, written with the checkpoint, so history is one indexed
   query with nothing to deserialise. `next` is known when the saver is bound to the compiled
@@ -141,6 +143,7 @@ class AgentSaver(SqliteSaver):
         # (thread_id, checkpoint_ns) -> (checkpoint_id, next as JSON) of the last put, so that a
         # put knows which nodes wrote it (the tasks that ran from its parent) without a query.
         self._last_put: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self._put_cursor: dict[sqlite3.Connection, sqlite3.Cursor] = {}
         if fast_async:
             conn.execute("PRAGMA busy_timeout=0")
 
@@ -370,39 +373,40 @@ class AgentSaver(SqliteSaver):
     def _put(self, config, checkpoint, metadata, new_versions, joined: Sequence[tuple] = ()) -> RunnableConfig:
         """Store a checkpoint; `joined` are pending writes (put_writes arguments) stored in the
         same transaction."""
-        thread_id = str(config["configurable"]["thread_id"])
-        ns = config["configurable"].get("checkpoint_ns", "")
-        parent = config["configurable"].get("checkpoint_id")
+        configurable = config["configurable"]
+        thread_id = str(configurable["thread_id"])
+        ns = configurable.get("checkpoint_ns", "")
+        parent = configurable.get("checkpoint_id")
+        cid = checkpoint["id"]
         values = checkpoint["channel_values"]
-        skeleton = {**checkpoint, "channel_values": {}}  # values live in checkpoint_blobs
-        blobs = [
-            (thread_id, ns, ch, str(version), *(self.serde.dumps_typed(values[ch]) if ch in values else ("empty", None)))
-            for ch, version in new_versions.items()
-        ]
-        type_, serialized = self.serde.dumps_typed(skeleton)
+        dumps = self.serde.dumps_typed
+        # A channel with a version but no value gets no row: a missing row reads as empty.
+        blobs = [(thread_id, ns, ch, str(version), *dumps(values[ch])) for ch, version in new_versions.items() if ch in values]
+        type_, serialized = dumps({**checkpoint, "channel_values": {}})  # values live in checkpoint_blobs
         meta = get_checkpoint_metadata(config, metadata)
-        meta_json = json.dumps(meta, ensure_ascii=False)
+        source = meta.get("source")
         next_tasks = self._bound.get("next")
         next_json = _names_json(next_tasks(checkpoint)) if next_tasks is not None and ns == "" else None
-        with self._tx() as cur:
-            for args in joined:
-                verb, params = self._write_rows(*args)
+        writes = [self._write_rows(*args) for args in joined]
+        cur = self._cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for verb, params in writes:
                 for start in range(0, len(params), 9 * 100):
                     self._insert_writes(cur, verb, params[start : start + 9 * 100])
-            writers = self._writers_of(cur, thread_id, ns, parent) if meta.get("source") == "loop" and parent else None
+            writers = self._writers_of(cur, thread_id, ns, parent) if source == "loop" and parent else None
             cur.execute(
-                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
-                "checkpoint, metadata, step, source, created_at, run_id, writers, next) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_CHECKPOINT,
                 (
                     thread_id,
                     ns,
-                    checkpoint["id"],
+                    cid,
                     parent,
                     type_,
                     serialized,
-                    meta_json,
+                    _encode_json(meta),
                     meta.get("step"),
-                    meta.get("source"),
+                    source,
                     checkpoint.get("ts"),
                     meta.get("run_id"),
                     writers,
@@ -410,12 +414,24 @@ class AgentSaver(SqliteSaver):
                 ),
             )
             if blobs:
-                cur.executemany(
-                    "INSERT OR REPLACE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
-                    blobs,
-                )
-        self._last_put[(thread_id, ns)] = (checkpoint["id"], next_json)
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+                cur.executemany(_INSERT_BLOB, blobs)
+            cur.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        if self._wal is not None:
+            self._wal.committed()
+        self._last_put[(thread_id, ns)] = (cid, next_json)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
+
+    def _cursor(self) -> sqlite3.Cursor:
+        """The put's cursor, kept between puts (callers hold `self.lock`)."""
+        cur = self._put_cursor.get(self.conn)
+        if cur is None:
+            self._put_cursor.clear()
+            cur = self._put_cursor[self.conn] = self.conn.cursor()
+        return cur
 
     def _writers_of(self, cur: sqlite3.Cursor, thread_id: str, ns: str, parent: str) -> str | None:
         """The nodes that wrote a checkpoint: the tasks that ran from its parent."""
@@ -801,6 +817,16 @@ class _PendingWrites:
         self.claimed = False
         self.error: BaseException | None = None
 
+
+_INSERT_CHECKPOINT = (
+    "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+    "checkpoint, metadata, step, source, created_at, run_id, writers, next) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_BLOB = (
+    "INSERT OR REPLACE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+"""`json.dumps(obj, ensure_ascii=False)` without building an encoder per call."""
 
 _NAMES_JSON: dict[tuple[str, ...], str] = {}
 
