@@ -16,7 +16,9 @@ import typer
 
 from cli_common import (
     DEFAULT_DB,
+    BackgroundOpt,
     BackoffOpt,
+    CheapModelOpt,
     CheckpointOpt,
     ConcurrencyOpt,
     DbOpt,
@@ -24,12 +26,15 @@ from cli_common import (
     DebugOpt,
     JsonOpt,
     MaxAttemptsOpt,
+    MaxCostOpt,
+    MaxTokensOpt,
     ModelOpt,
     NodeTimeoutOpt,
     QuietOpt,
     RpmOpt,
     ThreadOpt,
     TpmOpt,
+    YesOpt,
     _err,
     _jsonable,
     _open,
@@ -104,10 +109,14 @@ def _finish(outcome, as_json: bool) -> None:
             _err(f"Failed items: agent results --thread {outcome.thread_id} --status failed; send them again: agent retry-failed --thread {outcome.thread_id}")
         if outcome.error:
             _err(f"Error: {outcome.error}")
-    if outcome.status in ("stopped", "failed", "timeout"):
+    if outcome.status in ("stopped", "failed", "timeout", "paused"):
         _err(f"Resume with: agent resume --thread {outcome.thread_id}")
+    elif outcome.status == "budget_exceeded":
+        _err(f"Raise the budget and continue: agent resume --thread {outcome.thread_id} --max-cost USD (or --max-tokens N)")
+    elif outcome.status == "cancelled":
+        _err(f"Cancelled; to continue it anyway: agent resume --thread {outcome.thread_id} --force")
     elif outcome.status == "interrupted":
-        _err(f"Waiting for input; see: agent state --thread {outcome.thread_id}")
+        _err(f"Waiting for input; see: agent approvals --thread {outcome.thread_id} (or agent state --thread {outcome.thread_id})")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -141,6 +150,11 @@ def run(
     deadline: DeadlineOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_cost: MaxCostOpt = None,
+    cheap_model: CheapModelOpt = None,
+    background: BackgroundOpt = None,
+    yes: YesOpt = False,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -157,10 +171,10 @@ def run(
 
     _check_thread_id(thread)
     data = _parse_input(input)
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm)
-    validate_run(graph, data, settings)  # a bad graph, input or model fails here, before the database is touched
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
+    validate_run(graph, data, settings, yes)  # a bad graph, input or model fails here, before the database is touched
     with _open(db, create=True) as database, _progress(quiet, as_json) as display:
-        outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True)
+        outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True, approve_all=yes)
     _finish(outcome, as_json)
 
 
@@ -177,8 +191,18 @@ def resume(
     deadline: DeadlineOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_cost: MaxCostOpt = None,
+    cheap_model: CheapModelOpt = None,
+    background: BackgroundOpt = None,
+    yes: YesOpt = False,
+    force: Annotated[bool, typer.Option("--force", help="Resume a cancelled thread anyway.")] = False,
     wait: Annotated[
         Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", help="Edit the state first: key=value, the value JSON or else a plain string (repeatable)."),
     ] = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
@@ -188,17 +212,24 @@ def resume(
     """Continue a thread from its latest checkpoint, or fork it from an older one with --checkpoint.
 
     Settings given here (model, attempts, timeouts, ...) replace the thread's from now on;
-    a deadline starts afresh on every resume.
+    a deadline starts afresh on every resume. --set edits the state (at --checkpoint, if given)
+    before the run goes on; the edit is a checkpoint of its own in the history.
 
     Example: agent resume --thread docs --checkpoint 3
+
+    Example: agent resume --thread q --checkpoint 1 --set steps=2 --set question="Why is the sea salty?"
     """
     from runtime import RunSettings, resume_thread
+    from runtime.edit import parse_assignments
     from runtime.settings import parse_duration
 
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm)
+    edits = parse_assignments(set_ or [])
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
     wait_seconds = parse_duration(wait, "--wait")
     with _open(db) as database, _progress(quiet, as_json) as display:
-        outcome = resume_thread(database, thread, checkpoint, settings, wait=wait_seconds, on_event=display, handle_signals=True)
+        outcome = resume_thread(
+            database, thread, checkpoint, settings, edits=edits or None, wait=wait_seconds, on_event=display, handle_signals=True, force=force, approve_all=yes
+        )
     _finish(outcome, as_json)
 
 
@@ -214,6 +245,10 @@ def retry_failed(
     deadline: DeadlineOpt = None,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    max_cost: MaxCostOpt = None,
+    cheap_model: CheapModelOpt = None,
+    background: BackgroundOpt = None,
     wait: Annotated[
         Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")
     ] = None,
@@ -234,7 +269,7 @@ def retry_failed(
     from runtime import retry_failed as send_failed_again
     from runtime.settings import parse_duration
 
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm)
+    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
     wait_seconds = parse_duration(wait, "--wait")
     with _open(db) as database, _progress(quiet, as_json) as display:
         outcome = send_failed_again(database, thread, settings, wait=wait_seconds, on_event=display, handle_signals=True)
@@ -249,17 +284,28 @@ def threads(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = 
     Example: agent threads --json
     """
     from runtime import list_threads
+    from runtime.budget import thread_budgets
 
     with _open(db) as database:
         records = list_threads(database)
+        spend = thread_budgets(database, records)
     if as_json:
-        _print_json([r.as_dict() for r in records])
+        _print_json([{**r.as_dict(), "spend": spend[r.thread_id]} for r in records])
         return
     _table(
         None,
-        ["thread", "graph", "status", "steps", "updated", "error"],
-        [[r.thread_id, r.graph, r.shown_status, r.steps, _when(r.updated_at), r.error or ""] for r in records],
+        ["thread", "graph", "status", "steps", "spent", "updated", "error"],
+        [[r.thread_id, r.graph, r.shown_status, r.steps, _spent(spend[r.thread_id]), _when(r.updated_at), r.error or ""] for r in records],
     )
+
+
+def _spent(view: dict[str, Any]) -> str:
+    """`1,234 tok $0.0012 / $5` : the spend, and the budget where there is one."""
+    if not view["calls"] and view["max_cost"] is None and view["max_tokens"] is None:
+        return ""
+    text = f"{view['tokens']:,} tok ${view['cost_usd']:.4f}"
+    limits = [f"${view['max_cost']:g}" if view["max_cost"] is not None else "", f"{view['max_tokens']:,} tok" if view["max_tokens"] is not None else ""]
+    return text + (" / " + ", ".join(filter(None, limits)) if any(limits) else "")
 
 
 @app.command()
@@ -308,6 +354,8 @@ def status(
         lines.append(("runner", f"pid {runner['pid']} on {runner['host']}, heartbeat {age}s ago" + ("" if runner["alive"] else " (gone)")))
     if info["progress"]:
         lines.extend(_progress_lines(info["progress"]))
+    if info.get("spend") and _spent(info["spend"]):
+        lines.append(("spent", _spent(info["spend"]) + f" over {info['spend']['calls']} model call(s)"))
     if info["error"]:
         lines.append(("error", info["error"]))
     settings = info["settings"]
@@ -432,6 +480,8 @@ def results(
 
 
 import cli_storage  # noqa: E402,F401  (registers prune, delete, vacuum and doctor on the app)
+import cli_control  # noqa: E402,F401  (registers pause, cancel, approvals, approve and reject on the app)
+import cli_edit  # noqa: E402,F401  (registers fork, diff and graph show on the app)
 
 
 def main() -> None:

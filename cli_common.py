@@ -53,6 +53,21 @@ NodeTimeoutOpt = Annotated[
 DeadlineOpt = Annotated[
     Optional[str], typer.Option("--deadline", help="Longest the run may take, e.g. 2h; it then stops at a node boundary [default: none].")
 ]
+MaxTokensOpt = Annotated[
+    Optional[int], typer.Option("--max-tokens", help="Tokens the thread may spend over all its runs; it then stops (budget_exceeded); 0 for no limit.")
+]
+MaxCostOpt = Annotated[
+    Optional[float],
+    typer.Option("--max-cost", help="Estimated USD the thread may spend over all its runs, at most AGENT_MAX_COST_CEILING; 0 for no limit."),
+]
+CheapModelOpt = Annotated[
+    Optional[str], typer.Option("--cheap-model", help="A cheaper model for routine steps, and for all once under 20% of the budget is left.")
+]
+BackgroundOpt = Annotated[
+    Optional[bool],
+    typer.Option("--background/--foreground", help="Nobody at the terminal: sensitive actions always wait for agent approve [default: foreground]."),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve this run's sensitive actions up front, in your name (not with --background).")]
 DEFAULT_DB = Path("checkpoints") / "agent.db"
 
 

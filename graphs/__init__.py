@@ -28,6 +28,7 @@ BUILTIN = {
     "task_queue": "graphs.task_queue",
     "risky": "graphs.risky",
     "research": "graphs.research",
+    "approval": "graphs.approval",
 }
 
 

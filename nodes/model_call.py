@@ -17,7 +17,7 @@ MAX_RETRY_AFTER = 600.0
 """The longest wait a server's Retry-After is allowed to impose, in seconds."""
 
 
-async def call_model(ctx: RunContext, prompt: Any, *, attempt: int) -> Any:
+async def call_model(ctx: RunContext, prompt: Any, *, attempt: int, model: tuple[str | None, Any] | None = None) -> Any:
     """`model.ainvoke(prompt)` bounded by the node timeout, admitted by the run's limiter.
 
     A timeout raises `TimeoutError` (retryable). The limiter (when the run has one) holds the
@@ -25,8 +25,11 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int) -> Any:
     the server's Retry-After; without one, a 429 with Retry-After that another attempt will
     follow waits here before raising, so the retry does not come back early. The retry's own
     backoff is added on top either way.
+
+    `model` is a (spec, model) pair from `ctx.choose_model` (default: the run's model). The
+    usage of a call that returned is told to the run's meter, priced as that model.
     """
-    model = ctx.require_model()
+    spec, model = model if model is not None else (ctx.model_spec, ctx.require_model())
     gate = ctx.limiter
     async with gate.request(estimate_tokens(prompt)) if gate is not None else _admitted() as ticket:
         try:
@@ -44,8 +47,10 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int) -> Any:
             elif wait and classify(exc) == "retryable" and attempt < ctx.max_attempts:
                 await ctx.clock.sleep(wait)
             raise
+        usage = token_usage(message)
+        if ctx.meter is not None:
+            ctx.meter.record(spec, usage["input_tokens"], usage["output_tokens"])
         if ticket is not None:
-            usage = token_usage(message)
             await ticket.settle(usage["input_tokens"] + usage["output_tokens"])
         return message
 

@@ -175,12 +175,13 @@ async def process_one(
     every field back).
     """
     prompt = render_prompt(template, item)
+    chosen = ctx.choose_model(routine=True)  # every item is routine: the cheap model when there is one
     earlier = previous.get("attempts", 0) if previous else 0
     attempt = 0
     while True:
         attempt += 1
         try:
-            message = await call_model(ctx, prompt, attempt=attempt)
+            message = await call_model(ctx, prompt, attempt=attempt, model=chosen)
         except Exception as exc:
             kind = classify(exc)
             if kind == "fatal":
@@ -191,6 +192,8 @@ async def process_one(
             record = {"status": "failed", "error": describe(exc), "attempts": earlier + attempt}
         else:
             record = {"status": "done", "output": text_of(message), "attempts": earlier + attempt, **token_usage(message)}
+            if ctx.cheap_model is not None:
+                record["model"] = chosen[0]  # which model answered, when there is a choice
         if round_:
             record["round"] = round_
         return record

@@ -29,9 +29,15 @@ async def plan(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
         f"Plan research on this question: {state['question']}\n"
         f"Reply with exactly {n} lines, one research step a line."
     )
-    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime))
+    chosen = runtime.context.choose_model(routine=True)
+    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime), model=chosen)
     steps = parse_plan(text_of(message), n, state["question"])
-    return {"plan": steps, "step_index": 0, **token_usage(message)}
+    return {"plan": steps, "step_index": 0, "models": [answered_by("plan", chosen)], **token_usage(message)}
+
+
+def answered_by(step: str, chosen: tuple[str | None, object]) -> dict[str, str]:
+    """A `models` entry: which model answered this step."""
+    return {"step": step, "model": chosen[0] or "unknown"}
 
 
 def parse_plan(text: str, n: int, question: str) -> list[str]:
@@ -51,8 +57,9 @@ async def research_step(state: ResearchState, runtime: Runtime[RunContext]) -> d
         f"Findings so far:\n{notes}\n"
         f"Now do step {index + 1}: {state['plan'][index]}"
     )
-    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime))
-    return {"notes": [text_of(message)], "step_index": index + 1, **token_usage(message)}
+    chosen = runtime.context.choose_model(routine=True)
+    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime), model=chosen)
+    return {"notes": [text_of(message)], "step_index": index + 1, "models": [answered_by(f"step {index + 1}", chosen)], **token_usage(message)}
 
 
 def route_step(state: ResearchState) -> Literal["research_step", "synthesize"]:
@@ -62,5 +69,6 @@ def route_step(state: ResearchState) -> Literal["research_step", "synthesize"]:
 async def synthesize(state: ResearchState, runtime: Runtime[RunContext]) -> dict:
     notes = "\n".join(f"{i + 1}. {note}" for i, note in enumerate(state.get("notes", [])))
     prompt = f"Question: {state['question']}\nFindings:\n{notes}\nWrite the final answer."
-    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime))
-    return {"answer": text_of(message), **token_usage(message)}
+    chosen = runtime.context.choose_model(routine=False)
+    message = await call_model(runtime.context, prompt, attempt=_attempt(runtime), model=chosen)
+    return {"answer": text_of(message), "models": [answered_by("synthesize", chosen)], **token_usage(message)}

@@ -172,6 +172,9 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
         (thread_id,),
     ).fetchone() if _has_table(db, "checkpoints") else None
     status["checkpoint_id"] = row[0] if row else None
+    from runtime.budget import thread_budgets
+
+    status["spend"] = thread_budgets(db, [record])[thread_id]
     status["progress"] = None
     if row:
         tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": row[0]}})
@@ -191,7 +194,8 @@ def _has_table(db: Database, name: str) -> bool:
 
 def iter_results(db: Database, thread_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:
     """The thread's per-item results in item order, streamed from the store, each with its item
-    and every field: index, status, item, output, error, attempts, input_tokens, output_tokens, round."""
+    and every field: index, status, item, output, error, attempts, input_tokens, output_tokens, round,
+    model (which model answered, when the run had a --cheap-model; else None)."""
     record = threads.get_thread(db, thread_id)
     prefix = ".".join(results_namespace(thread_id))
     query = (
@@ -222,6 +226,7 @@ def full_result(index: int, stored: dict[str, Any], item: dict[str, Any] | None)
         "input_tokens": stored.get("input_tokens", 0),
         "output_tokens": stored.get("output_tokens", 0),
         "round": stored.get("round", 0),
+        "model": stored.get("model"),
     }
 
 

@@ -3,14 +3,20 @@
 A model spec's name is matched whole, or by its longest entry followed by `-` (a dated
 snapshot such as `gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`). A model the table does
 not know has no cost (None), never a guessed one.
+
+`AGENT_PRICES=path.json` names a file of the same format whose entries are merged over the
+defaults (a model it names replaces the default's price; others are added).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from runtime.errors import BadInput
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -23,10 +29,46 @@ class Price:
     """USD per million completion tokens."""
 
 
-@functools.cache
+PRICES_ENV = "AGENT_PRICES"
+
+
+class PricesError(BadInput):
+    """A prices file that cannot be read or is not in prices.json's format (exit 2)."""
+
+
 def price_table() -> dict[str, Price]:
-    models = json.loads(PRICES_FILE.read_text(encoding="utf-8"))["models"]
-    return {name: Price(float(p["input"]), float(p["output"])) for name, p in models.items()}
+    """The default table, with the entries of the file `AGENT_PRICES` names merged over it."""
+    override = os.environ.get(PRICES_ENV) or None
+    return _table(override, _mtime(override))
+
+
+def _mtime(path: str | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None
+
+
+@functools.cache
+def _table(override: str | None, _mtime: float | None) -> dict[str, Price]:
+    table = _read(PRICES_FILE)
+    if override:
+        table = {**table, **_read(override)}
+    return table
+
+
+def _read(path: str | os.PathLike) -> dict[str, Price]:
+    try:
+        models = json.loads(open(path, encoding="utf-8").read())["models"]
+        return {str(name): Price(float(p["input"]), float(p["output"])) for name, p in models.items()}
+    except OSError as exc:
+        raise PricesError(f"cannot read the prices file {path}: {exc.strerror}", f"fix or unset {PRICES_ENV}") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PricesError(
+            f"the prices file {path} is not in the format of runtime/prices.json "
+            f'({{"models": {{"NAME": {{"input": USD, "output": USD}}}}}}, USD per million tokens): {type(exc).__name__}: {exc}',
+            f"fix or unset {PRICES_ENV}",
+        ) from None
 
 
 def model_name(spec: str | None) -> str:

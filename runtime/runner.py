@@ -20,8 +20,9 @@ from langgraph.runtime import RunControl
 
 from graphs import GraphLoadError, GraphSpec, load_graph
 from nodes.errors import describe
-from runtime import threads
+from runtime import budget, control as controls, threads
 from runtime.db import Database
+from runtime.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
 from runtime.history import resolve_checkpoint, latest_state
 from runtime.limits import RequestLimiter
@@ -34,9 +35,20 @@ from state.context import RunContext
 RECURSION_LIMIT = 10_000_000
 """Steps one invocation may take: queues of many items legitimately loop for long."""
 
-EXIT_CODES = {"completed": 0, "failed": 1, "timeout": 1, "interrupted": 3, "stopped": 130}
+EXIT_CODES = {
+    "completed": 0,
+    "failed": 1,
+    "timeout": 1,
+    "interrupted": 3,
+    "paused": 3,
+    "budget_exceeded": 4,
+    "cancelled": 5,
+    "stopped": 130,
+}
 DEADLINE = "deadline"
 """The drain reason of a run stopped by its deadline."""
+DRAINED_STATUS = {DEADLINE: "timeout", budget.BUDGET: "budget_exceeded", controls.PAUSE: "paused", controls.CANCEL: "cancelled"}
+"""The status of a run drained for a reason (any other reason, a signal's name: `stopped`)."""
 PROGRESS_EVERY = 0.2
 """Seconds between two `progress` events of a queue."""
 
@@ -102,12 +114,18 @@ def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
     return data
 
 
-def validate_run(graph: str, input: Any, settings: RunSettings | None = None) -> tuple[GraphSpec, dict[str, Any], RunSettings]:
+def validate_run(
+    graph: str, input: Any, settings: RunSettings | None = None, approve_all: bool = False
+) -> tuple[GraphSpec, dict[str, Any], RunSettings]:
     """Everything `run_thread` checks before it writes: the graph, the input, the settings, the model."""
     spec = load_spec(graph)
     resolved = (settings or RunSettings()).resolve(graph_defaults=spec.defaults)
     data = prepare_input(spec, input)
     make_model(resolved.model)
+    if resolved.cheap_model:
+        make_model(resolved.cheap_model)
+    budget.check_budget_settings(resolved)
+    _check_approve_all(resolved, approve_all)
     return spec, data, resolved
 
 
@@ -120,12 +138,13 @@ def run_thread(
     *,
     on_event: EventHandler | None = None,
     handle_signals: bool = False,
+    approve_all: bool = False,
 ) -> RunOutcome:
     """Start a new thread of `graph` with `input`, run it to the end (or a stop), and return how it ended."""
-    spec, data, resolved = validate_run(graph, input, settings)
+    spec, data, resolved = validate_run(graph, input, settings, approve_all)
     model = make_model(resolved.model)
     threads.create_thread(db, thread_id, spec.spec, spec.version, resolved.as_dict())
-    return _run_sync(_drive(db, spec, resolved, model, thread_id, data, None, on_event, handle_signals))
+    return _run_sync(_drive(db, spec, resolved, model, thread_id, data, None, on_event, handle_signals, approve_all=approve_all))
 
 
 def resume_thread(
@@ -134,20 +153,33 @@ def resume_thread(
     checkpoint: str | None = None,
     settings: RunSettings | None = None,
     *,
+    edits: dict[str, Any] | None = None,
     wait: float | None = None,
     on_event: EventHandler | None = None,
     handle_signals: bool = False,
+    force: bool = False,
+    approve_all: bool = False,
+    command: Any = None,
 ) -> RunOutcome:
     """Continue a thread from its latest checkpoint (input None), or fork it from `checkpoint`.
 
+    A cancelled thread is refused unless `force`. `command` (a LangGraph `Command(resume=...)`,
+    from runtime/approvals.py) answers the thread's pending interrupts; `approve_all` (`--yes`)
+    approves its sensitive actions up front.
+
     `settings` override what the thread recorded, from now on. With `wait` (seconds), a thread
-    that another live process is running is waited for instead of refused.
+    that another live process is running is waited for instead of refused. `edits` (state key ->
+    value) are applied first, as a checkpoint of their own (runtime/edit.py).
     """
     record = threads.get_thread(db, thread_id)
     spec = load_spec(record.graph)
+    apply_edits = edit_step(spec, edits)  # bad keys or values fail here, before anything is written
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
     model = make_model(resolved.model)
+    budget.check_budget_settings(resolved)
+    _check_approve_all(resolved, approve_all)
+    controls.refuse_if_cancelled(record, force)
     if wait:
         threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
     threads.refuse_if_busy(threads.get_thread(db, thread_id))
@@ -166,7 +198,17 @@ def resume_thread(
     threads.acquire(db, thread_id, resolved.as_dict())
     if record.graph_version != spec.version and on_event:
         on_event(RunEvent("warning", message=f"graph {record.graph} changed since this thread started (version {record.graph_version} -> {spec.version})"))
-    return _run_sync(_drive(db, spec, resolved, model, thread_id, None, checkpoint_id, on_event, handle_signals))
+    return _run_sync(
+        _drive(db, spec, resolved, model, thread_id, command, checkpoint_id, on_event, handle_signals, prepare=apply_edits, approve_all=approve_all)
+    )
+
+
+def _check_approve_all(settings: RunSettings, approve_all: bool) -> None:
+    if approve_all and settings.background:
+        raise BadInput(
+            "--yes cannot approve the actions of a --background run: nobody is at the terminal",
+            "leave out --yes and answer each action with agent approve / agent reject --thread T --id ID",
+        )
 
 
 def retry_failed(
@@ -247,8 +289,10 @@ async def _drive(
     on_event: EventHandler | None,
     handle_signals: bool,
     prepare: Callable[[Any, dict[str, Any]], Awaitable[None]] | None = None,
+    approve_all: bool = False,
 ) -> RunOutcome:
-    """`prepare(graph, config)` runs once the graph is compiled, before it streams."""
+    """`prepare(graph, config)` runs once the graph is compiled, before it streams. `data` is a
+    new thread's input, a `Command` answering interrupts, or None to continue."""
     emit = on_event or (lambda event: None)
     started = time.monotonic()
     control = RunControl()
@@ -261,6 +305,9 @@ async def _drive(
     restore_signals = _install_signals(control, emit) if handle_signals else (lambda: None)
     deadline = asyncio.get_running_loop().call_later(settings.deadline, control.request_drain, DEADLINE) if settings.deadline else None
     beat = asyncio.create_task(_heartbeat(db, thread_id, progress))
+    limits = budget.run_limits(settings)
+    meter = budget.SpendMeter(budget.get_spend(db, thread_id), limits, on_exceeded=lambda: control.request_drain(budget.BUDGET))
+    watcher = asyncio.create_task(controls.watch(db, thread_id, control, meter))
     tracker: ProgressTracker | None = None
     try:
         async with db.open_async() as (saver, store):
@@ -278,21 +325,32 @@ async def _drive(
                     rpm=settings.rpm,
                     tpm=settings.tpm,
                     limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm),
+                    model_spec=settings.model,
+                    cheap_model=make_model(settings.cheap_model) if settings.cheap_model else None,
+                    cheap_model_spec=settings.cheap_model,
+                    meter=meter,
+                    background=settings.background,
+                    approved_by=controls.current_user() if approve_all else None,
                 )
             try:
                 if prepare is not None:
                     await prepare(graph, config)
                 # A new thread has no progress yet; its total comes with its first checkpoint.
-                tracker = ProgressTracker(settings.model) if data is not None else await _tracker(db, graph, config, settings.model)
+                priced_as = settings.cheap_model or settings.model  # with a cheap model, a queue's items all go to it
+                tracker = ProgressTracker(priced_as) if isinstance(data, dict) else await _tracker(db, graph, config, priced_as)
                 await _stream(graph, data, config, context, control, progress, emit, tracker)
                 state = await graph.aget_state({"configurable": {"thread_id": thread_id}})
                 status = "interrupted" if (state.next or state.interrupts) else "completed"
                 values = state.values if isinstance(state.values, dict) else {}
                 error = values.get("give_up_reason")  # a graph that gave up says why
             except GraphDrained as drained:
-                status, values = ("timeout" if drained.reason == DEADLINE else "stopped"), {}
+                status, values = DRAINED_STATUS.get(drained.reason, "stopped"), {}
                 if status == "timeout":
                     error = f"deadline of {settings.deadline:g}s passed; stopped at a node boundary"
+                elif status == "budget_exceeded":
+                    error = budget.exceeded_message(meter.total, limits)
+                elif status == "cancelled":
+                    error = "cancelled at a node boundary"
             except asyncio.CancelledError:
                 status, values = "stopped", {}
                 asyncio.current_task().uncancel()
@@ -300,6 +358,9 @@ async def _drive(
                 status, error, values = "failed", explain_failure(exc), {}
     finally:
         beat.cancel()
+        watcher.cancel()
+        budget.add_spend(db, thread_id, meter.take_pending())
+        controls.clear_request(db, thread_id)
         restore_signals()
         if deadline is not None:
             deadline.cancel()

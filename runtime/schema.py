@@ -8,8 +8,9 @@ Layout (schema 2, see runtime/saver.py for who writes what):
   `run_id`, `writers` (JSON list of the nodes whose writes made this checkpoint) and `next`
   (JSON list of the tasks that run from it; NULL where it is not known, and then computed).
 - `checkpoint_blobs`: each channel value stored once per (thread, namespace, channel, version),
-  so a step writes only the channels it changed. `type = 'empty'` records a channel that has
-  a version but no value.
+  so a step writes only the channels it changed. A channel that has a version but no value
+  has no row (a missing row reads as empty; `type = 'empty'` rows, written by conversion and
+  by earlier versions, mean the same).
 - `writes`: the pending writes of each task, as in langgraph-checkpoint-sqlite.
 
 Schema 1 was langgraph-checkpoint-sqlite's layout (the whole state in every checkpoint row);
@@ -22,7 +23,9 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3: the control tables (CONTROL_TABLES: spend, pause/cancel requests); a file of schema 2 gets them
+in the same migration transaction, schema 1 is converted first."""
 
 CHECKPOINT_TABLES = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -63,6 +66,35 @@ CREATE TABLE IF NOT EXISTS writes (
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 ) WITHOUT ROWID;
 """
+
+CONTROL_TABLES = """
+CREATE TABLE IF NOT EXISTS agent_spend (
+    thread_id     TEXT PRIMARY KEY,
+    input_tokens  INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd      REAL NOT NULL DEFAULT 0,
+    calls         INTEGER NOT NULL DEFAULT 0,
+    updated_at    REAL
+);
+CREATE TABLE IF NOT EXISTS agent_control (
+    thread_id     TEXT PRIMARY KEY,
+    request       TEXT NOT NULL,
+    target_pid    INTEGER,
+    target_host   TEXT,
+    requested_by  TEXT,
+    requested_at  REAL NOT NULL
+);
+"""
+"""Schema 3. `agent_spend`: tokens and estimated cost a thread's model calls reported, over every
+run, retry and resume (runtime/budget.py). `agent_control`: a pause or cancel asked of the
+process running a thread, read by its runner (runtime/control.py)."""
+
+
+def create_control_tables(conn: sqlite3.Connection) -> None:
+    for statement in CONTROL_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
 
 EXPECTED_TABLES = ("agent_threads", "checkpoints", "checkpoint_blobs", "writes")
 

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from runtime.budget import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
 from runtime.errors import BadInput
 from runtime.models import model_label
 
@@ -21,9 +22,14 @@ BASE_DEFAULTS: dict[str, Any] = {
     "deadline": None,
     "rpm": None,
     "tpm": None,
+    "max_tokens": None,
+    "max_cost": None,
+    "cheap_model": None,
+    "background": False,
 }
 """`concurrency` 8: enough to keep a remote API busy (at 1-2 s a call, 240-480 requests a minute,
 within the first tier of the common providers); a 429 lowers it for the run until calls succeed."""
+
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
@@ -59,6 +65,15 @@ class RunSettings:
     """Model requests a minute, over the whole run; 0 for no limit."""
     tpm: int | None = None
     """Model tokens a minute (prompt and reply, as the model reports them); 0 for no limit."""
+    max_tokens: int | None = None
+    """Tokens (prompt and reply) the thread may spend over all its runs; past it the run stops
+    at a node boundary (status budget_exceeded). 0 for no limit."""
+    max_cost: float | None = None
+    """Estimated USD the thread may spend over all its runs (runtime/prices.py); 0 for no limit."""
+    cheap_model: str | None = None
+    """A cheaper model for routine steps, and for every step once under 20% of the budget is left."""
+    background: bool | None = None
+    """Nobody is at the terminal: sensitive actions always wait for `agent approve`."""
 
     def given(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -79,6 +94,9 @@ class RunSettings:
         resolved._check()
         resolved.rpm = resolved.rpm or None
         resolved.tpm = resolved.tpm or None
+        resolved.max_tokens = resolved.max_tokens or None
+        resolved.max_cost = float(resolved.max_cost) if resolved.max_cost else None
+        resolved.background = bool(resolved.background)
         return resolved
 
     def _check(self) -> None:
@@ -96,6 +114,18 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise BadInput(f"--{name} must be a whole number of 0 or more (0: no limit), not {value}")
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 0):
+            raise BadInput(f"--max-tokens must be a whole number of 0 or more (0: no limit), not {self.max_tokens}")
+        if self.max_cost is not None and (not isinstance(self.max_cost, (int, float)) or self.max_cost < 0):
+            raise BadInput(f"--max-cost must be 0 or more US dollars (0: no limit), not {self.max_cost}")
+        for option, value, env in (("--max-cost", self.max_cost, COST_CEILING_ENV), ("--max-tokens", self.max_tokens, TOKENS_CEILING_ENV)):
+            ceiling = system_ceiling(env)
+            if ceiling is not None and value and value > ceiling:
+                raise BadInput(
+                    f"{option} {value:g} is above the system-wide ceiling of {ceiling:g} ({env})",
+                    f"ask for {ceiling:g} or less; runs may not exceed the ceiling",
+                )
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+

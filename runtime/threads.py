@@ -25,7 +25,7 @@ STALE_AFTER_SECONDS = 30.0
 WAIT_POLL_SECONDS = 0.5
 
 FINAL = ("completed", "failed")
-STATUSES = ("running", "completed", "failed", "timeout", "stopped", "interrupted", "stale")
+STATUSES = ("running", "completed", "failed", "timeout", "stopped", "interrupted", "stale", "paused", "budget_exceeded", "cancelled")
 
 
 @dataclass

@@ -49,6 +49,15 @@ class RequestGate(Protocol):
         """A 429: slow every request of the run down, not only the one that got it."""
 
 
+class UsageMeter(Protocol):
+    """Counts what the run's model calls spent (`runtime.budget.SpendMeter`)."""
+
+    def record(self, model_spec: str | None, input_tokens: int, output_tokens: int) -> None: ...
+
+    def running_low(self) -> bool:
+        """Under a fifth of the budget left: routine and strong steps alike go to the cheap model."""
+
+
 @dataclass
 class RunContext:
     """Settings of one run (not of the thread's state)."""
@@ -80,6 +89,29 @@ class RunContext:
     limiter: RequestGate | None = None
     """Shared by every model call of the run; the runner builds it from concurrency, rpm and tpm.
     Without one (a context built by hand) calls are limited only by `concurrency`."""
+
+    model_spec: str | None = None
+    """The spec `model` was built from (`offline`, `openai:gpt-4o`), as shown and priced."""
+
+    cheap_model: Any = None
+    """A cheaper chat model for routine steps (`--cheap-model`); None: `model` does everything."""
+
+    cheap_model_spec: str | None = None
+
+    meter: UsageMeter | None = None
+    """Told the usage of every model call that returned; None counts nothing."""
+
+    background: bool = False
+    """Nobody is at the terminal (`--background`)."""
+
+    approved_by: str | None = None
+    """Set (to the user) when `--yes` approved the run's sensitive actions up front."""
+
+    def choose_model(self, routine: bool) -> tuple[str | None, Any]:
+        """(spec, model) for a step: the cheap model for routine steps and once the budget runs low."""
+        if self.cheap_model is not None and (routine or (self.meter is not None and self.meter.running_low())):
+            return self.cheap_model_spec, self.cheap_model
+        return self.model_spec, self.require_model()
 
     def require_model(self) -> Any:
         if self.model is None:

@@ -31,3 +31,8 @@ class ResearchState(ResearchInput, total=False):
 
     input_tokens: Annotated[int, operator.add]
     output_tokens: Annotated[int, operator.add]
+
+    models: Annotated[list[dict[str, str]], operator.add]
+    """Which model answered each step, in order: `{"step": "plan" | "step N" | "synthesize",
+    "model": SPEC}` (with --cheap-model, plan and steps go to the cheap one, the synthesis to
+    the strong one unless the budget runs low)."""

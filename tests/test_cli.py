@@ -11,12 +11,13 @@ from tests.conftest import ROOT, db_snapshot
 
 QUEUE = '{"items": ["a", "b", "c"], "prompt": "Summarize: {item}"}'
 COMMANDS = ["graphs", "run", "resume", "retry-failed", "threads", "status", "history", "state", "results", "prune", "delete", "vacuum", "doctor"]
+COMMANDS += ["fork", "diff", "graph show"]
 
 
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(cli):
     readme = (ROOT / "README.md").read_text()
     for name in COMMANDS:
-        result = cli(name, "--help")
+        result = cli(*name.split(), "--help")
         assert result.exit_code == 0
         assert "Example: agent " + name in " ".join(result.stdout.split()), name
         assert f"agent {name}" in readme, f"README does not document agent {name}"
@@ -24,7 +25,7 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(cli):
 
 def test_graphs_json(cli):
     rows = json.loads(cli("graphs", "--json").stdout)
-    assert [r["name"] for r in rows] == ["task_queue", "risky", "research"]
+    assert [r["name"] for r in rows] == ["task_queue", "risky", "research", "approval"]
     assert all(set(r) == {"name", "version", "description"} and r["description"] for r in rows)
 
 

@@ -21,6 +21,7 @@ INPUTS = {
     "task_queue": {"items": ["a", "b", "c"], "prompt": "Summarize: {item}"},
     "risky": {"fail_times": 1, "backoff": 0},
     "research": {"question": "Why is the sky blue?", "steps": 2},
+    "approval": {"actions": [{"kind": "read_data", "target": "t", "detail": "rows"}]},  # nothing sensitive: no interrupt
 }
 
 
@@ -58,6 +59,8 @@ def _check_final(name, values):
         assert values["items"] is None  # the items moved to the store
     elif name == "risky":
         assert values["outcome"] == "succeeded" and values["attempts"] == 2
+    elif name == "approval":
+        assert [p["outcome"] for p in values["performed"]] == ["done"] and values["report"]
     else:
         assert len(values["plan"]) == 2 and len(values["notes"]) == 2 and values["answer"]
 

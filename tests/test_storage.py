@@ -108,7 +108,9 @@ def test_each_step_stores_only_the_values_it_changed(db, monkeypatch):
     checkpoints = db.conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 't'").fetchone()[0]
     blobs = db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't'").fetchone()[0]
     # `limit` is written once; `n` and the loop's trigger once a step: about two values a step.
+    # A channel with a version but no value gets no row (a missing row reads as empty).
     assert checkpoints == 41 and blobs <= 2 * checkpoints + 4
+    assert db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't' AND type = 'empty'").fetchone()[0] == 0
     assert db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't' AND channel = 'limit'").fetchone()[0] == 1
 
 
@@ -333,6 +335,7 @@ def test_a_database_in_the_old_layout_is_converted_and_keeps_working(db_path):
     from graphs import load_graph
     from runtime import get_history, get_state, open_database, resume_thread
     from runtime.db import _REGISTRY
+    from runtime.schema import SCHEMA_VERSION
 
     conn = sqlite3.connect(db_path, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -357,14 +360,14 @@ def test_a_database_in_the_old_layout_is_converted_and_keeps_working(db_path):
     conn.close()
 
     with open_database(db_path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         rows = get_history(db, "old")
         assert [(r.checkpoint_id, r.step, r.next) for r in rows] == old_history
         assert [r.writers for r in rows][:-1] == [r["writers"] for r in _langgraph_history(db, "old")][:-1]
         assert get_state(db, "old").values == old_values
         assert resume_thread(db, "old").status == "completed"
         assert get_state(db, "old").values["n"] == 6
-    assert open_database(db_path).conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert open_database(db_path).conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 # -- what read commands import ------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""Forking a thread into a new one: `agent fork --thread T --checkpoint ID --new-thread T2`.
+
+T2 starts from T's checkpoint ID: that checkpoint (its values and the tasks it runs next) is
+stored as T2's first checkpoint, with source `fork`. The writes of tasks that ran from it in T
+are not copied: they are T's future, and T2 runs those tasks afresh, as `resume --checkpoint`
+does. T2 gets T's registry entry (graph, graph version, run settings), and what T keeps in the
+store under its own namespaces (a queue's items and results, nodes/storage.py) is copied under
+T2's.
+`resume_thread(db, T2)` then continues from there, and T is not touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from runtime import threads
+from runtime.db import Database
+from runtime.errors import BadInput, ThreadExists, ThreadNotFound
+
+
+@dataclass
+class ForkResult:
+    thread_id: str
+    """The new thread."""
+    source_thread_id: str
+    source_checkpoint_id: str
+    checkpoint_id: str
+    """The new thread's first checkpoint (the same id as the one it was copied from)."""
+    step: int
+    status: str
+    """`forked` when it has work left (resume continues it), `completed` when it has none."""
+    next: list[str]
+    store_items: int
+    """Items and results copied in the store."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: str) -> ForkResult:
+    """Copy thread `thread_id` at `checkpoint` (id, id prefix or step) into the new thread `new_thread_id`."""
+    from langgraph.checkpoint.base import copy_checkpoint
+
+    from nodes.storage import thread_label
+    from runtime.history import _spec_for, resolve_checkpoint
+
+    record, spec = _spec_for(db, thread_id)
+    checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint)
+    if new_thread_id == thread_id:
+        raise BadInput("--new-thread must differ from --thread", f"e.g. --new-thread {thread_id}-fork")
+    _refuse_existing(db, new_thread_id)
+    builder = spec.build()
+    if delta := sorted(name for name, channel in builder.channels.items() if type(channel).__name__ == "DeltaChannel"):
+        raise BadInput(
+            f"graph {record.graph} keeps {', '.join(delta)} as a DeltaChannel, rebuilt from earlier checkpoints: a fork cannot start from one",
+            f"fork it inside the thread instead: agent resume --thread {thread_id} --checkpoint {checkpoint}",
+        )
+    saver = db.checkpointer()
+    saved = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}})
+    graph = builder.compile(checkpointer=saver)
+    next_tasks = list(graph.get_state(saved.config).next)
+    step = saved.metadata.get("step", -1)
+
+    threads.create_thread(db, new_thread_id, record.graph, record.graph_version, record.settings)  # refuses a taken id, atomically
+    try:
+        saver.bind_graph(graph)  # so the copy records the tasks it runs next (agent history)
+        metadata = {**saved.metadata, "source": "fork", "forked_from": {"thread_id": thread_id, "checkpoint_id": checkpoint_id}}
+        copied = copy_checkpoint(saved.checkpoint)
+        config = saver.put(
+            {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": ""}}, copied, metadata, dict(copied["channel_versions"])
+        )
+        store_items = _copy_store_namespaces(db.conn, thread_label(thread_id), thread_label(new_thread_id))
+    except BaseException:
+        _undo(db, new_thread_id, thread_label(new_thread_id))
+        raise
+    status = "forked" if next_tasks else "completed"
+    threads.release(db, new_thread_id, status, step, None)
+    return ForkResult(new_thread_id, thread_id, checkpoint_id, config["configurable"]["checkpoint_id"], step, status, next_tasks, store_items)
+
+
+def _refuse_existing(db: Database, thread_id: str) -> None:
+    """A registered thread, or checkpoints or store data left under the id, make it taken."""
+    from nodes.storage import thread_label
+
+    hint = "pick another --new-thread (agent threads lists the taken ones)"
+    try:
+        record = threads.get_thread(db, thread_id)
+    except ThreadNotFound:
+        record = None
+    if record is not None:
+        raise ThreadExists(f"thread {thread_id!r} already exists (graph {record.graph}, {record.shown_status})", hint)
+    leftover = db.conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)).fetchone()
+    if leftover is None and _store_prefixes(db.conn, thread_label(thread_id)):
+        leftover = (1,)
+    if leftover is not None:
+        raise ThreadExists(f"thread id {thread_id!r} still has data in the database, though no registry entry", hint)
+
+
+def _store_prefixes(conn: sqlite3.Connection, label: str) -> list[str]:
+    """The thread's store namespaces are (kind, label, ...): `results.<label>`, `items.<label>`."""
+    try:
+        rows = conn.execute("SELECT DISTINCT prefix FROM store").fetchall()
+    except sqlite3.OperationalError:  # no store table yet
+        return []
+    return [prefix for (prefix,) in rows if prefix.split(".")[1:2] == [label]]
+
+
+def _copy_store_namespaces(conn: sqlite3.Connection, source: str, target: str) -> int:
+    prefixes = _store_prefixes(conn, source)
+    if not prefixes:
+        return 0
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(store)") if row[1] != "prefix"]
+    listed = ", ".join(columns)
+    copied = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for prefix in prefixes:
+            kind, _, rest = prefix.split(".", 2) + [""] * (3 - len(prefix.split(".", 2)))
+            new_prefix = ".".join(part for part in (kind, target, rest) if part)
+            copied += conn.execute(
+                f"INSERT INTO store (prefix, {listed}) SELECT ?, {listed} FROM store WHERE prefix = ?", (new_prefix, prefix)
+            ).rowcount
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return copied
+
+
+def _undo(db: Database, thread_id: str, label: str) -> None:
+    """Take back a fork that failed half way: its checkpoints, store data and registry entry."""
+    db.checkpointer().delete_thread(thread_id)
+    for prefix in _store_prefixes(db.conn, label):
+        db.conn.execute("DELETE FROM store WHERE prefix = ?", (prefix,))
+    db.conn.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,))

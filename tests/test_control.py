@@ -1,0 +1,103 @@
+"""Pause and cancel from a second process while the first runs the thread (real processes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import wait_for_results
+
+ITEMS = 30
+
+
+def _queue(count: int = ITEMS) -> str:
+    return json.dumps({"items": [f"item {i}" for i in range(count)], "prompt": "Summarize: {item}"})
+
+
+def _start(spawn_agent, thread: str) -> subprocess.Popen:
+    return spawn_agent("run", "task_queue", "--thread", thread, "--input", _queue(), "--model", "offline:latency=0.2",
+                       "--concurrency", "2", "--quiet")  # fmt: skip
+
+
+def _finish(proc: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def _status(cli, thread: str) -> dict:
+    return json.loads(cli("status", "--thread", thread, "--json").stdout)
+
+
+def _results(cli, thread: str) -> list[dict]:
+    return [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
+
+
+def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, db_path: Path) -> None:
+    proc = _start(spawn_agent, "T")
+    wait_for_results(proc, db_path, "T")
+    asked = run_agent("pause", "--thread", "T", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["outcome"] in ("requested", "already_requested")
+    again = run_agent("pause", "--thread", "T", "--json")  # idempotent while the first is pending or done
+    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] in ("already_requested", "already")
+
+    _, err = _finish(proc)
+    assert proc.returncode == 3, err
+    assert "agent resume --thread T" in err and "Traceback" not in err
+    assert _status(cli, "T")["status"] == "paused"
+    paused_with = len(_results(cli, "T"))
+    assert 2 <= paused_with < ITEMS
+
+    third = cli("pause", "--thread", "T")
+    assert third.exit_code == 0 and "already paused" in third.stderr
+
+    resumed = cli("resume", "--thread", "T", "--model", "offline", "--quiet")
+    assert resumed.exit_code == 0, resumed.output
+    rows = _results(cli, "T")
+    assert [r["index"] for r in rows] == list(range(ITEMS)) and all(r["status"] == "done" for r in rows)
+    assert _status(cli, "T")["spend"]["calls"] == ITEMS  # counted across the pause, none twice
+
+
+def test_cancel_from_another_process_then_resume_is_refused_until_forced(spawn_agent, run_agent, cli, db_path: Path) -> None:
+    proc = _start(spawn_agent, "T")
+    wait_for_results(proc, db_path, "T")
+    asked = run_agent("cancel", "--thread", "T")
+    assert asked.returncode == 0, asked.stderr
+    _, err = _finish(proc)
+    assert proc.returncode == 5, err
+    assert _status(cli, "T")["status"] == "cancelled"
+    cancelled_with = len(_results(cli, "T"))
+
+    again = cli("cancel", "--thread", "T")
+    assert again.exit_code == 0 and "already cancelled" in again.stderr
+    refused = cli("resume", "--thread", "T")
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert len(_results(cli, "T")) == cancelled_with
+
+    forced = cli("resume", "--thread", "T", "--force", "--model", "offline", "--quiet")
+    assert forced.exit_code == 0, forced.output
+    assert len(_results(cli, "T")) == ITEMS and _status(cli, "T")["status"] == "completed"
+
+
+def test_cancel_of_a_thread_that_is_not_running_marks_it(cli) -> None:
+    run = cli("run", "research", "--thread", "r", "--input", '{"question": "q"}', "--max-tokens", "10", "--quiet")
+    assert run.exit_code == 4
+    paused = cli("pause", "--thread", "r", "--json")
+    assert paused.exit_code == 0 and json.loads(paused.stdout)["outcome"] == "not_running"
+    marked = cli("cancel", "--thread", "r", "--json")
+    assert marked.exit_code == 0 and json.loads(marked.stdout)["outcome"] == "marked"
+    assert _status(cli, "r")["status"] == "cancelled"
+    assert cli("cancel", "--thread", "r", "--json").exit_code == 0
+    assert cli("pause", "--thread", "r").exit_code == 2  # cancelled: nothing to pause
+
+
+def test_pause_and_cancel_of_a_completed_or_unknown_thread(cli) -> None:
+    assert cli("run", "research", "--thread", "r", "--input", '{"question": "q", "steps": 1}', "--quiet").exit_code == 0
+    for command in ("pause", "cancel"):
+        done = cli(command, "--thread", "r")
+        assert done.exit_code == 2 and "completed" in done.stderr
+        assert cli(command, "--thread", "nope").exit_code == 2
