@@ -386,20 +386,35 @@ def _when(ts: float) -> str:
 def history(
     thread: ThreadOpt,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Show only the newest N checkpoints.")] = None,
+    show: Annotated[
+        Optional[str], typer.Option("--show", help="State keys whose writes each step shows, comma-separated (e.g. models,decisions).")
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """List a thread's checkpoints, newest first (every branch of a fork included).
 
-    Example: agent history --thread docs --limit 20
+    With --show, each step also shows what its nodes wrote to those state keys: which model
+    answered (models), what was decided (decisions).
+
+    Example: agent history --thread docs --limit 20 --show models
     """
     from runtime import get_history
 
+    keys = [k.strip() for k in show.split(",") if k.strip()] if show else None
     with _open(db) as database:
-        rows = get_history(database, thread, limit)
+        rows = get_history(database, thread, limit, keys)
     if as_json:
         _print_json([r.as_dict() for r in rows])
+        return
+    if keys:  # the shown values take the place of next and time
+        _table(
+            f"thread {thread}",
+            ["step", "checkpoint", "written by", *keys],
+            [[r.step, r.checkpoint_id, _names(r.writers), *[_compact(r.shown[k]) for k in keys]] for r in rows],
+            keep=("checkpoint",),
+        )
         return
     _table(
         f"thread {thread}",
@@ -407,6 +422,15 @@ def history(
         [[r.step, r.checkpoint_id, r.source, _names(r.writers), _names(r.next), r.created_at[11:19]] for r in rows],
         keep=("checkpoint", "source", "created"),
     )
+
+
+def _compact(values: Any) -> str:
+    """Written values for a table cell: lists flattened, dicts as `key=value`, strings bare."""
+    if isinstance(values, list):
+        return "; ".join(filter(None, (_compact(v) for v in values)))
+    if isinstance(values, dict):
+        return " ".join(f"{k}={_compact(v)}" for k, v in values.items() if v not in (None, "", [], {}))
+    return values if isinstance(values, str) else json.dumps(values, ensure_ascii=False, default=_jsonable)
 
 
 def _names(names: list[str]) -> str:

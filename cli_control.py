@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from cli_common import DEFAULT_DB, DbOpt, DebugOpt, JsonOpt, QuietOpt, ThreadOpt, _err, _open, _out, _print_json, _table, app, handles_errors
+from cli_common import DEFAULT_DB, DbOpt, DebugOpt, JsonOpt, QuietOpt, ThreadOpt, _err, _open, _print_json, _table, app, handles_errors
 
 IdOpt = Annotated[
     Optional[list[str]], typer.Option("--id", help="The approval (interrupt) id, or a unique prefix; repeatable. agent approvals lists them.")

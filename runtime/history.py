@@ -31,9 +31,15 @@ class HistoryRow:
     writers: list[str]
     next: list[str]
     created_at: str
+    shown: dict[str, list[Any]] | None = None
+    """With `show`: per state key, what this step's tasks wrote to it (e.g. which model answered,
+    what was decided); None when not asked for."""
 
     def as_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        data = self.__dict__.copy()
+        if data["shown"] is None:
+            del data["shown"]
+        return data
 
 
 @dataclass
@@ -102,11 +108,13 @@ def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     return matches[0]
 
 
-def get_history(db: Database, thread_id: str, limit: int | None = None) -> list[HistoryRow]:
+def get_history(db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None) -> list[HistoryRow]:
     """The thread's checkpoints, newest first, every branch included.
 
     Read from the checkpoint table's columns (runtime/history_rows.py); the graph is loaded only
-    for checkpoints whose next tasks were not recorded when they were written.
+    for checkpoints whose next tasks were not recorded when they were written. `show` names
+    state keys whose writes each step should carry (`HistoryRow.shown`): only those writes are
+    deserialised.
     """
     threads.get_thread(db, thread_id)
 
@@ -115,7 +123,31 @@ def get_history(db: Database, thread_id: str, limit: int | None = None) -> list[
         graph = _compiled(db, spec)
         return {cid: list(graph.get_state({"configurable": {"thread_id": thread_id, "checkpoint_id": cid}}).next) for cid in ids}
 
-    return [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
+    rows = [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
+    if show:
+        written = _writes_by_parent(db, thread_id, show, {r.parent_id for r in rows if r.source == "loop" and r.parent_id})
+        for row in rows:
+            found = written.get(row.parent_id, {}) if row.source == "loop" else {}
+            row.shown = {key: found.get(key, []) for key in show}
+    return rows
+
+
+def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: set[str]) -> dict[str, dict[str, list[Any]]]:
+    """Per checkpoint, the values its tasks wrote to `keys`, in task order."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    if not parents:
+        return out
+    serde = db.checkpointer().serde
+    marks = ",".join("?" * len(keys))
+    rows = db.conn.execute(
+        f"SELECT checkpoint_id, channel, type, value FROM writes WHERE thread_id = ? AND checkpoint_ns = '' "
+        f"AND channel IN ({marks}) ORDER BY checkpoint_id, task_path, task_id, idx",
+        (thread_id, *keys),
+    ).fetchall()
+    for checkpoint_id, channel, type_, value in rows:
+        if checkpoint_id in parents:
+            out.setdefault(checkpoint_id, {}).setdefault(channel, []).append(serde.loads_typed((type_, value)))
+    return out
 
 
 def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> StateView:

@@ -26,7 +26,7 @@ from runtime.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
 from runtime.history import resolve_checkpoint, latest_state
 from runtime.limits import RequestLimiter
-from runtime.models import make_model, model_label
+from runtime.models import make_model
 from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
 from runtime.redact import redact
 from runtime.settings import RunSettings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -176,3 +175,23 @@ def test_not_a_database(cli, db_path):
     result = cli("threads")
     assert result.exit_code == 2 and "cannot use" in result.stderr and "Traceback" not in result.stderr
     assert db_path.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_history_shows_which_model_answered_and_what_was_decided(cli, monkeypatch):
+    run = cli("run", "research", "--thread", "tiers", "--model", "offline", "--cheap-model", "offline:latency=0",
+              "--input", '{"question": "q", "steps": 2}', "--quiet")  # fmt: skip
+    assert run.exit_code == 0, run.output
+    rows = json.loads(cli("history", "--thread", "tiers", "--show", "models", "--json").stdout)
+    by_writer = {r["writers"][0]: r["shown"]["models"] for r in rows if r["writers"] and r["shown"]["models"]}
+    assert by_writer["plan"] == [[{"step": "plan", "model": "offline:latency=0"}]]
+    assert by_writer["synthesize"] == [[{"step": "synthesize", "model": "offline"}]]
+    assert all("shown" not in r for r in json.loads(cli("history", "--thread", "tiers", "--json").stdout))
+
+    assert cli("run", "approval", "--thread", "ok", "--background", "--quiet").exit_code == 3
+    assert cli("approve", "--thread", "ok", "--all", "--quiet").exit_code == 0
+    rows = json.loads(cli("history", "--thread", "ok", "--show", "decisions", "--json").stdout)
+    decided = [d for r in rows for batch in r["shown"]["decisions"] for d in batch]
+    assert decided and all(d["approved"] and d["by"] and d["at"] and d["via"] == "agent approve" for d in decided)
+    monkeypatch.setenv("COLUMNS", "250")  # one table line per row
+    table = cli("history", "--thread", "ok", "--show", "decisions")
+    assert "via=agent approve" in " ".join(table.stdout.split())

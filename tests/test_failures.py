@@ -8,12 +8,10 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, agent_cmd, agent_env, db_snapshot, wait_for_results
+from tests.conftest import ROOT, agent_cmd, agent_env, wait_for_results
 
 
 def _queue(n: int, prefix: str = "doc") -> str:

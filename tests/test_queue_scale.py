@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
 

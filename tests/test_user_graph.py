@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, agent_cmd, agent_env, db_snapshot
+from tests.conftest import agent_cmd, agent_env, db_snapshot
 
 USER_GRAPH = textwrap.dedent(
     '''
