@@ -252,6 +252,7 @@ def retry_failed(
     wait: Annotated[
         Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retry a cancelled thread's failed items anyway.")] = False,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -272,7 +273,7 @@ def retry_failed(
     settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
     wait_seconds = parse_duration(wait, "--wait")
     with _open(db) as database, _progress(quiet, as_json) as display:
-        outcome = send_failed_again(database, thread, settings, wait=wait_seconds, on_event=display, handle_signals=True)
+        outcome = send_failed_again(database, thread, settings, wait=wait_seconds, force=force, on_event=display, handle_signals=True)
     _finish(outcome, as_json)
 
 

@@ -115,11 +115,11 @@ def clear_request(db: Database, thread_id: str) -> None:
     db.conn.execute("DELETE FROM agent_control WHERE thread_id = ? AND (target_pid = ? OR target_pid IS NULL)", (thread_id, os.getpid()))
 
 
-def refuse_if_cancelled(record: threads.ThreadRecord, force: bool) -> None:
+def refuse_if_cancelled(record: threads.ThreadRecord, force: bool, command: str = "resume") -> None:
     if record.status == CANCELLED and not force:
         raise NothingToResume(
             f"thread {record.thread_id!r} was cancelled",
-            f"to continue it anyway: agent resume --thread {record.thread_id} --force",
+            f"to continue it anyway: agent {command} --thread {record.thread_id} --force",
         )
 
 

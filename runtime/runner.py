@@ -217,6 +217,7 @@ def retry_failed(
     settings: RunSettings | None = None,
     *,
     wait: float | None = None,
+    force: bool = False,
     on_event: EventHandler | None = None,
     handle_signals: bool = False,
 ) -> RunOutcome:
@@ -225,9 +226,10 @@ def retry_failed(
     Items whose result is `done` are not touched. The queue must have finished its pass; the
     retry is a new round of the same thread (the `round` in its state), checkpointed like any
     run, so a crash or Ctrl-C during it is continued with `resume_thread`. `settings` override
-    the thread's from now on, as with `resume_thread`.
+    the thread's from now on, as with `resume_thread`; a cancelled thread is refused unless `force`.
     """
     record = threads.get_thread(db, thread_id)
+    controls.refuse_if_cancelled(record, force, "retry-failed")
     spec = load_spec(record.graph)
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     model = make_model(resolved.model)

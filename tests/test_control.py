@@ -101,3 +101,15 @@ def test_pause_and_cancel_of_a_completed_or_unknown_thread(cli) -> None:
         done = cli(command, "--thread", "r")
         assert done.exit_code == 2 and "completed" in done.stderr
         assert cli(command, "--thread", "nope").exit_code == 2
+
+
+def test_retry_failed_refuses_a_cancelled_thread_unless_forced(cli) -> None:
+    items = json.dumps({"items": [f"doc {i}" for i in range(12)] + ["doc POISON"], "prompt": "Summarize: {item}"})
+    stopped = cli("run", "task_queue", "--thread", "q", "--input", items, "--model", "offline:latency=0.2,fail_on=POISON",
+                  "--concurrency", "2", "--deadline", "0.5s", "--backoff", "0", "--quiet")  # fmt: skip
+    assert stopped.exit_code == 1 and _status(cli, "q")["status"] == "timeout"
+    assert cli("cancel", "--thread", "q").exit_code == 0
+    refused = cli("retry-failed", "--thread", "q")
+    assert refused.exit_code == 2 and "was cancelled" in refused.stderr and "retry-failed --thread q --force" in refused.stderr
+    forced = cli("retry-failed", "--thread", "q", "--force")
+    assert forced.exit_code == 2 and "has not finished its pass" in forced.stderr  # past the cancel check
