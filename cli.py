@@ -507,6 +507,7 @@ def results(
 import cli_storage  # noqa: E402,F401  (registers prune, delete, vacuum and doctor on the app)
 import cli_control  # noqa: E402,F401  (registers pause, cancel, approvals, approve and reject on the app)
 import cli_edit  # noqa: E402,F401  (registers fork, diff and graph show on the app)
+import cli_schedule  # noqa: E402,F401  (registers the schedule sub-app and worker on the app)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable
 from runtime.redact import redact
-from runtime.schema import SCHEMA_VERSION, create_control_tables, ensure_checkpoint_tables
+from runtime.schema import SCHEMA_VERSION, create_control_tables, create_schedule_tables, ensure_checkpoint_tables
 
 if TYPE_CHECKING:
     from runtime.saver import AgentSaver
@@ -193,6 +193,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             ensure_checkpoint_tables(conn, _redacting_serializer)
             _store_tables(conn)
             create_control_tables(conn)
+            create_schedule_tables(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")

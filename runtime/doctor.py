@@ -30,7 +30,8 @@ class Finding:
 
 
 def check_database(path: str | os.PathLike) -> list[Finding]:
-    """Integrity, schema version, orphaned writes and blobs, threads whose runner died."""
+    """Integrity, schema version, orphaned writes and blobs, threads whose runner died, schedule
+    runs recorded as running with no live thread, schedules naming a graph that is gone."""
     path = Path(path)
     if not path.exists():
         raise DatabaseMissing(f"no database at {path}", "point --db (or AGENT_DB) at the database to check")
@@ -52,6 +53,9 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
             findings.append(_orphaned_blobs(conn))
         if "agent_threads" in tables:
             findings.append(_dead_runners(conn))
+        if {"agent_schedules", "agent_schedule_runs", "agent_threads"} <= tables:
+            findings.append(_orphaned_runs(conn))
+            findings.append(_schedule_graphs(conn))
         return findings
     finally:
         conn.close()
@@ -151,3 +155,57 @@ def _dead_runners(conn: sqlite3.Connection) -> Finding:
 
 def _age(now: float, ts: float | None) -> str:
     return "never" if ts is None else f"{now - ts:.0f}s ago"
+
+
+def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
+    rows = conn.execute(
+        "SELECT r.schedule, r.thread_id, r.worker, t.thread_id IS NOT NULL FROM agent_schedule_runs r "
+        "LEFT JOIN agent_threads t ON t.thread_id = r.thread_id WHERE r.status = 'running' ORDER BY r.fire_time"
+    ).fetchall()
+    from runtime.worker import _worker_alive
+
+    orphans = []
+    for schedule, thread_id, worker, exists in rows:
+        if exists:
+            record = _record(conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone())
+            if record.status == "running" and record.holder_alive():
+                continue
+        elif _worker_alive(worker):
+            continue  # claimed a moment ago; its thread is being created
+        orphans.append(f"{schedule}: {thread_id}")
+    if not orphans:
+        return Finding("schedule runs", True, f"{len(rows)} scheduled run(s) running, each with a live thread")
+    shown = ", ".join(orphans[:5]) + (" ..." if len(orphans) > 5 else "")
+    return Finding(
+        "schedule runs",
+        False,
+        f"{len(orphans)} scheduled run(s) are recorded as running with no live thread: {shown}",
+        "start a worker (agent worker, or agent worker --once): it continues each, up to --max-resumes times",
+    )
+
+
+def _schedule_graphs(conn: sqlite3.Connection) -> Finding:
+    rows = conn.execute("SELECT name, graph FROM agent_schedules ORDER BY name").fetchall()
+    if not rows:
+        return Finding("schedule graphs", True, "no schedules")
+    from graphs import BUILTIN, GraphLoadError, load_graph
+
+    missing = []
+    for name, graph in rows:
+        if graph in BUILTIN:
+            continue
+        try:
+            load_graph(graph)
+        except GraphLoadError:
+            missing.append((name, graph))
+        except Exception:  # the module is there but fails to import: as unusable for the worker
+            missing.append((name, graph))
+    if not missing:
+        return Finding("schedule graphs", True, f"the graph of each of {len(rows)} schedule(s) exists")
+    shown = ", ".join(f"{n} ({g})" for n, g in missing[:5])
+    return Finding(
+        "schedule graphs",
+        False,
+        f"{len(missing)} schedule(s) name a graph that no longer exists: {shown}",
+        f"restore the graph, or delete the schedule: agent schedule delete {missing[0][0]} (its runs would fail and pause it)",
+    )

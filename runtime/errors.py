@@ -60,3 +60,15 @@ class NoResults(AgentError):
 
 class CannotRetry(AgentError):
     """`retry-failed` on a thread with no queue, no failed items, or an unfinished pass."""
+
+
+class ScheduleNotFound(AgentError):
+    pass
+
+
+class ScheduleExists(AgentError):
+    pass
+
+
+class ScheduleBusy(AgentError):
+    """A schedule whose run is still going, with overlap `skip`."""

@@ -470,11 +470,15 @@ def _install_signals(control: RunControl, emit: EventHandler) -> Callable[[], No
         elif task is not None:
             task.cancel()
 
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
 
     def restore() -> None:
+        # Put back what the caller had (say, `agent worker`'s own handlers), not the defaults.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+            if previous[sig] is not None:
+                signal.signal(sig, previous[sig])
 
     return restore

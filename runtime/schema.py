@@ -23,9 +23,10 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """3: the control tables (CONTROL_TABLES: spend, pause/cancel requests); a file of schema 2 gets them
-in the same migration transaction, schema 1 is converted first."""
+in the same migration transaction, schema 1 is converted first.
+4: the schedule tables (SCHEDULE_TABLES); an older file gets them in its migration transaction."""
 
 CHECKPOINT_TABLES = """
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -92,6 +93,51 @@ process running a thread, read by its runner (runtime/control.py)."""
 
 def create_control_tables(conn: sqlite3.Connection) -> None:
     for statement in CONTROL_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+SCHEDULE_TABLES = """
+CREATE TABLE IF NOT EXISTS agent_schedules (
+    name          TEXT PRIMARY KEY,
+    graph         TEXT NOT NULL,
+    cron          TEXT NOT NULL,
+    tz            TEXT NOT NULL,
+    input         TEXT NOT NULL DEFAULT '{}',
+    settings      TEXT NOT NULL DEFAULT '{}',
+    overlap       TEXT NOT NULL DEFAULT 'skip',
+    missed        TEXT NOT NULL DEFAULT 'skip',
+    max_failures  INTEGER NOT NULL DEFAULT 3,
+    status        TEXT NOT NULL DEFAULT 'active',
+    pause_reason  TEXT,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    next_fire     REAL,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_schedule_runs (
+    id            INTEGER PRIMARY KEY,
+    schedule      TEXT NOT NULL,
+    fire_time     REAL NOT NULL,
+    thread_id     TEXT,
+    status        TEXT NOT NULL,
+    started_at    REAL,
+    ended_at      REAL,
+    error         TEXT,
+    worker        TEXT,
+    resumes       INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (schedule, fire_time)
+);
+CREATE INDEX IF NOT EXISTS agent_schedule_runs_status ON agent_schedule_runs (status)
+"""
+"""Schema 4. `agent_schedules`: one row per schedule, with the next occurrence to fire (UTC epoch
+seconds). `agent_schedule_runs`: one row per occurrence a worker claimed (UNIQUE (schedule,
+fire_time): an occurrence is claimed once, whatever the number of workers), skipped or missed;
+its cost is the thread's in `agent_spend` (runtime/schedules.py)."""
+
+
+def create_schedule_tables(conn: sqlite3.Connection) -> None:
+    for statement in SCHEDULE_TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
 

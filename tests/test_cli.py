@@ -9,8 +9,27 @@ import pytest
 from tests.conftest import ROOT, db_snapshot
 
 QUEUE = '{"items": ["a", "b", "c"], "prompt": "Summarize: {item}"}'
-COMMANDS = ["graphs", "run", "resume", "retry-failed", "threads", "status", "history", "state", "results", "prune", "delete", "vacuum", "doctor"]
-COMMANDS += ["fork", "diff", "graph show"]
+
+
+def all_commands() -> list[str]:
+    """Every command the app registers, sub-commands as `group name`: a new one is checked too."""
+    import typer
+
+    from cli import app
+
+    def walk(group, prefix: str) -> list[str]:
+        names = []
+        for name, command in sorted(group.commands.items()):
+            if hasattr(command, "commands"):  # a sub-app
+                names += walk(command, f"{prefix}{name} ")
+            else:
+                names.append(prefix + name)
+        return names
+
+    return walk(typer.main.get_command(app), "")
+
+
+COMMANDS = all_commands()
 
 
 def test_every_command_has_help_with_an_example_and_is_in_the_readme(cli):
