@@ -62,6 +62,15 @@ def _parse_input(text: str) -> Any:
         ) from None
 
 
+def _settings_from(options: dict[str, Any]):
+    """The run settings among a command's options (run, resume and retry-failed share them)."""
+    from dataclasses import fields
+
+    from runtime import RunSettings
+
+    return RunSettings(**{f.name: options[f.name] for f in fields(RunSettings) if f.name in options})
+
+
 def _check_thread_id(thread: str) -> None:
     from runtime.errors import BadInput
 
@@ -167,11 +176,11 @@ def run(
 
     Example: agent run task_queue --thread docs --input '{"items": ["a", "b"], "prompt": "Summarize: {item}"}'
     """
-    from runtime import RunSettings, run_thread, validate_run
+    from runtime import run_thread, validate_run
 
     _check_thread_id(thread)
     data = _parse_input(input)
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
+    settings = _settings_from(locals())
     validate_run(graph, data, settings, yes)  # a bad graph, input or model fails here, before the database is touched
     with _open(db, create=True) as database, _progress(quiet, as_json) as display:
         outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True, approve_all=yes)
@@ -219,12 +228,12 @@ def resume(
 
     Example: agent resume --thread q --checkpoint 1 --set steps=2 --set question="Why is the sea salty?"
     """
-    from runtime import RunSettings, resume_thread
+    from runtime import resume_thread
     from runtime.edit import parse_assignments
     from runtime.settings import parse_duration
 
     edits = parse_assignments(set_ or [])
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
+    settings = _settings_from(locals())
     wait_seconds = parse_duration(wait, "--wait")
     with _open(db) as database, _progress(quiet, as_json) as display:
         outcome = resume_thread(
@@ -266,11 +275,10 @@ def retry_failed(
 
     Example: agent retry-failed --thread docs --max-attempts 5
     """
-    from runtime import RunSettings
     from runtime import retry_failed as send_failed_again
     from runtime.settings import parse_duration
 
-    settings = RunSettings(model, max_attempts, concurrency, backoff, node_timeout, deadline, rpm, tpm, max_tokens, max_cost, cheap_model, background)
+    settings = _settings_from(locals())
     wait_seconds = parse_duration(wait, "--wait")
     with _open(db) as database, _progress(quiet, as_json) as display:
         outcome = send_failed_again(database, thread, settings, wait=wait_seconds, force=force, on_event=display, handle_signals=True)

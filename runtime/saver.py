@@ -296,14 +296,7 @@ class AgentSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        where, params = search_where(config, filter, before)
-        query = (
-            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
-            f"FROM checkpoints {where} ORDER BY checkpoint_id DESC"
-        )
-        if limit is not None:
-            query += " LIMIT ?"
-            params = (*params, limit)
+        query, params = _list_query(config, filter, before, limit)
         with self._locked():
             rows = self.conn.execute(query, params).fetchall()
         for start in range(0, len(rows), _BATCH):
@@ -733,14 +726,7 @@ class AgentSaver(SqliteSaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        where, params = search_where(config, filter, before)
-        query = (
-            "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
-            f"FROM checkpoints {where} ORDER BY checkpoint_id DESC"
-        )
-        if limit is not None:
-            query += " LIMIT ?"
-            params = (*params, limit)
+        query, params = _list_query(config, filter, before, limit)
         rows = await self._arun(lambda: self.conn.execute(query, params).fetchall())
         for start in range(0, len(rows), _BATCH):
             for item in await self._arun(self._load_batch, rows[start : start + _BATCH]):
@@ -893,3 +879,18 @@ def open_saver(path: str, *, serde: Any = None, fast_async: bool = False) -> Age
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
     conn.execute("PRAGMA synchronous=NORMAL")
     return AgentSaver(conn, serde=serde, fast_async=fast_async, wal_path=str(path))
+
+
+def _list_query(
+    config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None, limit: int | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT behind `list` and `alist`: checkpoints matching the filters, newest first."""
+    where, params = search_where(config, filter, before)
+    query = (
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+        f"FROM checkpoints {where} ORDER BY checkpoint_id DESC"
+    )
+    if limit is not None:
+        query += " LIMIT ?"
+        params = (*params, limit)
+    return query, tuple(params)
