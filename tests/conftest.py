@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 # As in production (runtime/__init__.py): strict checkpoint deserialization, set before LangGraph loads.
@@ -117,3 +118,20 @@ def wait_for_results(proc: subprocess.Popen, db_path: Path, thread: str, count: 
         if time.monotonic() > deadline:
             pytest.fail(f"no {count} results after {timeout}s")
         time.sleep(0.05)
+
+
+def queue_input(n: int, prefix: str = "doc") -> str:
+    """A task_queue input of `n` items as JSON: `"{prefix} 0"`, `"{prefix} 1"`, ..."""
+    return json.dumps({"items": [f"{prefix} {i}" for i in range(n)], "prompt": "Summarize: {item}"})
+
+
+def results_of(cli, thread: str) -> list[dict]:
+    """`agent results --thread T`, one dict an item."""
+    return [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
+
+
+def status_of(cli, thread: str) -> dict:
+    """`agent status --thread T --json`."""
+    result = cli("status", "--thread", thread, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)

@@ -8,23 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import db_snapshot
+from tests.conftest import db_snapshot, queue_input, results_of, status_of
 
 QUESTION = json.dumps({"question": "Why is the sky blue?", "steps": 3})
 
 
-def _queue(n: int) -> str:
-    return json.dumps({"items": [f"doc {i}" for i in range(n)], "prompt": "Summarize: {item}"})
 
-
-def _status(cli, thread: str) -> dict:
-    result = cli("status", "--thread", thread, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def _results(cli, thread: str) -> list[dict]:
-    return [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
 
 
 def _values(cli, thread: str) -> dict:
@@ -32,27 +21,27 @@ def _values(cli, thread: str) -> dict:
 
 
 def test_a_queue_stops_at_its_token_budget_and_resumes_once_it_is_raised(cli):
-    run = cli("run", "task_queue", "--thread", "q", "--input", _queue(40), "--model", "offline:reply_chars=40",
+    run = cli("run", "task_queue", "--thread", "q", "--input", queue_input(40), "--model", "offline:reply_chars=40",
               "--concurrency", "1", "--max-tokens", "100", "--quiet")  # fmt: skip
     assert run.exit_code == 4, run.output
     assert "budget" in run.stderr and "agent resume --thread q --max-cost" in run.stderr
-    status = _status(cli, "q")
+    status = status_of(cli, "q")
     assert status["status"] == "budget_exceeded"
-    done = len(_results(cli, "q"))
+    done = len(results_of(cli, "q"))
     assert 1 <= done < 40
     spend = status["spend"]
     assert spend["tokens"] >= 100 and spend["max_tokens"] == 100 and spend["exceeded"]
     # The spend is what the stored results reported: no call went uncounted, none twice.
-    assert spend["tokens"] == sum(r["input_tokens"] + r["output_tokens"] for r in _results(cli, "q"))
+    assert spend["tokens"] == sum(r["input_tokens"] + r["output_tokens"] for r in results_of(cli, "q"))
 
     again = cli("resume", "--thread", "q", "--quiet")  # same budget: stops at once
-    assert again.exit_code == 4 and len(_results(cli, "q")) == done
+    assert again.exit_code == 4 and len(results_of(cli, "q")) == done
 
     raised = cli("resume", "--thread", "q", "--max-tokens", "100000", "--quiet")
     assert raised.exit_code == 0, raised.output
-    rows = _results(cli, "q")
+    rows = results_of(cli, "q")
     assert len(rows) == 40 and all(r["status"] == "done" for r in rows)
-    after = _status(cli, "q")["spend"]
+    after = status_of(cli, "q")["spend"]
     assert after["tokens"] == sum(r["input_tokens"] + r["output_tokens"] for r in rows) > spend["tokens"]
     assert after["calls"] == 40
 
@@ -63,7 +52,7 @@ def test_a_cost_budget_uses_the_prices_file_merged_over_the_defaults(cli, tmp_pa
     monkeypatch.setenv("AGENT_PRICES", str(prices))
     run = cli("run", "research", "--thread", "r", "--input", QUESTION, "--max-cost", "0.05", "--quiet")
     assert run.exit_code == 4, run.output
-    status = _status(cli, "r")
+    status = status_of(cli, "r")
     assert status["status"] == "budget_exceeded" and status["spend"]["max_cost"] == 0.05
     assert status["spend"]["cost_usd"] == pytest.approx(status["spend"]["tokens"] / 1000)
     values = _values(cli, "r")
@@ -72,7 +61,7 @@ def test_a_cost_budget_uses_the_prices_file_merged_over_the_defaults(cli, tmp_pa
     resumed = cli("resume", "--thread", "r", "--max-cost", "5", "--quiet")
     assert resumed.exit_code == 0, resumed.output
     values = _values(cli, "r")
-    spend = _status(cli, "r")["spend"]
+    spend = status_of(cli, "r")["spend"]
     assert values["answer"] and spend["tokens"] == values["input_tokens"] + values["output_tokens"]
     assert spend["calls"] == 5  # plan, three steps, synthesis: counted across the stop and the resume
     threads = json.loads(cli("threads", "--json").stdout)
@@ -81,18 +70,18 @@ def test_a_cost_budget_uses_the_prices_file_merged_over_the_defaults(cli, tmp_pa
 
 
 def test_spend_is_kept_across_retry_failed_and_resume(cli):
-    run = cli("run", "task_queue", "--thread", "q", "--input", _queue(6), "--model", "offline:fail_on=doc 3",
+    run = cli("run", "task_queue", "--thread", "q", "--input", queue_input(6), "--model", "offline:fail_on=doc 3",
               "--max-attempts", "1", "--quiet")  # fmt: skip
     assert run.exit_code == 0, run.output
-    first = _status(cli, "q")["spend"]
+    first = status_of(cli, "q")["spend"]
     assert first["calls"] == 5  # the failed call reported no usage
     retried = cli("retry-failed", "--thread", "q", "--model", "offline", "--quiet")
     assert retried.exit_code == 0, retried.output
-    second = _status(cli, "q")["spend"]
+    second = status_of(cli, "q")["spend"]
     assert second["calls"] == 6 and second["tokens"] > first["tokens"]
     forked = cli("resume", "--thread", "q", "--checkpoint", "0", "--quiet")  # a fork: every item has a result
     assert forked.exit_code == 0, forked.output
-    assert _status(cli, "q")["spend"] == second  # nothing re-sent, nothing reset
+    assert status_of(cli, "q")["spend"] == second  # nothing re-sent, nothing reset
 
 
 def test_a_budget_above_the_ceiling_is_refused_and_nothing_is_written(cli, db_path: Path, monkeypatch):
@@ -104,7 +93,7 @@ def test_a_budget_above_the_ceiling_is_refused_and_nothing_is_written(cli, db_pa
 
     ok = cli("run", "research", "--thread", "r", "--input", QUESTION, "--quiet")
     assert ok.exit_code == 0
-    assert _status(cli, "r")["spend"]["max_cost"] == 1.0  # a run without a budget is held to the ceiling
+    assert status_of(cli, "r")["spend"]["max_cost"] == 1.0  # a run without a budget is held to the ceiling
     before = db_snapshot(db_path)
     again = cli("resume", "--thread", "r", "--checkpoint", "0", "--max-cost", "2")
     assert again.exit_code == 2 and "ceiling" in again.stderr
@@ -153,11 +142,11 @@ def test_when_the_budget_runs_low_the_synthesis_goes_to_the_cheap_model_too(cli)
 
 
 def test_a_queue_with_a_cheap_model_records_which_model_answered_each_item(cli):
-    run = cli("run", "task_queue", "--thread", "q", "--input", _queue(3), "--cheap-model", "offline:reply_chars=10", "--quiet")
+    run = cli("run", "task_queue", "--thread", "q", "--input", queue_input(3), "--cheap-model", "offline:reply_chars=10", "--quiet")
     assert run.exit_code == 0, run.output
-    assert [r["model"] for r in _results(cli, "q")] == ["offline:reply_chars=10"] * 3
-    plain = cli("run", "task_queue", "--thread", "p", "--input", _queue(2), "--quiet")
-    assert plain.exit_code == 0 and [r["model"] for r in _results(cli, "p")] == [None, None]
+    assert [r["model"] for r in results_of(cli, "q")] == ["offline:reply_chars=10"] * 3
+    plain = cli("run", "task_queue", "--thread", "p", "--input", queue_input(2), "--quiet")
+    assert plain.exit_code == 0 and [r["model"] for r in results_of(cli, "p")] == [None, None]
 
 
 def test_a_schema_2_file_gets_the_control_tables(db_path: Path):

@@ -6,17 +6,14 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import wait_for_results
+from tests.conftest import queue_input, results_of, status_of, wait_for_results
 
 ITEMS = 30
 
 
-def _queue(count: int = ITEMS) -> str:
-    return json.dumps({"items": [f"item {i}" for i in range(count)], "prompt": "Summarize: {item}"})
-
 
 def _start(spawn_agent, thread: str) -> subprocess.Popen:
-    return spawn_agent("run", "task_queue", "--thread", thread, "--input", _queue(), "--model", "offline:latency=0.2",
+    return spawn_agent("run", "task_queue", "--thread", thread, "--input", queue_input(ITEMS, "item"), "--model", "offline:latency=0.2",
                        "--concurrency", "2", "--quiet")  # fmt: skip
 
 
@@ -28,12 +25,6 @@ def _finish(proc: subprocess.Popen) -> tuple[str, str]:
         raise
 
 
-def _status(cli, thread: str) -> dict:
-    return json.loads(cli("status", "--thread", thread, "--json").stdout)
-
-
-def _results(cli, thread: str) -> list[dict]:
-    return [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
 
 
 def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, db_path: Path) -> None:
@@ -48,8 +39,8 @@ def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, db_
     _, err = _finish(proc)
     assert proc.returncode == 3, err
     assert "agent resume --thread T" in err and "Traceback" not in err
-    assert _status(cli, "T")["status"] == "paused"
-    paused_with = len(_results(cli, "T"))
+    assert status_of(cli, "T")["status"] == "paused"
+    paused_with = len(results_of(cli, "T"))
     assert 2 <= paused_with < ITEMS
 
     third = cli("pause", "--thread", "T")
@@ -57,9 +48,9 @@ def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, db_
 
     resumed = cli("resume", "--thread", "T", "--model", "offline", "--quiet")
     assert resumed.exit_code == 0, resumed.output
-    rows = _results(cli, "T")
+    rows = results_of(cli, "T")
     assert [r["index"] for r in rows] == list(range(ITEMS)) and all(r["status"] == "done" for r in rows)
-    assert _status(cli, "T")["spend"]["calls"] == ITEMS  # counted across the pause, none twice
+    assert status_of(cli, "T")["spend"]["calls"] == ITEMS  # counted across the pause, none twice
 
 
 def test_cancel_from_another_process_then_resume_is_refused_until_forced(spawn_agent, run_agent, cli, db_path: Path) -> None:
@@ -69,18 +60,18 @@ def test_cancel_from_another_process_then_resume_is_refused_until_forced(spawn_a
     assert asked.returncode == 0, asked.stderr
     _, err = _finish(proc)
     assert proc.returncode == 5, err
-    assert _status(cli, "T")["status"] == "cancelled"
-    cancelled_with = len(_results(cli, "T"))
+    assert status_of(cli, "T")["status"] == "cancelled"
+    cancelled_with = len(results_of(cli, "T"))
 
     again = cli("cancel", "--thread", "T")
     assert again.exit_code == 0 and "already cancelled" in again.stderr
     refused = cli("resume", "--thread", "T")
     assert refused.exit_code == 2 and "--force" in refused.stderr
-    assert len(_results(cli, "T")) == cancelled_with
+    assert len(results_of(cli, "T")) == cancelled_with
 
     forced = cli("resume", "--thread", "T", "--force", "--model", "offline", "--quiet")
     assert forced.exit_code == 0, forced.output
-    assert len(_results(cli, "T")) == ITEMS and _status(cli, "T")["status"] == "completed"
+    assert len(results_of(cli, "T")) == ITEMS and status_of(cli, "T")["status"] == "completed"
 
 
 def test_cancel_of_a_thread_that_is_not_running_marks_it(cli) -> None:
@@ -90,7 +81,7 @@ def test_cancel_of_a_thread_that_is_not_running_marks_it(cli) -> None:
     assert paused.exit_code == 0 and json.loads(paused.stdout)["outcome"] == "not_running"
     marked = cli("cancel", "--thread", "r", "--json")
     assert marked.exit_code == 0 and json.loads(marked.stdout)["outcome"] == "marked"
-    assert _status(cli, "r")["status"] == "cancelled"
+    assert status_of(cli, "r")["status"] == "cancelled"
     assert cli("cancel", "--thread", "r", "--json").exit_code == 0
     assert cli("pause", "--thread", "r").exit_code == 2  # cancelled: nothing to pause
 
@@ -107,7 +98,7 @@ def test_retry_failed_refuses_a_cancelled_thread_unless_forced(cli) -> None:
     items = json.dumps({"items": [f"doc {i}" for i in range(12)] + ["doc POISON"], "prompt": "Summarize: {item}"})
     stopped = cli("run", "task_queue", "--thread", "q", "--input", items, "--model", "offline:latency=0.2,fail_on=POISON",
                   "--concurrency", "2", "--deadline", "0.5s", "--backoff", "0", "--quiet")  # fmt: skip
-    assert stopped.exit_code == 1 and _status(cli, "q")["status"] == "timeout"
+    assert stopped.exit_code == 1 and status_of(cli, "q")["status"] == "timeout"
     assert cli("cancel", "--thread", "q").exit_code == 0
     refused = cli("retry-failed", "--thread", "q")
     assert refused.exit_code == 2 and "was cancelled" in refused.stderr and "retry-failed --thread q --force" in refused.stderr

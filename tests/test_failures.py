@@ -11,41 +11,31 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, agent_cmd, agent_env, wait_for_results
+from tests.conftest import ROOT, agent_cmd, agent_env, queue_input, results_of, status_of, wait_for_results
 
 
-def _queue(n: int, prefix: str = "doc") -> str:
-    return json.dumps({"items": [f"{prefix} {i}" for i in range(n)], "prompt": "Summarize: {item}"})
-
-
-def _results(cli, thread: str) -> list[dict]:
-    return [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
-
-
-def _status(cli, thread: str) -> dict:
-    return json.loads(cli("status", "--thread", thread, "--json").stdout)
 
 
 def test_deadline_stops_at_a_node_boundary_and_resume_continues(cli):
-    run = cli("run", "task_queue", "--thread", "d", "--input", _queue(12), "--model", "offline:latency=0.2",
+    run = cli("run", "task_queue", "--thread", "d", "--input", queue_input(12), "--model", "offline:latency=0.2",
               "--concurrency", "2", "--deadline", "0.5s", "--quiet")  # fmt: skip
     assert run.exit_code == 1, run.output
     assert "deadline of 0.5s passed" in run.stderr and "agent resume --thread d" in run.stderr
-    status = _status(cli, "d")
+    status = status_of(cli, "d")
     assert status["status"] == "timeout" and 0 < status["progress"]["done"] < 12
-    assert len(_results(cli, "d")) == status["progress"]["done"]
+    assert len(results_of(cli, "d")) == status["progress"]["done"]
     # The deadline is stored with the thread and starts afresh on resume; lift it to finish.
     resumed = cli("resume", "--thread", "d", "--deadline", "0", "--quiet")
     assert resumed.exit_code == 0, resumed.output
-    rows = _results(cli, "d")
+    rows = results_of(cli, "d")
     assert [r["index"] for r in rows] == list(range(12)) and all(r["status"] == "done" for r in rows)
 
 
 def test_queue_items_that_time_out_are_retried_then_given_up(cli):
-    run = cli("run", "task_queue", "--thread", "t", "--input", _queue(3), "--model", "offline:latency=2",
+    run = cli("run", "task_queue", "--thread", "t", "--input", queue_input(3), "--model", "offline:latency=2",
               "--node-timeout", "0.05s", "--max-attempts", "2", "--backoff", "0", "--quiet")  # fmt: skip
     assert run.exit_code == 0, run.output
-    rows = _results(cli, "t")
+    rows = results_of(cli, "t")
     assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 2)] * 3
     assert all("TimeoutError: the model did not answer within 0.05s" in r["error"] for r in rows)
 
@@ -55,10 +45,10 @@ def test_a_timed_out_step_fails_the_run_after_its_attempts_and_resumes(cli):
               "--model", "offline:latency=2", "--node-timeout", "0.05", "--max-attempts", "2", "--backoff", "0")  # fmt: skip
     assert run.exit_code == 1
     assert "TimeoutError: the model did not answer within 0.05s" in run.stderr
-    assert _status(cli, "r")["status"] == "failed"
+    assert status_of(cli, "r")["status"] == "failed"
     fixed = cli("resume", "--thread", "r", "--model", "offline", "--quiet")
     assert fixed.exit_code == 0, fixed.output
-    assert _status(cli, "r")["settings"]["model"] == "offline"
+    assert status_of(cli, "r")["settings"]["model"] == "offline"
 
 
 def test_risky_attempts_that_time_out_take_the_retry_then_give_up_branch(cli):
@@ -80,22 +70,22 @@ def test_bad_durations_exit_2(cli, db_path, bad):
 
 
 def test_status_from_another_process_while_running(cli, db_path, spawn_agent):
-    proc = spawn_agent("run", "task_queue", "--thread", "s", "--input", _queue(20), "--model", "offline:latency=0.1",
+    proc = spawn_agent("run", "task_queue", "--thread", "s", "--input", queue_input(20), "--model", "offline:latency=0.1",
                        "--concurrency", "2", "--quiet")  # fmt: skip
     wait_for_results(proc, db_path, "s", 4)
-    live = _status(cli, "s")
+    live = status_of(cli, "s")
     assert live["status"] == "running"
     assert live["runner"]["pid"] == proc.pid and live["runner"]["alive"] is True
     assert live["progress"]["total"] == 20 and 0 < live["progress"]["done"] < 20
     assert proc.wait(timeout=60) == 0
-    done = _status(cli, "s")
+    done = status_of(cli, "s")
     assert done["status"] == "completed" and done["runner"] is None and done["progress"]["done"] == 20
 
 
 def test_resume_wait_takes_the_thread_over_when_its_runner_stops(cli, db_path, spawn_agent):
     # 40 items of 0.2 s two at a time take 4 s; the deadline stops the first runner after 2.5 s,
     # long after the second has started waiting.
-    first = spawn_agent("run", "task_queue", "--thread", "w", "--input", _queue(40), "--model", "offline:latency=0.2",
+    first = spawn_agent("run", "task_queue", "--thread", "w", "--input", queue_input(40), "--model", "offline:latency=0.2",
                         "--concurrency", "2", "--deadline", "2.5s", "--quiet")  # fmt: skip
     wait_for_results(first, db_path, "w", 2)
     second = spawn_agent("resume", "--thread", "w", "--wait", "60s", "--deadline", "0", "--quiet")
@@ -103,14 +93,14 @@ def test_resume_wait_takes_the_thread_over_when_its_runner_stops(cli, db_path, s
     assert first.wait(timeout=60) == 1  # stopped by its deadline
     assert second.returncode == 0, err
     assert f"waiting for pid {first.pid}" in err
-    rows = _results(cli, "w")
+    rows = results_of(cli, "w")
     assert [r["index"] for r in rows] == list(range(40))
 
 
 def test_eight_processes_on_eight_threads_of_one_database(db_path, tmp_path):
     procs = [
         subprocess.Popen(
-            agent_cmd("run", "task_queue", "--thread", f"p{i}", "--input", _queue(30, f"p{i}"), "--model",
+            agent_cmd("run", "task_queue", "--thread", f"p{i}", "--input", queue_input(30, f"p{i}"), "--model",
                       "offline:latency=0.01", "--concurrency", "4", "--quiet"),  # fmt: skip
             cwd=ROOT, env=agent_env(db_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
@@ -128,7 +118,7 @@ def test_eight_processes_on_eight_threads_of_one_database(db_path, tmp_path):
 
 
 def _completed_db(cli, db_path) -> bytes:
-    assert cli("run", "task_queue", "--thread", "a", "--input", _queue(5), "--quiet").exit_code == 0
+    assert cli("run", "task_queue", "--thread", "a", "--input", queue_input(5), "--quiet").exit_code == 0
     conn = sqlite3.connect(db_path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -224,14 +214,14 @@ def test_tampered_checkpoint_cannot_construct_objects(cli, db_path, tmp_path, ru
 
 
 def test_two_resumes_started_together_exactly_one_runs(cli, db_path, spawn_agent):
-    stopped = cli("run", "task_queue", "--thread", "two", "--input", _queue(24), "--model", "offline:latency=0.2",
+    stopped = cli("run", "task_queue", "--thread", "two", "--input", queue_input(24), "--model", "offline:latency=0.2",
                   "--concurrency", "2", "--deadline", "0.5s", "--quiet")  # fmt: skip
-    assert stopped.exit_code == 1 and _status(cli, "two")["status"] == "timeout"
+    assert stopped.exit_code == 1 and status_of(cli, "two")["status"] == "timeout"
     racers = [spawn_agent("resume", "--thread", "two", "--deadline", "0", "--quiet") for _ in range(2)]
     finished = [(proc.wait(timeout=120), *proc.communicate()) for proc in racers]
     codes = sorted(code for code, _, _ in finished)
     assert codes == [0, 2], finished
     loser_err = next(err for code, _, err in finished if code == 2)
     assert "is being run by pid" in loser_err or "nothing to resume" in loser_err
-    rows = _results(cli, "two")
+    rows = results_of(cli, "two")
     assert [r["index"] for r in rows] == list(range(24)) and all(r["status"] == "done" for r in rows)
