@@ -225,3 +225,29 @@ def test_two_resumes_started_together_exactly_one_runs(cli, db_path, spawn_agent
     assert "is being run by pid" in loser_err or "nothing to resume" in loser_err
     rows = results_of(cli, "two")
     assert [r["index"] for r in rows] == list(range(24)) and all(r["status"] == "done" for r in rows)
+
+
+@pytest.mark.skipif(not _can_mount(), reason="needs a private mount namespace (unshare -m) for a small file system")
+def test_a_full_disk_fails_the_run_cleanly_and_resume_finishes_once_there_is_room(db_path, tmp_path):
+    """A real full file system: a 600 KB tmpfs fills while the queue loads its items."""
+    items = tmp_path / "items.txt"
+    items.write_text("\n".join("x" * 300 + str(i) for i in range(3000)))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    agent = f"{sys.executable} -c 'from cli import main; main()'"
+    spec = json.dumps({"items_file": str(items), "prompt": "Summarize: {item}"})
+    script = (
+        f"mount -t tmpfs -o size=600k tmpfs {disk} && "
+        f"{agent} run task_queue --thread f --db {disk}/a.db --quiet --input '{spec}'; echo run=$?; "
+        f"{agent} status --thread f --db {disk}/a.db --json; "
+        f"mount -o remount,size=64m {disk} && "
+        f"{agent} resume --thread f --db {disk}/a.db --quiet; echo resume=$?; "
+        f"{agent} results --thread f --db {disk}/a.db | wc -l"
+    )
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, env=agent_env(db_path), capture_output=True, text=True, timeout=180)
+    out = result.stdout
+    assert "run=1" in out and "resume=0" in out, (out, result.stderr)
+    status = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    assert status["status"] == "failed" and "disk is full" in status["error"]
+    assert "Traceback" not in result.stderr and "Resume with: agent resume --thread f" in result.stderr
+    assert out.strip().splitlines()[-1].strip() == "3000"

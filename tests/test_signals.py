@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,26 @@ def test_a_signal_stops_after_the_node_in_flight_and_resume_finishes(spawn_agent
     resumed = run_agent("resume", "--thread", "T", "--quiet", "--model", "offline")  # the rest without latency
     assert resumed.returncode == 0, resumed.stderr
     assert _thread_status(cli, "T") == "completed"
+    assert _result_items(cli, "T") == [f"item {i}" for i in range(ITEMS)]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_resume_redoes_only_what_was_in_flight(
+    spawn_agent, run_agent, cli, db_path: Path
+) -> None:
+    proc = _start_queue(spawn_agent, "T")
+    wait_for_results(proc, db_path, "T")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = _finish(proc)
+
+    assert proc.returncode == 130, err
+    assert "agent resume --thread T" in err and "Traceback" not in err
+    assert _thread_status(cli, "T") == "stopped"
+    assert 2 <= len(_result_items(cli, "T")) < ITEMS
+
+    resumed = run_agent("resume", "--thread", "T", "--quiet", "--model", "offline")
+    assert resumed.returncode == 0, resumed.stderr
     assert _result_items(cli, "T") == [f"item {i}" for i in range(ITEMS)]
 
 
