@@ -137,16 +137,13 @@ def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: se
     out: dict[str, dict[str, list[Any]]] = {}
     if not parents:
         return out
-    serde = db.checkpointer().serde
-    marks = ",".join("?" * len(keys))
-    rows = db.conn.execute(
-        f"SELECT checkpoint_id, channel, type, value FROM writes WHERE thread_id = ? AND checkpoint_ns = '' "
-        f"AND channel IN ({marks}) ORDER BY checkpoint_id, task_path, task_id, idx",
-        (thread_id, *keys),
-    ).fetchall()
-    for checkpoint_id, channel, type_, value in rows:
-        if checkpoint_id in parents:
-            out.setdefault(checkpoint_id, {}).setdefault(channel, []).append(serde.loads_typed((type_, value)))
+    saver = db.checkpointer()
+    with saver.lock:
+        stored = saver._writes_of(thread_id, "", sorted(parents))
+    for checkpoint_id, rows in stored.items():
+        for _task_id, channel, type_, value, _path, _idx in sorted(rows, key=lambda r: (r[4], r[0], r[5])):
+            if channel in keys:
+                out.setdefault(checkpoint_id, {}).setdefault(channel, []).append(saver.serde.loads_typed((type_, value)))
     return out
 
 

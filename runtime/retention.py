@@ -115,7 +115,7 @@ def prune(
         if dry_run:
             cur.execute("ROLLBACK")
             cur.execute("BEGIN")  # _tx commits on the way out: let it commit nothing
-    saver._last_put.clear()
+    saver._last.clear()
     return report
 
 
@@ -149,14 +149,17 @@ def delete_thread(db: Database, thread_id: str, *, dry_run: bool = False) -> Del
     saver = db.checkpointer()
     counts: dict[str, int] = {}
     with saver.lock, saver._tx() as cur:
+        # Writes stored with a checkpoint (its parent's) go with its row: count them first.
+        stored_with_rows = saver.writes_in_rows(cur, thread_id)
         for table, key in (("checkpoints", "checkpoints"), ("writes", "writes"), ("checkpoint_blobs", "blobs")):
             counts[key] = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount
+        counts["writes"] += stored_with_rows
         counts["store_items"] = _delete_store_namespaces(cur, thread_label(thread_id))
         counts["registry"] = cur.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,)).rowcount
         if dry_run:
             cur.execute("ROLLBACK")
             cur.execute("BEGIN")
-    saver._last_put.clear()
+    saver._last.clear()
     return DeleteReport(dry_run=dry_run, thread_id=thread_id, **counts)
 
 

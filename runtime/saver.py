@@ -25,15 +25,17 @@ What differs from the stock saver (tables in runtime/schema.py):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
-import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Callable
 
+import ormsgpack
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -138,26 +140,16 @@ class AgentSaver(SqliteSaver):
         self._pending_writes: list[_PendingWrites] = []
         self._sync_pending: list[_PendingWrites] = []
         self._sync_lock = threading.Lock()
+        self._flusher = _Flusher()
         self.join_writes = wal_path is not None  # a connection of its own, as for runs
         self._on_loop = False
-        # (thread_id, checkpoint_ns) -> (checkpoint_id, next as JSON) of the last put, so that a
-        # put knows which nodes wrote it (the tasks that ran from its parent) without a query.
-        self._last_put: dict[tuple[str, str], tuple[str, str | None]] = {}
+        # (thread_id, checkpoint_ns) -> (checkpoint_id, next as JSON, where each channel's value
+        # is) of the last checkpoint put or loaded: a put whose parent it is knows which nodes
+        # wrote it (the tasks that ran from its parent) and where its unchanged values are.
+        self._last: dict[tuple[str, str], tuple[str, str | None, dict[str, str]]] = {}
         self._put_cursor: dict[sqlite3.Connection, sqlite3.Cursor] = {}
         if fast_async:
             conn.execute("PRAGMA busy_timeout=0")
-
-    def get_next_version(self, current: str | int | None, channel: None = None) -> str:
-        """As SqliteSaver's (`{n:032}.{random}`, increasing per channel), with `n` at least the
-        current time in microseconds: the versions a step writes are then close together, and
-        their blobs (keyed by thread, version, channel) land on one page instead of one per channel."""
-        if current is None:
-            current_v = 0
-        elif isinstance(current, int):
-            current_v = current
-        else:
-            current_v = int(str(current).split(".")[0])
-        return f"{max(current_v + 1, time.time_ns() // 1000):032}.{random.random():016}"
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -169,9 +161,10 @@ class AgentSaver(SqliteSaver):
     def setup(self) -> None:
         if self.is_setup:
             return
-        if needs_conversion(self.conn):
-            raise RuntimeError("this database has checkpoints in the old layout; open it with runtime.open_database")
-        if all(table_columns(self.conn, t) for t in ("checkpoints", "checkpoint_blobs", "writes")):
+        columns = table_columns(self.conn, "checkpoints")
+        if needs_conversion(self.conn) or (columns and "vals" not in columns):
+            raise RuntimeError("this database has checkpoints in an older layout; open it with runtime.open_database")
+        if columns and all(table_columns(self.conn, t) for t in ("checkpoint_blobs", "writes")):
             self.is_setup = True  # the usual case (runtime.open_database made them): no write lock needed
             return
         in_tx = self.conn.in_transaction
@@ -207,6 +200,8 @@ class AgentSaver(SqliteSaver):
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        if self._sync_pending:
+            self.flush()  # reads and deletes see every write put_writes accepted
         with self.lock:
             if not self.is_setup:
                 self.setup()
@@ -221,37 +216,81 @@ class AgentSaver(SqliteSaver):
     def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         thread_id = str(config["configurable"]["thread_id"])
         ns = config["configurable"].get("checkpoint_ns", "")
-        columns = "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
         if checkpoint_id := get_checkpoint_id(config):
             row = self.conn.execute(
-                f"SELECT {columns} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+                f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
                 (thread_id, ns, checkpoint_id),
             ).fetchone()
         else:
             row = self.conn.execute(
-                f"SELECT {columns} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
+                f"SELECT {_ROW} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
                 (thread_id, ns),
             ).fetchone()
         if row is None:
             return None
-        cid, parent, type_, blob, metadata = row
-        checkpoint = self.serde.loads_typed((type_, blob))
-        wanted = self._missing_values(checkpoint)
-        stored = self._fetch_blobs(thread_id, ns, wanted) if wanted else {}
-        writes = self.conn.execute(
-            "SELECT task_id, channel, type, value, task_path, idx FROM writes "
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-            (thread_id, ns, cid),
-        ).fetchall()
-        return self._tuple(thread_id, ns, cid, parent, checkpoint, metadata, stored, writes)
+        located: dict[str, dict[str, str]] = {}
+        loaded = self._load(thread_id, ns, [row], located)[0]
+        # The run that loads a checkpoint puts its child next: remember where its values are.
+        self._last[(thread_id, ns)] = (row[0], row[7], located[row[0]])
+        return loaded
 
-    def _missing_values(self, checkpoint: dict[str, Any]) -> set[tuple[str, str]]:
-        # A row may hold its values inline (a checkpoint written before blobs, or a tampered
-        # one); those win, the rest come from the blobs.
-        inline = checkpoint.get("channel_values") or {}
-        return {(ch, str(v)) for ch, v in checkpoint["channel_versions"].items() if ch not in inline}
+    def _load(
+        self, thread_id: str, ns: str, rows: Sequence[tuple], located: dict[str, dict[str, str]] | None = None
+    ) -> list[CheckpointTuple]:
+        """Tuples for rows of one thread and namespace (`_ROW` columns): the values each checkpoint
+        refers to, from the rows that hold them (one query), and its writes (two queries).
+        `located` receives, per checkpoint, where each of its channels' values is."""
+        held: dict[str, dict[str, tuple]] = {row[0]: _vals(row[5]) for row in rows}
+        refs = {row[0]: _unpack(row[6]) if row[6] is not None else None for row in rows}
+        elsewhere = {loc for r in refs.values() if r for loc in r if loc not in held and loc not in _NOT_ROWS}
+        for start in range(0, len(elsewhere), 500):
+            chunk = sorted(elsewhere)[start : start + 500]
+            for cid, vals in self.conn.execute(
+                f"SELECT checkpoint_id, vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+                f"AND checkpoint_id IN ({','.join('?' * len(chunk))})",
+                (thread_id, ns, *chunk),
+            ):
+                held[cid] = _vals(vals)
+        writes = self._writes_of(thread_id, ns, [row[0] for row in rows])
+        found: list[tuple[dict[str, Any], dict[str, tuple]]] = []
+        legacy: set[tuple[str, str]] = set()
+        for cid, _, type_, blob, *_ in rows:
+            checkpoint = self.serde.loads_typed((type_, blob))
+            where = _locations(cid, held[cid], refs[cid])
+            if located is not None:
+                located[cid] = where
+            # A row may hold values inline (a tampered one); those win, the rest are looked up.
+            inline = checkpoint.get("channel_values") or {}
+            hits: dict[str, tuple] = {}
+            for ch, version in checkpoint["channel_versions"].items():
+                if ch in inline:
+                    continue
+                v = str(version)
+                loc = where.get(ch, _LEGACY)
+                if loc == _NO_VALUE:
+                    continue
+                hit = held.get(loc, {}).get(ch)
+                if hit is not None and hit[0] == v:
+                    hits[ch] = hit[1]
+                else:
+                    legacy.add((ch, v))
+            found.append((checkpoint, hits))
+        stored = self._fetch_blobs(thread_id, ns, legacy) if legacy else {}
+        out = []
+        for (cid, parent, _, _, metadata, *_), (checkpoint, hits) in zip(rows, found):
+            values = dict(checkpoint.get("channel_values") or {})
+            for ch, version in checkpoint["channel_versions"].items():
+                if ch in values:
+                    continue
+                typed = hits.get(ch) or stored.get((ch, str(version)))
+                if typed is not None and typed[0] != "empty":
+                    values[ch] = self.serde.loads_typed(typed)
+            checkpoint["channel_values"] = values
+            out.append(self._tuple(thread_id, ns, cid, parent, checkpoint, metadata, writes.get(cid, ())))
+        return out
 
     def _fetch_blobs(self, thread_id: str, ns: str, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, bytes]]:
+        """Values from `checkpoint_blobs` (rows written before schema 5, values kept by pruning)."""
         found: dict[tuple[str, str], tuple[str, bytes]] = {}
         pairs = sorted(wanted)
         for start in range(0, len(pairs), 200):
@@ -267,15 +306,41 @@ class AgentSaver(SqliteSaver):
                 found[(ch, v)] = (type_, blob)
         return found
 
-    def _tuple(self, thread_id, ns, cid, parent, checkpoint, metadata, stored, writes) -> CheckpointTuple:
-        values = dict(checkpoint.get("channel_values") or {})
-        for ch, version in checkpoint["channel_versions"].items():
-            if ch in values:
-                continue
-            hit = stored.get((ch, str(version)))
-            if hit is not None and hit[0] != "empty":
-                values[ch] = self.serde.loads_typed(hit)
-        checkpoint["channel_values"] = values
+    def _writes_of(self, thread_id: str, ns: str, cids: Sequence[str]) -> dict[str, list[tuple]]:
+        """The pending writes of checkpoints, (task_id, channel, type, value, task_path, idx) each:
+        those stored on their own and those stored with a child checkpoint, merged as the writes
+        table would have them (a task's regular write stays as first stored, a special one
+        (error, interrupt, ...) as last stored)."""
+        out: dict[str, list[tuple]] = {}
+        for start in range(0, len(cids), 500):
+            chunk = cids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, *write in self.conn.execute(
+                "SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM writes "
+                f"WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
+                (thread_id, ns, *chunk),
+            ):
+                out.setdefault(cid, []).append(tuple(write))
+            # A child is newer than its parent (checkpoint ids grow with time): the rows after
+            # the oldest of these, found through the unique index; for the latest, none.
+            for parent, packed in self.conn.execute(
+                "SELECT parent_checkpoint_id, pwrites FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+                f"AND checkpoint_id > ? AND parent_checkpoint_id IN ({marks}) AND pwrites IS NOT NULL ORDER BY checkpoint_id",
+                (thread_id, ns, min(chunk), *chunk),
+            ):
+                rows = out.setdefault(parent, [])
+                for task_id, task_path, idx, channel, type_, value in _unpack(packed):
+                    rows.append((task_id, channel, type_, value, task_path, idx))
+        for cid, rows in out.items():
+            merged: dict[tuple[str, int], tuple] = {}
+            for row in rows:
+                key = (row[0], row[5])
+                if key not in merged or row[5] < 0:
+                    merged[key] = row
+            out[cid] = list(merged.values())
+        return out
+
+    def _tuple(self, thread_id, ns, cid, parent, checkpoint, metadata, writes) -> CheckpointTuple:
         pending = [
             (task_id, channel, self.serde.loads_typed((type_, value)))
             for task_id, channel, type_, value, _, _ in sorted(writes, key=lambda r: writes_sort_key(r[4], r[0], r[5]))
@@ -305,30 +370,14 @@ class AgentSaver(SqliteSaver):
             yield from batch
 
     def _load_batch(self, rows: list[tuple]) -> list[CheckpointTuple]:
-        """Tuples for a batch of rows: one query for their writes and one for their blobs per thread."""
+        """Tuples for a batch of `list` rows (thread_id, checkpoint_ns, then `_ROW`), in their order."""
         by_thread: dict[tuple[str, str], list[tuple]] = {}
         for row in rows:
-            by_thread.setdefault((row[0], row[1]), []).append(row)
+            by_thread.setdefault((row[0], row[1]), []).append(row[2:])
         loaded: dict[tuple[str, str, str], CheckpointTuple] = {}
         for (thread_id, ns), group in by_thread.items():
-            ids = [r[2] for r in group]
-            marks = ",".join("?" * len(ids))
-            writes: dict[str, list[tuple]] = {}
-            for cid, *write in self.conn.execute(
-                "SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM writes "
-                f"WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
-                (thread_id, ns, *ids),
-            ):
-                writes.setdefault(cid, []).append(tuple(write))
-            checkpoints = {r[2]: self.serde.loads_typed((r[4], r[5])) for r in group}
-            wanted: set[tuple[str, str]] = set()
-            for checkpoint in checkpoints.values():
-                wanted |= self._missing_values(checkpoint)
-            stored = self._fetch_blobs(thread_id, ns, wanted) if wanted else {}
-            for _, _, cid, parent, _, _, metadata in group:
-                loaded[(thread_id, ns, cid)] = self._tuple(
-                    thread_id, ns, cid, parent, checkpoints[cid], metadata, stored, writes.get(cid, [])
-                )
+            for row, item in zip(group, self._load(thread_id, ns, group)):
+                loaded[(thread_id, ns, row[0])] = item
         return [loaded[(r[0], r[1], r[2])] for r in rows]
 
     def get_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
@@ -345,27 +394,27 @@ class AgentSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        thread_id = str(config["configurable"]["thread_id"])
-        with self._sync_lock:
-            joined = [p for p in self._sync_pending if p.thread_id == thread_id]
-            for p in joined:
-                self._sync_pending.remove(p)
-                p.claimed = True
+        joined: list[_PendingWrites] = []
+        if self._sync_pending:
+            thread_id = str(config["configurable"]["thread_id"])
+            with self._sync_lock:
+                joined = [p for p in self._sync_pending if p.thread_id == thread_id]
+                for p in joined:
+                    self._sync_pending.remove(p)
         try:
-            with self._locked():
-                result = self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
-        except BaseException as exc:
-            for p in joined:
-                p.error = exc
-                p.done.set()
+            with self.lock:
+                if not self.is_setup:
+                    self.setup()
+                return self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
+        except BaseException:
+            if joined:  # not stored: back to the queue, for the flusher or the next call to store
+                with self._sync_lock:
+                    self._sync_pending[:0] = joined
             raise
-        for p in joined:
-            p.done.set()
-        return result
 
     def _put(self, config, checkpoint, metadata, new_versions, joined: Sequence[tuple] = ()) -> RunnableConfig:
-        """Store a checkpoint; `joined` are pending writes (put_writes arguments) stored in the
-        same transaction."""
+        """Store a checkpoint as one row, written by one statement: the values it introduced, where
+        its other values are, and `joined` (put_writes arguments: its parent's writes)."""
         configurable = config["configurable"]
         thread_id = str(configurable["thread_id"])
         ns = configurable.get("checkpoint_ns", "")
@@ -373,50 +422,78 @@ class AgentSaver(SqliteSaver):
         cid = checkpoint["id"]
         values = checkpoint["channel_values"]
         dumps = self.serde.dumps_typed
-        # A channel with a version but no value gets no row: a missing row reads as empty.
-        blobs = [(thread_id, ns, ch, str(version), *dumps(values[ch])) for ch, version in new_versions.items() if ch in values]
-        type_, serialized = dumps({**checkpoint, "channel_values": {}})  # values live in checkpoint_blobs
+        last = self._last.get((thread_id, ns))
+        if last is None or last[0] != parent:
+            last = self._row_facts(thread_id, ns, parent) if parent else (None, None, {})
+        inherited = last[2]
+        vals = []
+        where: dict[str, str] = {}
+        refs: dict[str, list[str]] = {}
+        for ch in checkpoint["channel_versions"]:
+            if ch in new_versions:
+                if ch in values:
+                    vals.append((ch, str(new_versions[ch]), *dumps(values[ch])))
+                    where[ch] = cid
+                    continue
+                loc = _NO_VALUE
+            else:
+                loc = inherited.get(ch, _LEGACY)
+            where[ch] = loc
+            if loc in refs:
+                refs[loc].append(ch)
+            else:
+                refs[loc] = [ch]
         meta = get_checkpoint_metadata(config, metadata)
         source = meta.get("source")
         next_tasks = self._bound.get("next")
         next_json = _names_json(next_tasks(checkpoint)) if next_tasks is not None and ns == "" else None
-        writes = [self._write_rows(*args) for args in joined]
-        cur = self._cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            for verb, params in writes:
-                for start in range(0, len(params), 9 * 100):
-                    self._insert_writes(cur, verb, params[start : start + 9 * 100])
-            writers = self._writers_of(cur, thread_id, ns, parent) if source == "loop" and parent else None
-            cur.execute(
-                _INSERT_CHECKPOINT,
-                (
-                    thread_id,
-                    ns,
-                    cid,
-                    parent,
-                    type_,
-                    serialized,
-                    _encode_json(meta),
-                    meta.get("step"),
-                    source,
-                    checkpoint.get("ts"),
-                    meta.get("run_id"),
-                    writers,
-                    next_json,
-                ),
-            )
-            if blobs:
-                cur.executemany(_INSERT_BLOB, blobs)
-            cur.execute("COMMIT")
-        except BaseException:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
+        writers = last[1] if source == "loop" and parent else None
+        pwrites = None
+        if joined:
+            rows = []
+            for args in joined:
+                if args[0]["configurable"].get("checkpoint_id") == parent and args[0]["configurable"].get("checkpoint_ns", "") == ns:
+                    rows += self._pwrite_rows(*args)
+                else:
+                    self._put_writes(*args)
+            pwrites = _pack(rows) if rows else None
+        type_, serialized = dumps({**checkpoint, "channel_values": {}})
+        self._cursor().execute(
+            _INSERT_CHECKPOINT,
+            (
+                thread_id,
+                ns,
+                cid,
+                parent,
+                type_,
+                serialized,
+                _encode_json(meta),
+                meta.get("step"),
+                source,
+                checkpoint.get("ts"),
+                meta.get("run_id"),
+                writers,
+                next_json,
+                _pack(vals) if vals else None,
+                _pack(refs) if refs else None,
+                pwrites,
+            ),
+        )
         if self._wal is not None:
             self._wal.committed()
-        self._last_put[(thread_id, ns)] = (cid, next_json)
+        self._last[(thread_id, ns)] = (cid, next_json, where)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
+
+    def _row_facts(self, thread_id: str, ns: str, cid: str) -> tuple[str, str | None, dict[str, str]]:
+        """(checkpoint_id, next, where each channel's value is) of a stored checkpoint, for a put
+        whose parent is not the last checkpoint this saver put or loaded."""
+        row = self.conn.execute(
+            "SELECT next, vals, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            (thread_id, ns, cid),
+        ).fetchone()
+        if row is None:
+            return (cid, None, {})
+        return (cid, row[0], _locations(cid, _vals(row[1]), _unpack(row[2]) if row[2] is not None else None))
 
     def _cursor(self) -> sqlite3.Cursor:
         """The put's cursor, kept between puts (callers hold `self.lock`)."""
@@ -426,41 +503,46 @@ class AgentSaver(SqliteSaver):
             cur = self._put_cursor[self.conn] = self.conn.cursor()
         return cur
 
-    def _writers_of(self, cur: sqlite3.Cursor, thread_id: str, ns: str, parent: str) -> str | None:
-        """The nodes that wrote a checkpoint: the tasks that ran from its parent."""
-        last = self._last_put.get((thread_id, ns))
-        if last is not None and last[0] == parent:
-            return last[1]
-        row = cur.execute(
-            "SELECT next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, parent)
-        ).fetchone()
-        return row[0] if row else None
-
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
-        """Store a task's writes; returns once they are committed.
+        """Store a task's writes.
 
         LangGraph's sync loop calls this on a worker thread and does not wait for it. When the
-        task was the step's last, the step's checkpoint `put` follows within microseconds: the
-        writes wait for it (up to JOIN_SECONDS) and both are stored in one transaction.
+        task was its step's last, the step's checkpoint `put` follows within microseconds and
+        stores the writes in its row; so on a saver with a connection of its own (`join_writes`,
+        as for runs) the writes are queued, and whatever no put took within JOIN_SECONDS is
+        stored by a flusher thread (a task that finished while others of its step still run).
+        Any read or delete through this saver, and `flush()`, stores the queue first.
         """
         args = (config, writes, task_id, task_path)
         if not writes or not self.join_writes:
             with self._locked():
                 return self._put_writes(*args)
-        pending = _PendingWrites(str(config["configurable"]["thread_id"]), args, threading.Event())
+        pending = _PendingWrites(str(config["configurable"]["thread_id"]), args)
         with self._sync_lock:
             self._sync_pending.append(pending)
-        if not pending.done.wait(JOIN_SECONDS):
-            with self._sync_lock:
-                mine = not pending.claimed
-                if mine:
-                    self._sync_pending.remove(pending)
-            if mine:
-                with self._locked():
-                    return self._put_writes(*args)
-            pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
+            wake = self._flusher.idle
+            if wake:
+                self._flusher.idle = False
+                self._flusher.saver = self
+        if wake:
+            self._flusher.wake()
+
+    def flush(self, min_age: float = 0.0) -> int:
+        """Store the queued writes at least `min_age` seconds old; returns how many tasks' writes."""
+        now = time.monotonic()
+        with self._sync_lock:
+            due = [p for p in self._sync_pending if now - p.queued >= min_age]
+            for p in due:
+                self._sync_pending.remove(p)
+        for i, p in enumerate(due):
+            try:
+                with self.lock:
+                    self._put_writes(*p.args)
+            except BaseException:
+                with self._sync_lock:
+                    self._sync_pending[:0] = due[i:]
+                raise
+        return len(due)
 
     def _write_rows(self, config, writes, task_id, task_path) -> tuple[str, list[Any]]:
         verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
@@ -471,6 +553,11 @@ class AgentSaver(SqliteSaver):
         for idx, (channel, value) in enumerate(writes):
             params += (thread_id, ns, cid, task_id, task_path, WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
         return verb, params
+
+    def _pwrite_rows(self, config, writes, task_id, task_path) -> list[tuple]:
+        """A task's writes as stored in its checkpoint's child row (`pwrites`)."""
+        dumps = self.serde.dumps_typed
+        return [(task_id, task_path, WRITES_IDX_MAP.get(ch, idx), ch, *dumps(value)) for idx, (ch, value) in enumerate(writes)]
 
     def _put_writes(self, config, writes, task_id, task_path) -> None:
         verb, params = self._write_rows(config, writes, task_id, task_path)
@@ -534,10 +621,8 @@ class AgentSaver(SqliteSaver):
         source, target = str(source_thread_id), str(target_thread_id)
         with self._tx() as cur:
             cur.execute(
-                "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
-                "metadata, step, source, created_at, run_id, writers, next) SELECT ?, checkpoint_ns, checkpoint_id, "
-                "parent_checkpoint_id, type, checkpoint, metadata, step, source, created_at, run_id, writers, next "
-                "FROM checkpoints WHERE thread_id = ?",
+                f"INSERT OR REPLACE INTO checkpoints ({_COLUMNS}) SELECT ?, {_COLUMNS.split(', ', 1)[1]} "
+                "FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id",
                 (target, source),
             )
             cur.execute(
@@ -614,7 +699,7 @@ class AgentSaver(SqliteSaver):
                 versions = checkpoint.get("channel_versions", {})
                 inline = checkpoint.get("channel_values") or {}
                 for ch in list(channels):
-                    if ch in inline or self._has_value(cur, thread_id, ns, ch, versions.get(ch)):
+                    if ch in inline or self._has_value(cur, thread_id, ns, cursor, ch, versions.get(ch)):
                         channels.discard(ch)
                 cursor = parents.get(cursor)
         return needed - kept
@@ -632,9 +717,21 @@ class AgentSaver(SqliteSaver):
         ).fetchone()
         return self.serde.loads_typed(row) if row else {}
 
-    def _has_value(self, cur, thread_id: str, ns: str, channel: str, version: Any) -> bool:
+    def _has_value(self, cur, thread_id: str, ns: str, cid: str, channel: str, version: Any) -> bool:
+        """Whether checkpoint `cid` stores a value for `channel` at `version`."""
         if version is None:
             return False
+        _, _, where = self._row_facts(thread_id, ns, cid)
+        loc = where.get(channel, _LEGACY)
+        if loc == _NO_VALUE:
+            return False
+        if loc != _LEGACY:
+            row = cur.execute(
+                "SELECT vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, loc)
+            ).fetchone()
+            hit = _vals(row[0] if row else None).get(channel)
+            if hit is not None and hit[0] == str(version):
+                return hit[1][0] != "empty"
         row = cur.execute(
             "SELECT type FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
             (thread_id, ns, channel, str(version)),
@@ -648,13 +745,66 @@ class AgentSaver(SqliteSaver):
         self._forget(plan.thread_id)
 
     def _delete_checkpoints(self, cur: sqlite3.Cursor, doomed: Sequence[tuple[str, str, str]]) -> int:
-        removed_writes = 0
+        """Delete checkpoints and their writes; returns the number of writes removed.
+
+        What the remaining checkpoints need of the removed rows stays: the values they refer to
+        move to checkpoint_blobs (where a lookup falls back to when a row is gone), and writes
+        stored with a removed row for a parent that remains move to `writes`.
+        """
+        by_ns: dict[tuple[str, str], set[str]] = {}
         for thread_id, ns, cid in doomed:
-            cur.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid))
-            removed_writes += cur.execute(
-                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
-            ).rowcount
+            by_ns.setdefault((thread_id, ns), set()).add(cid)
+        removed_writes = 0
+        for (thread_id, ns), gone in by_ns.items():
+            key = (thread_id, ns)
+            needed: dict[str, set[str]] = {}
+            for cid, refs in cur.execute(
+                "SELECT checkpoint_id, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND refs IS NOT NULL", key
+            ).fetchall():
+                if cid not in gone:
+                    for loc, channels in _unpack(refs).items():
+                        if loc in gone:
+                            needed.setdefault(loc, set()).update(channels)
+            for loc, channels in needed.items():
+                row = cur.execute(
+                    "SELECT vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, loc)
+                ).fetchone()
+                kept = [(*key, ch, v, t, b) for ch, (v, (t, b)) in _vals(row[0] if row else None).items() if ch in channels]
+                cur.executemany(
+                    "INSERT OR IGNORE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                    kept,
+                )
+            for cid, parent, packed in cur.execute(
+                "SELECT checkpoint_id, parent_checkpoint_id, pwrites FROM checkpoints "
+                "WHERE thread_id = ? AND checkpoint_ns = ? AND pwrites IS NOT NULL",
+                key,
+            ).fetchall():
+                rows = _unpack(packed)
+                if cid in gone and parent not in gone:
+                    cur.executemany(
+                        "INSERT OR IGNORE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(*key, parent, *row) for row in rows],
+                    )
+                elif parent in gone:
+                    removed_writes += len(rows)
+                    if cid not in gone:
+                        cur.execute(
+                            "UPDATE checkpoints SET pwrites = NULL WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid)
+                        )
+            for cid in gone:
+                cur.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid))
+                removed_writes += cur.execute(
+                    "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid)
+                ).rowcount
         return removed_writes
+
+    def writes_in_rows(self, cur: sqlite3.Cursor, thread_id: str) -> int:
+        """How many writes a thread's checkpoint rows hold (`pwrites`)."""
+        return sum(
+            len(_unpack(packed))
+            for (packed,) in cur.execute("SELECT pwrites FROM checkpoints WHERE thread_id = ? AND pwrites IS NOT NULL", (thread_id,))
+        )
 
     def _collect_blobs(self, cur: sqlite3.Cursor, thread_id: str, ns: str) -> int:
         """Delete the blobs of a thread's namespace that no remaining checkpoint refers to."""
@@ -676,8 +826,8 @@ class AgentSaver(SqliteSaver):
                 yield ch, str(version)
 
     def _forget(self, thread_id: str) -> None:
-        for key in [k for k in self._last_put if k[0] == thread_id]:
-            self._last_put.pop(key, None)
+        for key in [k for k in self._last if k[0] == thread_id]:
+            self._last.pop(key, None)
 
     # -- async: the same calls, on the event loop ------------------------------------------------
 
@@ -792,25 +942,115 @@ class AgentSaver(SqliteSaver):
 
 
 class _PendingWrites:
-    """A task's writes waiting (one turn of the event loop) to join the step's checkpoint put."""
+    """A task's writes waiting to be stored with the step's checkpoint (see put_writes/aput_writes)."""
 
-    __slots__ = ("thread_id", "args", "done", "claimed", "error")
+    __slots__ = ("thread_id", "args", "done", "claimed", "queued")
 
-    def __init__(self, thread_id: str, args: tuple, done: Any) -> None:
+    def __init__(self, thread_id: str, args: tuple, done: Any = None) -> None:
         self.thread_id = thread_id
         self.args = args
-        self.done = done  # an asyncio.Future (async path) or a threading.Event (sync path)
+        self.done = done  # on the async path, the future the caller awaits
         self.claimed = False
-        self.error: BaseException | None = None
+        self.queued = time.monotonic()
 
 
-_INSERT_CHECKPOINT = (
-    "INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
-    "checkpoint, metadata, step, source, created_at, run_id, writers, next) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+class _Flusher:
+    """Stores queued writes that no checkpoint put took within JOIN_SECONDS, on a thread of its
+    own: woken by the first write queued while it is idle, it checks every JOIN_SECONDS while
+    writes are queued, and ends after a second with nothing queued. It holds the saver only
+    while writes are queued (LangGraph runs a shallow copy of the compiled graph's saver; they
+    share the queue, this flusher, the connection and its lock). At interpreter exit,
+    `_flush_at_exit` stores what is left."""
+
+    def __init__(self) -> None:
+        self.idle = True  # read and set under the saver's _sync_lock
+        self.saver: AgentSaver | None = None  # set with `idle`
+        self.event = threading.Event()
+        self.guard = threading.Lock()
+        self.thread: threading.Thread | None = None
+        _FLUSHERS.add(self)
+
+    def wake(self) -> None:
+        with self.guard:
+            self.event.set()
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="agent-writes-flusher", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self.event.wait(1.0):
+                with self.guard:
+                    if not self.event.is_set():
+                        self.thread = None
+                        return
+                continue
+            self.event.clear()
+            while self._flush_once():
+                pass
+
+    def _flush_once(self) -> bool:
+        """Wait JOIN_SECONDS, store what is due; whether writes are still queued."""
+        time.sleep(JOIN_SECONDS)
+        saver = self.saver
+        if saver is None:
+            return False
+        try:
+            saver.flush(JOIN_SECONDS)
+        except Exception:
+            pass  # kept queued: the next put, read or flush stores it or raises
+        with saver._sync_lock:
+            if saver._sync_pending:
+                return True
+            self.idle = True
+            self.saver = None
+            return False
+
+
+_FLUSHERS: "weakref.WeakSet[_Flusher]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for flusher in list(_FLUSHERS):
+        saver = flusher.saver
+        if saver is not None:
+            try:
+                saver.flush()
+            except Exception:
+                pass
+
+
+_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, step, source, created_at, "
+    "run_id, writers, next, vals, refs, pwrites"
 )
-_INSERT_BLOB = (
-    "INSERT OR REPLACE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)"
-)
+_INSERT_CHECKPOINT = f"INSERT OR REPLACE INTO checkpoints ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_ROW = "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, vals, refs, next"
+"""The columns `_load` reads."""
+_pack = ormsgpack.packb
+_unpack = ormsgpack.unpackb
+_LEGACY = ""
+"""In `refs`: the value is in `checkpoint_blobs`, by (channel, version)."""
+_NO_VALUE = "-"
+"""In `refs`: the channel has a version but no value."""
+_NOT_ROWS = (_LEGACY, _NO_VALUE)
+
+
+def _vals(packed: bytes | None) -> dict[str, tuple[str, tuple[str, bytes]]]:
+    """A row's `vals` as {channel: (version, (type, bytes))}."""
+    if packed is None:
+        return {}
+    return {ch: (version, (type_, blob)) for ch, version, type_, blob in _unpack(packed)}
+
+
+def _locations(cid: str, held: Mapping[str, Any], refs: Mapping[str, list[str]] | None) -> dict[str, str]:
+    """Where each channel's value is, for the row `cid`: its own `vals`, else its `refs`. A row
+    written before schema 5 has neither: everything is in checkpoint_blobs."""
+    where = {ch: loc for loc, channels in (refs or {}).items() for ch in channels}
+    for ch in held:
+        where[ch] = cid
+    return where
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 """`json.dumps(obj, ensure_ascii=False)` without building an encoder per call."""
 
@@ -886,10 +1126,7 @@ def _list_query(
 ) -> tuple[str, tuple[Any, ...]]:
     """The SELECT behind `list` and `alist`: checkpoints matching the filters, newest first."""
     where, params = search_where(config, filter, before)
-    query = (
-        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
-        f"FROM checkpoints {where} ORDER BY checkpoint_id DESC"
-    )
+    query = f"SELECT thread_id, checkpoint_ns, {_ROW} FROM checkpoints {where} ORDER BY checkpoint_id DESC"
     if limit is not None:
         query += " LIMIT ?"
         params = (*params, limit)

@@ -1,20 +1,34 @@
 """The checkpoint tables and their migrations. Plain SQL: importing this module stays cheap.
 
-Layout (schema 2, see runtime/saver.py for who writes what):
+Layout (schema 5, see runtime/saver.py for who writes what):
 
-- `checkpoints`: one row per checkpoint. `checkpoint` holds the checkpoint *without* its channel
-  values (versions, versions seen, timestamp); `metadata` is JSON. What history shows lives in
-  plain columns, so it is read without deserialising anything: `step`, `source`, `created_at`,
-  `run_id`, `writers` (JSON list of the nodes whose writes made this checkpoint) and `next`
-  (JSON list of the tasks that run from it; NULL where it is not known, and then computed).
-- `checkpoint_blobs`: each channel value stored once per (thread, namespace, channel, version),
-  so a step writes only the channels it changed. A channel that has a version but no value
-  has no row (a missing row reads as empty; `type = 'empty'` rows, written by conversion and
-  by earlier versions, mean the same).
-- `writes`: the pending writes of each task, as in langgraph-checkpoint-sqlite.
+- `checkpoints`: one row per checkpoint, appended in the order they are written (a rowid table:
+  a new row goes at the end of the table instead of into the middle of a B-tree of thread ids;
+  UNIQUE (thread_id, checkpoint_ns, checkpoint_id) finds a checkpoint). A step is one row,
+  written by one statement:
+  - `checkpoint`: the checkpoint *without* its channel values (versions, versions seen, time);
+    `metadata` is JSON. What history shows lives in plain columns, read without deserialising
+    anything: `step`, `source`, `created_at`, `run_id`, `writers` (JSON list of the nodes whose
+    writes made this checkpoint) and `next` (JSON list of the tasks that run from it; NULL where
+    it is not known, and then computed).
+  - `vals`: the channel values this checkpoint introduced, each stored once per version
+    (msgpack list of [channel, version, type, bytes]); a step stores only what it changed.
+  - `refs`: where each of its channels' values lives (msgpack {location: [channel, ...]}), a
+    location being the checkpoint_id whose `vals` hold it, "-" for a channel with a version but
+    no value, or "" for the `checkpoint_blobs` table. NULL in rows written before schema 5.
+  - `pwrites`: the writes of the parent checkpoint's tasks that were stored with this
+    checkpoint (msgpack list of [task_id, task_path, idx, channel, type, bytes]). A child is
+    newer than its parent, so they are found among the rows after it; no index of their own
+    (an index costs every step a page more to write).
+- `checkpoint_blobs`: channel values by (thread, namespace, channel, version): values of rows
+  written before schema 5, and values that pruning kept after removing the row that held them.
+- `writes`: pending writes stored on their own (a task that finished while others of its step
+  were still running, an error, an interrupt), as in langgraph-checkpoint-sqlite.
 
 Schema 1 was langgraph-checkpoint-sqlite's layout (the whole state in every checkpoint row);
-`migrate_checkpoints` converts it in one transaction.
+`ensure_checkpoint_tables` converts it in one transaction. Schemas 2-4 had the same `checkpoints`
+columns without `vals`, `refs` and `pwrites`, in a WITHOUT ROWID table; their rows are copied
+into the new table as they are (their values stay in `checkpoint_blobs`).
 """
 
 from __future__ import annotations
@@ -23,8 +37,9 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterable
 
-SCHEMA_VERSION = 4
-"""3: the control tables (CONTROL_TABLES: spend, pause/cancel requests); a file of schema 2 gets them
+SCHEMA_VERSION = 5
+"""5: one row per step in `checkpoints` (values and the parent's writes in the row, see above).
+3: the control tables (CONTROL_TABLES: spend, pause/cancel requests); a file of schema 2 gets them
 in the same migration transaction, schema 1 is converted first.
 4: the schedule tables (SCHEDULE_TABLES); an older file gets them in its migration transaction."""
 
@@ -43,8 +58,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     run_id               TEXT,
     writers              TEXT,
     next                 TEXT,
-    PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
-) WITHOUT ROWID;
+    vals                 BLOB,
+    refs                 BLOB,
+    pwrites              BLOB,
+    UNIQUE (thread_id, checkpoint_ns, checkpoint_id)
+);
 CREATE TABLE IF NOT EXISTS checkpoint_blobs (
     thread_id     TEXT NOT NULL,
     checkpoint_ns TEXT NOT NULL DEFAULT '',
@@ -168,6 +186,8 @@ def ensure_checkpoint_tables(conn: sqlite3.Connection, serde_factory: Callable[[
     converted = 0
     if needs_conversion(conn):
         converted = _convert_v1(conn, serde_factory())
+    elif table_columns(conn, "checkpoints") and "vals" not in table_columns(conn, "checkpoints"):
+        _rebuild_v4(conn)
     create_checkpoint_tables(conn)
     return converted
 
@@ -177,6 +197,23 @@ def create_checkpoint_tables(conn: sqlite3.Connection) -> None:
     for statement in CHECKPOINT_TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+_V4_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, step, source, created_at, "
+    "run_id, writers, next"
+)
+
+
+def _rebuild_v4(conn: sqlite3.Connection) -> None:
+    """Copy schema 2-4 checkpoint rows into the schema-5 table, oldest first (their values stay in
+    checkpoint_blobs, where rows without `refs` find them)."""
+    conn.execute("ALTER TABLE checkpoints RENAME TO checkpoints_v4")
+    create_checkpoint_tables(conn)
+    conn.execute(
+        f"INSERT INTO checkpoints ({_V4_COLUMNS}) SELECT {_V4_COLUMNS} FROM checkpoints_v4 ORDER BY checkpoint_id"
+    )
+    conn.execute("DROP TABLE checkpoints_v4")
 
 
 def _convert_v1(conn: sqlite3.Connection, serde: Any) -> int:

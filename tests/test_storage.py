@@ -103,15 +103,172 @@ def test_saver_passes_the_conformance_suite_base_and_extended(tmp_path, fast_asy
     assert report.passed_all(), failures
 
 
-def test_each_step_stores_only_the_values_it_changed(db, monkeypatch):
+def test_each_step_is_one_row_that_stores_only_the_values_it_changed(db, monkeypatch):
+    import ormsgpack
+
     _failed_loop(db, "t", fail_at=40, limit=50, monkeypatch=monkeypatch)
-    checkpoints = db.conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 't'").fetchone()[0]
-    blobs = db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't'").fetchone()[0]
-    # `limit` is written once; `n` and the loop's trigger once a step: about two values a step.
-    # A channel with a version but no value gets no row (a missing row reads as empty).
-    assert checkpoints == 41 and blobs <= 2 * checkpoints + 4
-    assert db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't' AND type = 'empty'").fetchone()[0] == 0
-    assert db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't' AND channel = 'limit'").fetchone()[0] == 1
+    rows = db.conn.execute("SELECT checkpoint_id, vals, refs FROM checkpoints WHERE thread_id = 't' ORDER BY checkpoint_id").fetchall()
+    assert len(rows) == 41
+    # Values, refs and the parent's writes live in the step's row: nothing in the other tables.
+    assert db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't'").fetchone()[0] == 0
+    ids = {cid for cid, _, _ in rows}
+    stored: dict[str, int] = {}
+    for cid, vals, refs in rows:
+        for channel, *_ in ormsgpack.unpackb(vals) if vals else []:
+            stored[channel] = stored.get(channel, 0) + 1
+        # every other channel names the row that holds its value (or that it has none)
+        for location in ormsgpack.unpackb(refs) if refs else {}:
+            assert location in ids or location == "-", location
+    # `limit` is written once (with the input); `n` once for each of the 39 steps that finished.
+    assert stored["limit"] == 1 and stored["n"] == 39
+
+
+def test_a_database_of_schema_4_is_converted_and_its_threads_resume(tmp_path, monkeypatch):
+    """A file written before one-row steps: its rows are copied, their values stay in
+    checkpoint_blobs, and a thread continues from them (new rows refer to the old values)."""
+    from runtime import open_database, resume_thread
+
+    old = tmp_path / "v4.db"
+    _write_schema_4(old)
+    with open_database(old) as database:
+        assert database.conn.execute("PRAGMA user_version").fetchone()[0] >= 5
+        before = _ours(database, "t")
+        assert [r["step"] for r in before][:2] == [6, 5]
+        outcome = resume_thread(database, "t")  # BENCH_FAIL_AT is unset now: runs to the limit
+        assert outcome.status == "completed", outcome
+        assert outcome.values["n"] == 10 and outcome.values["limit"] == 10
+        after = _ours(database, "t")
+        assert after[len(after) - len(before):] == before
+
+
+def _write_schema_4(path) -> None:
+    """A schema-4 file: the loop thread 't' failed at n=7 (built with this version, then laid out
+    as schema 4 had it: WITHOUT ROWID checkpoints without vals/refs/pwrites, values in blobs)."""
+    import ormsgpack
+
+    from runtime import open_database
+    from runtime.schema import _V4_COLUMNS
+
+    work = path.with_name("build.db")
+    with open_database(work, create=True) as database:
+        os.environ["BENCH_FAIL_AT"] = "7"
+        try:
+            from runtime import run_thread
+
+            assert run_thread(database, LOOP, "t", {"limit": 10}).status == "failed"
+        finally:
+            del os.environ["BENCH_FAIL_AT"]
+        database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn = sqlite3.connect(work, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.execute("ALTER TABLE checkpoints RENAME TO new_layout")
+    conn.execute(
+        "CREATE TABLE checkpoints (thread_id TEXT NOT NULL, checkpoint_ns TEXT NOT NULL DEFAULT '', checkpoint_id TEXT NOT NULL, "
+        "parent_checkpoint_id TEXT, type TEXT, checkpoint BLOB, metadata BLOB, step INTEGER, source TEXT, created_at TEXT, "
+        "run_id TEXT, writers TEXT, next TEXT, PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)) WITHOUT ROWID"
+    )
+    conn.execute(f"INSERT INTO checkpoints SELECT {_V4_COLUMNS} FROM new_layout")
+    for thread_id, ns, cid, parent, vals, pwrites in conn.execute(
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, vals, pwrites FROM new_layout"
+    ).fetchall():
+        for channel, version, type_, blob in ormsgpack.unpackb(vals) if vals else []:
+            conn.execute("INSERT INTO checkpoint_blobs VALUES (?, ?, ?, ?, ?, ?)", (thread_id, ns, channel, version, type_, blob))
+        for task_id, task_path, idx, channel, type_, value in ormsgpack.unpackb(pwrites) if pwrites else []:
+            conn.execute(
+                "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (thread_id, ns, parent, task_id, task_path, idx, channel, type_, value),
+            )
+    conn.execute("DROP TABLE new_layout")
+    conn.execute("PRAGMA user_version=4")
+    conn.execute("COMMIT")
+    conn.close()
+    os.replace(work, path)
+
+
+_SIBLINGS = """
+import os, sys, time
+from typing import Annotated, TypedDict
+import operator
+sys.path.insert(0, {root!r})
+from langgraph.graph import START, StateGraph
+from runtime.saver import open_saver
+
+class S(TypedDict, total=False):
+    done: Annotated[list, operator.add]
+
+def fast(state):
+    with open({log!r}, "a") as out:
+        out.write("fast\\n")
+    return {{"done": ["fast"]}}
+
+def slow(state):
+    time.sleep(float(os.environ.get("SLOW", "0")))
+    return {{"done": ["slow"]}}
+
+graph = StateGraph(S)
+graph.add_node("fast", fast)
+graph.add_node("slow", slow)
+graph.add_edge(START, "fast")
+graph.add_edge(START, "slow")
+app = graph.compile(checkpointer=open_saver({db!r}))
+config = {{"configurable": {{"thread_id": "s"}}}}
+print(app.invoke({{"done": []}} if sys.argv[1] == "run" else None, config, durability="sync"))
+"""
+
+
+def test_sync_api_stores_a_finished_sibling_while_its_step_runs_on_and_kill_9_keeps_it(tmp_path, db):
+    """On the sync API a task's writes wait for the step's checkpoint to be stored with it; a
+    task that finishes while its sibling still runs has them stored on their own, within
+    milliseconds, so a kill -9 then does not make it run again."""
+    log = tmp_path / "fast.log"
+    script = tmp_path / "siblings.py"
+    script.write_text(_SIBLINGS.format(root=str(ROOT), log=str(log), db=str(db.path)))
+    env = {**os.environ, "SLOW": "60"}
+    proc = subprocess.Popen([sys.executable, str(script), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            found = db.conn.execute("SELECT count(*) FROM writes WHERE thread_id = 's' AND channel = 'done'").fetchone()[0]
+            if found:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the finished task's writes were not stored"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert log.read_text() == "fast\n"
+    resumed = subprocess.run([sys.executable, str(script), "resume"], env={**env, "SLOW": "0"}, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(eval(resumed.stdout)["done"]) == ["fast", "slow"]
+    assert log.read_text() == "fast\n"  # not run again
+
+
+def test_sync_api_queued_writes_are_read_back_and_stored_at_once_by_flush(tmp_path):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from runtime import open_database
+    from runtime.saver import JOIN_SECONDS, open_saver
+
+    path = tmp_path / "q.db"
+    open_database(path, create=True).close()
+    saver = open_saver(str(path))
+    config = saver.put({"configurable": {"thread_id": "q", "checkpoint_ns": ""}}, empty_checkpoint(), {"step": -1}, {})
+    saver.put_writes(config, [("x", 1)], "task-1")
+    # queued (a put of the step's checkpoint would take it), and read back through the saver
+    assert saver.get_tuple(config).pending_writes == [("task-1", "x", 1)]
+    saver.put_writes(config, [("x", 2)], "task-2")
+    assert saver.flush() == 1 and saver.flush() == 0
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT count(*) FROM writes WHERE thread_id = 'q'").fetchone()[0] == 2
+    # with nobody reading or putting, the flusher stores them within JOIN_SECONDS
+    saver.put_writes(config, [("x", 3)], "task-3")
+    deadline = time.monotonic() + 5
+    while other.execute("SELECT count(*) FROM writes WHERE thread_id = 'q'").fetchone()[0] < 3:
+        assert time.monotonic() < deadline
+        time.sleep(JOIN_SECONDS)
+    saver.conn.close()
 
 
 # -- history from columns ------------------------------------------------------------------------
@@ -155,6 +312,9 @@ def test_prune_keeps_the_newest_n_and_the_thread_still_resumes_and_forks(db, mon
     assert [r.checkpoint_id for r in after] == [r.checkpoint_id for r in before[:5]]
     assert report.threads[0]["checkpoints_removed"] == len(before) - 5 and report.threads[0]["writes_removed"] > 0
     assert after[-1].writers == ["step"]  # recorded with the checkpoint, so it survives its parent
+    # `limit` was stored with the thread's first checkpoint, which is gone: the kept ones still
+    # need it, so it moved to checkpoint_blobs
+    assert db.conn.execute("SELECT count(*) FROM checkpoint_blobs WHERE thread_id = 't' AND channel = 'limit'").fetchone()[0] == 1
     oldest = after[-1].checkpoint_id
     assert resume_thread(db, "t").status == "completed"
     assert get_state(db, "t").values["n"] == 40
@@ -240,7 +400,8 @@ def test_delete_removes_everything_of_the_thread_and_nothing_else(cli, db, db_pa
     result = cli("delete", "--thread", "gone.1", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["checkpoints"] > 0 and report["writes"] > 0 and report["blobs"] > 0 and report["store_items"] >= 4
+    assert report["checkpoints"] > 0 and report["writes"] > 0 and report["store_items"] >= 4
+    assert report["blobs"] == 0  # values live in the checkpoint rows
     conn = sqlite3.connect(db_path)
     for table in ("checkpoints", "writes", "checkpoint_blobs", "agent_threads"):
         assert conn.execute(f"SELECT count(*) FROM {table} WHERE thread_id = 'gone.1'").fetchone()[0] == 0, table
