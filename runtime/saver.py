@@ -2,24 +2,33 @@
 
 What differs from the stock saver (tables in runtime/schema.py):
 
-- Each channel value is stored once per version (`checkpoint_blobs`), as LangGraph's Postgres
-  saver does, instead of the whole state in every checkpoint: a step writes what it changed.
-- Every put is one explicit transaction (the stock saver's `executemany` outside one commits
-  per row when the connection is in autocommit mode), on a cursor kept between puts, with no
-  row for a channel that has a version but no value: per step the SQL is BEGIN, the task's
-  writes (when they joined the put), the checkpoint row, its new values, COMMIT.
+- A step is one row of `checkpoints`, written by one autocommit INSERT: the checkpoint without
+  its values, the values the step changed (each stored once per version, as LangGraph's
+  Postgres saver does, instead of the whole state in every checkpoint), where its other values
+  are (`refs`: the rows that hold them; the last put's map is kept in memory, so a put reads
+  nothing), and the writes of the tasks that made it (`pwrites`). One statement into one table
+  that grows at its end: the per-step cost is what one durable commit costs, not five
+  statements across three B-trees.
+- A task's writes join the step's checkpoint row: on the async path they wait one turn of the
+  event loop for the put; on the sync API they are queued (LangGraph does not wait for
+  put_writes there) and a flusher thread stores on their own those that no put took within
+  JOIN_SECONDS (a task that finished while a sibling still runs). Writes that do not join (an
+  error, an interrupt, a saver without a connection of its own) go to `writes`.
 - What history shows (step, source, time, the nodes that wrote a checkpoint and the tasks that
   run next) is kept in plain columns, written with the checkpoint, so history is one indexed
   query with nothing to deserialise. `next` is known when the saver is bound to the compiled
   graph (`bind_graph`), which the runtime does; otherwise it is NULL and history computes it.
-- Listing fetches the writes and the blobs of a batch of checkpoints in one query each.
+- Loading a checkpoint reads its row, the rows its `refs` name (one query) and its writes (two
+  queries); listing does the same for a batch of checkpoints at once. Rows written before
+  schema 5 keep their values in `checkpoint_blobs`, which a lookup falls back to.
 - The async methods run the (fast, WAL, `synchronous=NORMAL`) sqlite3 calls directly on the
   event loop instead of hopping to aiosqlite's thread per call. A call that finds the database
   locked (by another connection in this process mid-transaction, or another process) moves to a
   worker thread that waits for the lock, so the event loop is never blocked waiting for it.
 - `prune`, `copy_thread` and `delete_for_runs` are implemented; pruning keeps what the kept
-  checkpoints need to be loaded (their blobs and writes, and the ancestors a `DeltaChannel`
-  replays from).
+  checkpoints need to be loaded (values held by a removed row move to `checkpoint_blobs`,
+  writes stored with a removed row for a kept parent move to `writes`, and the ancestors a
+  `DeltaChannel` replays from stay).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -56,7 +66,7 @@ from runtime.schema import create_checkpoint_tables, needs_conversion, send_targ
 
 BUSY_TIMEOUT_MS = 30_000
 JOIN_SECONDS = 0.005
-"""How long a task's writes wait for the step's checkpoint, to be stored in one transaction."""
+"""How long a task's queued writes (sync API) wait for the step's checkpoint to take them."""
 _BATCH = 200
 _TASKS = "__pregel_tasks"
 
@@ -90,25 +100,46 @@ class NextTasks:
     def __init__(self, graph: Any) -> None:
         self.triggers = {name: tuple(node.triggers) for name, node in graph.nodes.items()}
         self.specs = {ch: graph.channels[ch] for t in self.triggers.values() for ch in t if ch in graph.channels}
+        self.by_channel: dict[str, set[str]] = {}
+        for name, triggers in self.triggers.items():
+            for ch in triggers:
+                self.by_channel.setdefault(ch, set()).add(name)
+        self._candidates: dict[tuple[str, ...], list[str]] = {}
 
     def __call__(self, checkpoint: Checkpoint) -> list[str]:
         values = checkpoint["channel_values"]
         versions = checkpoint["channel_versions"]
-        seen_by_node = checkpoint["versions_seen"]
-        names = [n for n in send_targets(values.get(_TASKS)) if n in self.triggers]
+        names = [n for n in send_targets(values[_TASKS]) if n in self.triggers] if _TASKS in values else []
         if not versions:
             return names
-        null = type(next(iter(versions.values())))()
+        seen_by_node = checkpoint["versions_seen"]
         available: dict[str, bool] = {}
-        for name, triggers in self.triggers.items():
+        for name in self._candidates_for(checkpoint.get("updated_channels")):
             seen = seen_by_node.get(name)
-            for ch in triggers:
+            for ch in self.triggers[name]:
+                version = versions.get(ch)
+                if version is None or (seen is not None and ch in seen and not version > seen[ch]):
+                    continue
                 if ch not in available:
                     available[ch] = self._available(ch, values)
-                if available[ch] and (seen is None or versions.get(ch, null) > seen.get(ch, null)):
+                if available[ch]:
                     names.append(name)
                     break
         return names
+
+    def _candidates_for(self, updated: Sequence[str] | None) -> Sequence[str]:
+        """The nodes a step's updated channels trigger (as LangGraph narrows them), in graph order;
+        every node when the checkpoint does not say what was updated."""
+        if not updated:
+            return tuple(self.triggers)
+        key = tuple(updated)
+        found = self._candidates.get(key)
+        if found is None:
+            triggered = {n for ch in updated for n in self.by_channel.get(ch, ())}
+            found = [n for n in self.triggers if n in triggered]
+            if len(self._candidates) < 1024:
+                self._candidates[key] = found
+        return found
 
     def _available(self, channel: str, values: Mapping[str, Any]) -> bool:
         spec = self.specs.get(channel)
@@ -120,7 +151,7 @@ class NextTasks:
 
 
 class AgentSaver(SqliteSaver):
-    """SqliteSaver with per-version blobs, history columns, pruning and a direct async path."""
+    """SqliteSaver with one row per step, history columns, pruning and a direct async path."""
 
     def __init__(
         self, conn: sqlite3.Connection, *, serde: Any = None, fast_async: bool = False, wal_path: str | None = None
@@ -150,6 +181,18 @@ class AgentSaver(SqliteSaver):
         self._put_cursor: dict[sqlite3.Connection, sqlite3.Cursor] = {}
         if fast_async:
             conn.execute("PRAGMA busy_timeout=0")
+
+    def get_next_version(self, current: str | int | None, channel: None = None) -> int | str:
+        """A counter, as LangGraph's base saver has it: a step's versions are then a few bytes in
+        its row instead of 50-character strings (the stock savers add a random part so that two
+        branches never store different values under one version; here a value is found through
+        the row that holds it, never by its version alone). A thread started with string
+        versions keeps their format."""
+        if current is None:
+            return 1
+        if isinstance(current, int):
+            return current + 1
+        return f"{int(str(current).split('.')[0]) + 1:032}.{random.random():016}"
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -252,7 +295,7 @@ class AgentSaver(SqliteSaver):
             ):
                 held[cid] = _vals(vals)
         writes = self._writes_of(thread_id, ns, [row[0] for row in rows])
-        found: list[tuple[dict[str, Any], dict[str, tuple]]] = []
+        found: list[tuple[dict[str, Any], dict[str, tuple], dict[str, tuple[str, str]]]] = []
         legacy: set[tuple[str, str]] = set()
         for cid, _, type_, blob, *_ in rows:
             checkpoint = self.serde.loads_typed((type_, blob))
@@ -261,7 +304,8 @@ class AgentSaver(SqliteSaver):
                 located[cid] = where
             # A row may hold values inline (a tampered one); those win, the rest are looked up.
             inline = checkpoint.get("channel_values") or {}
-            hits: dict[str, tuple] = {}
+            hits: dict[str, tuple] = {}  # channel -> (type, bytes) found in a row
+            elsewhere: dict[str, tuple[str, str]] = {}  # channel -> its key in checkpoint_blobs
             for ch, version in checkpoint["channel_versions"].items():
                 if ch in inline:
                     continue
@@ -272,18 +316,19 @@ class AgentSaver(SqliteSaver):
                 hit = held.get(loc, {}).get(ch)
                 if hit is not None and hit[0] == v:
                     hits[ch] = hit[1]
-                else:
-                    legacy.add((ch, v))
-            found.append((checkpoint, hits))
+                else:  # a row written before schema 5, or a row pruning removed
+                    elsewhere[ch] = (ch, _blob_version(v, loc))
+            legacy.update(elsewhere.values())
+            found.append((checkpoint, hits, elsewhere))
         stored = self._fetch_blobs(thread_id, ns, legacy) if legacy else {}
         out = []
-        for (cid, parent, _, _, metadata, *_), (checkpoint, hits) in zip(rows, found):
+        for (cid, parent, _, _, metadata, *_), (checkpoint, hits, elsewhere) in zip(rows, found):
             values = dict(checkpoint.get("channel_values") or {})
-            for ch, version in checkpoint["channel_versions"].items():
-                if ch in values:
-                    continue
-                typed = hits.get(ch) or stored.get((ch, str(version)))
-                if typed is not None and typed[0] != "empty":
+            for ch, key in elsewhere.items():
+                if key in stored:
+                    hits[ch] = stored[key]
+            for ch, typed in hits.items():
+                if typed[0] != "empty":
                     values[ch] = self.serde.loads_typed(typed)
             checkpoint["channel_values"] = values
             out.append(self._tuple(thread_id, ns, cid, parent, checkpoint, metadata, writes.get(cid, ())))
@@ -381,7 +426,7 @@ class AgentSaver(SqliteSaver):
         return [loaded[(r[0], r[1], r[2])] for r in rows]
 
     def get_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
-        # The stock override reads values inline from each checkpoint row; here they are blobs,
+        # The stock override reads values inline from each checkpoint row; here they are in other rows,
         # so the generic ancestor walk (through get_tuple) is the correct one.
         return BaseCheckpointSaver.get_delta_channel_history(self, config=config, channels=channels)
 
@@ -734,7 +779,7 @@ class AgentSaver(SqliteSaver):
                 return hit[1][0] != "empty"
         row = cur.execute(
             "SELECT type FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
-            (thread_id, ns, channel, str(version)),
+            (thread_id, ns, channel, _blob_version(str(version), loc)),
         ).fetchone()
         return row is not None and row[0] != "empty"
 
@@ -769,7 +814,7 @@ class AgentSaver(SqliteSaver):
                 row = cur.execute(
                     "SELECT vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, loc)
                 ).fetchone()
-                kept = [(*key, ch, v, t, b) for ch, (v, (t, b)) in _vals(row[0] if row else None).items() if ch in channels]
+                kept = [(*key, ch, _blob_version(v, loc), t, b) for ch, (v, (t, b)) in _vals(row[0] if row else None).items() if ch in channels]
                 cur.executemany(
                     "INSERT OR IGNORE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
                     kept,
@@ -819,11 +864,13 @@ class AgentSaver(SqliteSaver):
         return len(unused)
 
     def referenced_blobs(self, cur: sqlite3.Cursor, thread_id: str, ns: str) -> Iterator[tuple[str, str]]:
-        for type_, blob in cur.execute(
-            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
+        """The (channel, version) keys of checkpoint_blobs that a thread's checkpoints may read."""
+        for type_, blob, vals, refs in cur.execute(
+            "SELECT type, checkpoint, vals, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
         ).fetchall():
+            where = _locations("", _vals(vals), _unpack(refs) if refs is not None else None)
             for ch, version in self.serde.loads_typed((type_, blob)).get("channel_versions", {}).items():
-                yield ch, str(version)
+                yield ch, _blob_version(str(version), where.get(ch, _LEGACY))
 
     def _forget(self, thread_id: str) -> None:
         for key in [k for k in self._last if k[0] == thread_id]:
@@ -912,7 +959,7 @@ class AgentSaver(SqliteSaver):
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
         """Store a task's writes. On the fast path they first wait one turn of the event loop: when
         the task was the step's last, LangGraph puts the step's checkpoint in that turn, and both
-        are stored in one transaction (one commit per step). Either way this returns only once
+        are stored in one row (one statement per step). Either way this returns only once
         the writes are committed."""
         args = (config, writes, task_id, task_path)
         if not self.fast_async or not writes:
@@ -1042,6 +1089,13 @@ def _vals(packed: bytes | None) -> dict[str, tuple[str, tuple[str, bytes]]]:
     if packed is None:
         return {}
     return {ch: (version, (type_, blob)) for ch, version, type_, blob in _unpack(packed)}
+
+
+def _blob_version(version: str, location: str) -> str:
+    """The `version` key of a value in checkpoint_blobs: the version itself for a row written
+    before schema 5; for a value pruning moved out of row `location`, the version and that row
+    (versions are counters that two branches of a thread can both reach)."""
+    return version if location in _NOT_ROWS else f"{version}@{location}"
 
 
 def _locations(cid: str, held: Mapping[str, Any], refs: Mapping[str, list[str]] | None) -> dict[str, str]:

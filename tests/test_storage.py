@@ -271,6 +271,37 @@ def test_sync_api_queued_writes_are_read_back_and_stored_at_once_by_flush(tmp_pa
     saver.conn.close()
 
 
+def test_values_of_removed_rows_stay_apart_per_branch_although_versions_repeat(tmp_path):
+    """Versions are counters, so two branches of a thread can both store channel x at version 2
+    with different values. Removing the rows that hold them (delete_for_runs, prune) moves each
+    value out for the checkpoints that still need it, without one branch's taking the other's place."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from runtime import open_database
+    from runtime.saver import open_saver
+
+    path = tmp_path / "b.db"
+    open_database(path, create=True).close()
+    saver = open_saver(str(path))
+
+    def put(parent, cid, values, versions, new, run):
+        checkpoint = {**empty_checkpoint(), "id": cid, "channel_values": values, "channel_versions": versions}
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": parent}}
+        return saver.put(config, checkpoint, {"source": "loop", "step": len(cid), "run_id": run}, new)
+
+    put(None, "1", {"x": "root"}, {"x": 1}, {"x": 1}, "keep")
+    for branch in ("A", "B"):
+        put("1", f"2{branch}", {"x": branch}, {"x": 2}, {"x": 2}, "gone")
+        put(f"2{branch}", f"3{branch}", {"x": branch, "y": 1}, {"x": 2, "y": 3}, {"y": 3}, "keep")
+    saver.delete_for_runs(["gone"])
+    saver._last.clear()
+    for branch in ("A", "B"):
+        loaded = saver.get_tuple({"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": f"3{branch}"}})
+        assert loaded.checkpoint["channel_values"] == {"x": branch, "y": 1}
+    assert saver.get_next_version(None) == 1 and saver.get_next_version(7) == 8
+    saver.conn.close()
+
+
 # -- history from columns ------------------------------------------------------------------------
 
 
