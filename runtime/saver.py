@@ -168,10 +168,10 @@ class AgentSaver(SqliteSaver):
         # Mutable holders, shared with the copies LangGraph makes (`with_allowlist` clones the
         # saver when a graph is compiled and on every run).
         self._bound: dict[str, NextTasks] = {}
-        self._pending_writes: list[_PendingWrites] = []
         self._sync_pending: list[_PendingWrites] = []
         self._sync_lock = threading.Lock()
         self._flusher = _Flusher()
+        _FLUSHERS.add(self._flusher)
         self.join_writes = wal_path is not None  # a connection of its own, as for runs
         self._on_loop = False
         # (thread_id, checkpoint_ns) -> (checkpoint_id, next as JSON, where each channel's value
@@ -439,23 +439,30 @@ class AgentSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        joined: list[_PendingWrites] = []
-        if self._sync_pending:
-            thread_id = str(config["configurable"]["thread_id"])
-            with self._sync_lock:
-                joined = [p for p in self._sync_pending if p.thread_id == thread_id]
-                for p in joined:
-                    self._sync_pending.remove(p)
+        joined = self._claim(config) if self._sync_pending else []
         try:
             with self.lock:
                 if not self.is_setup:
                     self.setup()
                 return self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
         except BaseException:
-            if joined:  # not stored: back to the queue, for the flusher or the next call to store
-                with self._sync_lock:
-                    self._sync_pending[:0] = joined
+            self._unclaim(joined)
             raise
+
+    def _claim(self, config: RunnableConfig) -> list["_PendingWrites"]:
+        """Take the queued writes of a thread, for its next checkpoint's row."""
+        thread_id = str(config["configurable"]["thread_id"])
+        with self._sync_lock:
+            joined = [p for p in self._sync_pending if p.thread_id == thread_id]
+            for p in joined:
+                self._sync_pending.remove(p)
+        return joined
+
+    def _unclaim(self, joined: list["_PendingWrites"]) -> None:
+        """Writes a failed put did not store: back to the queue, for the flusher or the next call."""
+        if joined:
+            with self._sync_lock:
+                self._sync_pending[:0] = joined
 
     def _put(self, config, checkpoint, metadata, new_versions, joined: Sequence[tuple] = ()) -> RunnableConfig:
         """Store a checkpoint as one row, written by one statement: the values it introduced, where
@@ -559,35 +566,54 @@ class AgentSaver(SqliteSaver):
         Any read or delete through this saver, and `flush()`, stores the queue first.
         """
         args = (config, writes, task_id, task_path)
-        if not writes or not self.join_writes:
+        if not self._queue(args):
             with self._locked():
-                return self._put_writes(*args)
-        pending = _PendingWrites(str(config["configurable"]["thread_id"]), args)
+                self._put_writes(*args)
+
+    def _queue(self, args: tuple) -> bool:
+        """Queue a task's writes for its step's checkpoint row; False when they must be stored
+        at once: none to store, no connection of this saver's own, or an error, an interrupt or
+        another of LangGraph's special writes (it relies on those being stored before it goes on)."""
+        writes = args[1]
+        if not writes or not self.join_writes or any(w[0] in WRITES_IDX_MAP for w in writes):
+            return False
+        pending = _PendingWrites(str(args[0]["configurable"]["thread_id"]), args)
         with self._sync_lock:
             self._sync_pending.append(pending)
-            wake = self._flusher.idle
-            if wake:
-                self._flusher.idle = False
-                self._flusher.saver = self
-        if wake:
-            self._flusher.wake()
+            if not self._flusher.running:
+                self._flusher.start(self)
+        return True
 
     def flush(self, min_age: float = 0.0) -> int:
         """Store the queued writes at least `min_age` seconds old; returns how many tasks' writes."""
+        due = self._take_due(min_age)
+        if due:
+            with self.lock:
+                self._store(due)
+        return len(due)
+
+    def _take_due(self, min_age: float = 0.0) -> list["_PendingWrites"]:
         now = time.monotonic()
         with self._sync_lock:
             due = [p for p in self._sync_pending if now - p.queued >= min_age]
             for p in due:
                 self._sync_pending.remove(p)
+        return due
+
+    def _store(self, due: list["_PendingWrites"]) -> None:
+        """Store taken writes on their own (callers hold `self.lock`); what fails goes back."""
         for i, p in enumerate(due):
             try:
-                with self.lock:
-                    self._put_writes(*p.args)
+                self._put_writes(*p.args)
             except BaseException:
-                with self._sync_lock:
-                    self._sync_pending[:0] = due[i:]
+                self._unclaim(due[i:])
                 raise
-        return len(due)
+
+    def _flushed(self, method: Callable[..., Any], *args: Any) -> Any:
+        """`method(*args)` after storing every queued write (callers hold `self.lock`)."""
+        if self._sync_pending:
+            self._store(self._take_due())
+        return method(*args)
 
     def _write_rows(self, config, writes, task_id, task_path) -> tuple[str, list[Any]]:
         verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
@@ -913,7 +939,7 @@ class AgentSaver(SqliteSaver):
                     self.conn.execute("PRAGMA busy_timeout=0")
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._arun(self._get_tuple, config)
+        return await self._arun(self._flushed, self._get_tuple, config)
 
     async def alist(
         self,
@@ -924,7 +950,7 @@ class AgentSaver(SqliteSaver):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         query, params = _list_query(config, filter, before, limit)
-        rows = await self._arun(lambda: self.conn.execute(query, params).fetchall())
+        rows = await self._arun(self._flushed, lambda: self.conn.execute(query, params).fetchall())
         for start in range(0, len(rows), _BATCH):
             for item in await self._arun(self._load_batch, rows[start : start + _BATCH]):
                 yield item
@@ -936,122 +962,85 @@ class AgentSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        thread_id = str(config["configurable"]["thread_id"])
-        queue = self._pending_writes
-        joined = [p for p in queue if p.thread_id == thread_id]
-        if not joined:
-            return await self._arun(self._put, config, checkpoint, metadata, new_versions)
-        for p in joined:
-            queue.remove(p)
-            p.claimed = True
+        joined = self._claim(config) if self._sync_pending else []
         try:
-            result = await self._arun(self._put, config, checkpoint, metadata, new_versions, [p.args for p in joined])
-        except BaseException as exc:
-            for p in joined:
-                if not p.done.done():
-                    p.done.set_exception(exc)
+            return await self._arun(self._put, config, checkpoint, metadata, new_versions, [p.args for p in joined])
+        except BaseException:
+            self._unclaim(joined)
             raise
-        for p in joined:
-            if not p.done.done():
-                p.done.set_result(None)
-        return result
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
-        """Store a task's writes. On the fast path they first wait one turn of the event loop: when
-        the task was the step's last, LangGraph puts the step's checkpoint in that turn, and both
-        are stored in one row (one statement per step). Either way this returns only once
-        the writes are committed."""
+        """As put_writes: queued for the step's checkpoint row (LangGraph does not wait for this
+        call either), stored at once when it must be."""
         args = (config, writes, task_id, task_path)
-        if not self.fast_async or not writes:
-            return await self._arun(self._put_writes, *args)
-        pending = _PendingWrites(str(config["configurable"]["thread_id"]), args, asyncio.get_running_loop().create_future())
-        self._pending_writes.append(pending)
-        await asyncio.sleep(0)
-        if not pending.claimed:
-            self._pending_writes.remove(pending)
-            return await self._arun(self._put_writes, *args)
-        await pending.done
+        if not self._queue(args):
+            await self._arun(self._put_writes, *args)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._arun(self._delete_thread, thread_id)
+        await self._arun(self._flushed, self._delete_thread, thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._arun(self._delete_for_runs, run_ids)
+        await self._arun(self._flushed, self._delete_for_runs, run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._arun(self._copy_thread, source_thread_id, target_thread_id)
+        await self._arun(self._flushed, self._copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._arun(self._prune, thread_ids, strategy)
+        await self._arun(self._flushed, self._prune, thread_ids, strategy)
 
     async def aget_delta_channel_history(self, *, config: RunnableConfig, channels: Sequence[str]) -> Mapping[str, DeltaChannelHistory]:
         return await BaseCheckpointSaver.aget_delta_channel_history(self, config=config, channels=channels)
 
 
 class _PendingWrites:
-    """A task's writes waiting to be stored with the step's checkpoint (see put_writes/aput_writes)."""
+    """A task's writes queued for its step's checkpoint row (see put_writes)."""
 
-    __slots__ = ("thread_id", "args", "done", "claimed", "queued")
+    __slots__ = ("thread_id", "args", "queued")
 
-    def __init__(self, thread_id: str, args: tuple, done: Any = None) -> None:
+    def __init__(self, thread_id: str, args: tuple) -> None:
         self.thread_id = thread_id
         self.args = args
-        self.done = done  # on the async path, the future the caller awaits
-        self.claimed = False
         self.queued = time.monotonic()
 
 
 class _Flusher:
     """Stores queued writes that no checkpoint put took within JOIN_SECONDS, on a thread of its
-    own: woken by the first write queued while it is idle, it checks every JOIN_SECONDS while
-    writes are queued, and ends after a second with nothing queued. It holds the saver only
-    while writes are queued (LangGraph runs a shallow copy of the compiled graph's saver; they
-    share the queue, this flusher, the connection and its lock). At interpreter exit,
-    `_flush_at_exit` stores what is left."""
+    own. Started by the first write queued while it is not running, it looks at the queue every
+    JOIN_SECONDS (nothing wakes it per write: waking a thread per step costs more than the step's
+    SQL) and ends after a second with nothing queued. It holds the saver only while it runs
+    (LangGraph runs a shallow copy of the compiled graph's saver; copies share the queue, this
+    flusher, the connection and its lock). At interpreter exit, `_flush_at_exit` stores what is left."""
 
     def __init__(self) -> None:
-        self.idle = True  # read and set under the saver's _sync_lock
-        self.saver: AgentSaver | None = None  # set with `idle`
-        self.event = threading.Event()
-        self.guard = threading.Lock()
-        self.thread: threading.Thread | None = None
-        _FLUSHERS.add(self)
+        self.saver: AgentSaver | None = None  # set and cleared under the saver's _sync_lock
+        self.running = False  # likewise
 
-    def wake(self) -> None:
-        with self.guard:
-            self.event.set()
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="agent-writes-flusher", daemon=True)
-                self.thread.start()
+    def start(self, saver: "AgentSaver") -> None:
+        """Called under `saver._sync_lock`, with `running` false."""
+        self.running = True
+        self.saver = saver
+        threading.Thread(target=self._run, name="agent-writes-flusher", daemon=True).start()
 
     def _run(self) -> None:
+        quiet_since = time.monotonic()
         while True:
-            if not self.event.wait(1.0):
-                with self.guard:
-                    if not self.event.is_set():
-                        self.thread = None
-                        return
-                continue
-            self.event.clear()
-            while self._flush_once():
-                pass
-
-    def _flush_once(self) -> bool:
-        """Wait JOIN_SECONDS, store what is due; whether writes are still queued."""
-        time.sleep(JOIN_SECONDS)
-        saver = self.saver
-        if saver is None:
-            return False
-        try:
-            saver.flush(JOIN_SECONDS)
-        except Exception:
-            pass  # kept queued: the next put, read or flush stores it or raises
-        with saver._sync_lock:
+            time.sleep(JOIN_SECONDS)
+            saver = self.saver
+            if saver is None:
+                return
             if saver._sync_pending:
-                return True
-            self.idle = True
-            self.saver = None
-            return False
+                quiet_since = time.monotonic()
+                try:
+                    saver.flush(JOIN_SECONDS)
+                except Exception:
+                    pass  # kept queued: the next put, read or flush stores it or raises
+            elif time.monotonic() - quiet_since > 1.0:
+                with saver._sync_lock:
+                    if not saver._sync_pending:
+                        self.running = False
+                        self.saver = None
+                        return
+            del saver
 
 
 _FLUSHERS: "weakref.WeakSet[_Flusher]" = weakref.WeakSet()

@@ -245,6 +245,53 @@ def test_sync_api_stores_a_finished_sibling_while_its_step_runs_on_and_kill_9_ke
     assert log.read_text() == "fast\n"  # not run again
 
 
+_SIBLINGS_GRAPH = """
+import operator, os, time
+from typing import Annotated, TypedDict
+from langgraph.graph import START, StateGraph
+
+class S(TypedDict, total=False):
+    done: Annotated[list, operator.add]
+
+def fast(state):
+    with open({log!r}, "a") as out:
+        out.write("fast\\n")
+    return {{"done": ["fast"]}}
+
+def slow(state):
+    time.sleep(float(os.environ.get("SLOW", "0")))
+    return {{"done": ["slow"]}}
+
+def build():
+    graph = StateGraph(S)
+    graph.add_node("fast", fast)
+    graph.add_node("slow", slow)
+    graph.add_edge(START, "fast")
+    graph.add_edge(START, "slow")
+    return graph
+"""
+
+
+def test_agent_run_stores_a_finished_sibling_while_its_step_runs_on_and_kill_9_keeps_it(tmp_path, db, spawn_agent, run_agent):
+    """The same on the runner's (async) path: `agent run`, kill -9 while the sibling sleeps, resume."""
+    log = tmp_path / "fast.log"
+    graph = tmp_path / "siblings_graph.py"
+    graph.write_text(_SIBLINGS_GRAPH.format(log=str(log)))
+    proc = spawn_agent("run", f"{graph}:build", "--thread", "s", "--input", "{}", SLOW="60")
+    deadline = time.monotonic() + 60
+    while not db.conn.execute("SELECT count(*) FROM writes WHERE thread_id = 's' AND channel = 'done'").fetchone()[0]:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the finished task's writes were not stored"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=10)
+    resumed = run_agent("resume", "--thread", "s", SLOW="0")
+    assert resumed.returncode == 0, resumed.stderr
+    state = json.loads(run_agent("state", "--thread", "s", "--json").stdout)
+    assert sorted(state["values"]["done"]) == ["fast", "slow"]
+    assert log.read_text() == "fast\n"  # not run again
+
+
 def test_sync_api_queued_writes_are_read_back_and_stored_at_once_by_flush(tmp_path):
     from langgraph.checkpoint.base import empty_checkpoint
 
