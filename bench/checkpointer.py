@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import shutil
 import sqlite3
 import statistics
@@ -87,16 +88,20 @@ def per_step(work: Path, rounds: int, steps: int) -> tuple[dict[str, float], dic
         "ours": lambda aio: our_saver(work / "ours.db", aio),
     }
     samples: dict[str, list[float]] = {}
+    runs = [(name, aio) for aio in (False, True) for name in makers if not (name.startswith("stock") and aio)]
+    runs.append(("stock_aiosqlite", True))  # the stock SqliteSaver has no async methods: its async sibling
+    order = random.Random(7)
     for r in range(rounds):
-        for aio in (False, True):
-            for name, make in makers.items():
-                if name.startswith("stock") and aio:
-                    continue  # the stock SqliteSaver has no async methods (AsyncSqliteSaver is below)
-                saver = make(aio)
-                samples.setdefault(f"{name}/{'async' if aio else 'sync'}", []).append(loop_once(saver, f"{name}-{aio}-{r}", steps, aio))
-                if saver is not None and hasattr(saver, "conn") and isinstance(saver.conn, sqlite3.Connection):
-                    saver.conn.close()
-        samples.setdefault("stock_aiosqlite/async", []).append(asyncio.run(_stock_async(work / "stock_aio.db", f"a{r}", steps)))
+        order.shuffle(runs)  # a fixed order would give one configuration the same neighbours every round
+        for name, aio in runs:
+            key = f"{name}/{'async' if aio else 'sync'}"
+            if name == "stock_aiosqlite":
+                samples.setdefault(key, []).append(asyncio.run(_stock_async(work / "stock_aio.db", f"a{r}", steps)))
+                continue
+            saver = makers[name](aio)
+            samples.setdefault(key, []).append(loop_once(saver, f"{name}-{aio}-{r}", steps, aio))
+            if saver is not None and hasattr(saver, "conn") and isinstance(saver.conn, sqlite3.Connection):
+                saver.conn.close()
     paired = {
         mode: statistics.median(o / m for o, m in zip(samples[f"ours/{mode}"], samples[f"memory/{mode}"])) for mode in ("sync", "async")
     }
@@ -205,8 +210,11 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and a shorter long thread")
+    parser.add_argument("--rounds", type=int, help="rounds of the per-step section (default 15; 2 with --quick)")
+    parser.add_argument("--per-step-only", action="store_true", help="run only the per-step section")
     args = parser.parse_args()
-    rounds, steps, long_n = (2, 300, 1_000) if args.quick else (11, 1_000, 10_000)
+    rounds, steps, long_n = (2, 300, 1_000) if args.quick else (15, 1_000, 10_000)
+    rounds = args.rounds or rounds
     work = Path(tempfile.mkdtemp(prefix="agent-bench-"))
     try:
         print(machine())
@@ -219,6 +227,8 @@ def main() -> None:
             print(f"   ours / InMemorySaver ({mode}): {ratio:.2f} of medians, {paired[mode]:.2f} median within rounds  (target <= 1.15)")
         print(f"   stock / InMemorySaver (sync): {medians['stock/sync'] / medians['memory/sync']:.2f}, "
               f"with NORMAL: {medians['stock_normal/sync'] / medians['memory/sync']:.2f}")
+        if args.per_step_only:
+            return
 
         db = work / "agent.db"
         print(f"\n2. History of a {long_n:,}-checkpoint thread")
