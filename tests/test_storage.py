@@ -186,65 +186,6 @@ def _write_schema_4(path) -> None:
     os.replace(work, path)
 
 
-_SIBLINGS = """
-import os, sys, time
-from typing import Annotated, TypedDict
-import operator
-sys.path.insert(0, {root!r})
-from langgraph.graph import START, StateGraph
-from runtime.saver import open_saver
-
-class S(TypedDict, total=False):
-    done: Annotated[list, operator.add]
-
-def fast(state):
-    with open({log!r}, "a") as out:
-        out.write("fast\\n")
-    return {{"done": ["fast"]}}
-
-def slow(state):
-    time.sleep(float(os.environ.get("SLOW", "0")))
-    return {{"done": ["slow"]}}
-
-graph = StateGraph(S)
-graph.add_node("fast", fast)
-graph.add_node("slow", slow)
-graph.add_edge(START, "fast")
-graph.add_edge(START, "slow")
-app = graph.compile(checkpointer=open_saver({db!r}))
-config = {{"configurable": {{"thread_id": "s"}}}}
-print(app.invoke({{"done": []}} if sys.argv[1] == "run" else None, config, durability="sync"))
-"""
-
-
-def test_sync_api_stores_a_finished_sibling_while_its_step_runs_on_and_kill_9_keeps_it(tmp_path, db):
-    """On the sync API a task's writes wait for the step's checkpoint to be stored with it; a
-    task that finishes while its sibling still runs has them stored on their own, within
-    milliseconds, so a kill -9 then does not make it run again."""
-    log = tmp_path / "fast.log"
-    script = tmp_path / "siblings.py"
-    script.write_text(_SIBLINGS.format(root=str(ROOT), log=str(log), db=str(db.path)))
-    env = {**os.environ, "SLOW": "60"}
-    proc = subprocess.Popen([sys.executable, str(script), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            found = db.conn.execute("SELECT count(*) FROM writes WHERE thread_id = 's' AND channel = 'done'").fetchone()[0]
-            if found:
-                break
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the finished task's writes were not stored"
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.communicate(timeout=10)
-    assert log.read_text() == "fast\n"
-    resumed = subprocess.run([sys.executable, str(script), "resume"], env={**env, "SLOW": "0"}, capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert sorted(eval(resumed.stdout)["done"]) == ["fast", "slow"]
-    assert log.read_text() == "fast\n"  # not run again
-
-
 _SIBLINGS_GRAPH = """
 import operator, os, time
 from typing import Annotated, TypedDict
@@ -271,20 +212,60 @@ def build():
     return graph
 """
 
+_SIBLINGS_SYNC = """
+import json, sys
+sys.path[:0] = [{root!r}, {here!r}]
+from runtime.saver import open_saver
+from siblings_graph import build
+
+app = build().compile(checkpointer=open_saver({db!r}))
+config = {{"configurable": {{"thread_id": "s"}}}}
+print(json.dumps(app.invoke({{"done": []}} if sys.argv[1] == "run" else None, config, durability="sync")))
+"""
+
+
+def _siblings(tmp_path):
+    """A graph whose step runs `fast` (logs each run) beside `slow` (sleeps $SLOW seconds)."""
+    log = tmp_path / "fast.log"
+    (tmp_path / "siblings_graph.py").write_text(_SIBLINGS_GRAPH.format(log=str(log)))
+    return tmp_path / "siblings_graph.py", log
+
+
+def _kill_once_fast_is_stored(db, proc) -> None:
+    """kill -9 `proc` as soon as the finished task's writes are stored on their own."""
+    deadline = time.monotonic() + 60
+    try:
+        while not db.conn.execute("SELECT count(*) FROM writes WHERE thread_id = 's' AND channel = 'done'").fetchone()[0]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the finished task's writes were not stored"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_sync_api_stores_a_finished_sibling_while_its_step_runs_on_and_kill_9_keeps_it(tmp_path, db):
+    """On the sync API a task's writes wait for the step's checkpoint to be stored with it; a
+    task that finishes while its sibling still runs has them stored on their own, within
+    milliseconds, so a kill -9 then does not make it run again."""
+    graph, log = _siblings(tmp_path)
+    script = tmp_path / "siblings_sync.py"
+    script.write_text(_SIBLINGS_SYNC.format(root=str(ROOT), here=str(tmp_path), db=str(db.path)))
+    env = {**os.environ, "SLOW": "60"}
+    proc = subprocess.Popen([sys.executable, str(script), "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _kill_once_fast_is_stored(db, proc)
+    assert log.read_text() == "fast\n"
+    resumed = subprocess.run([sys.executable, str(script), "resume"], env={**env, "SLOW": "0"}, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(json.loads(resumed.stdout)["done"]) == ["fast", "slow"]
+    assert log.read_text() == "fast\n"  # not run again
+
 
 def test_agent_run_stores_a_finished_sibling_while_its_step_runs_on_and_kill_9_keeps_it(tmp_path, db, spawn_agent, run_agent):
     """The same on the runner's (async) path: `agent run`, kill -9 while the sibling sleeps, resume."""
-    log = tmp_path / "fast.log"
-    graph = tmp_path / "siblings_graph.py"
-    graph.write_text(_SIBLINGS_GRAPH.format(log=str(log)))
-    proc = spawn_agent("run", f"{graph}:build", "--thread", "s", "--input", "{}", SLOW="60")
-    deadline = time.monotonic() + 60
-    while not db.conn.execute("SELECT count(*) FROM writes WHERE thread_id = 's' AND channel = 'done'").fetchone()[0]:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the finished task's writes were not stored"
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait(timeout=10)
+    graph, log = _siblings(tmp_path)
+    _kill_once_fast_is_stored(db, spawn_agent("run", f"{graph}:build", "--thread", "s", "--input", "{}", SLOW="60"))
+    assert log.read_text() == "fast\n"
     resumed = run_agent("resume", "--thread", "s", SLOW="0")
     assert resumed.returncode == 0, resumed.stderr
     state = json.loads(run_agent("state", "--thread", "s", "--json").stdout)
