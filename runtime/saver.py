@@ -286,9 +286,9 @@ class AgentSaver(SqliteSaver):
         `located` receives, per checkpoint, where each of its channels' values is."""
         held: dict[str, dict[str, tuple]] = {row[0]: _vals(row[5]) for row in rows}
         refs = {row[0]: _unpack(row[6]) if row[6] is not None else None for row in rows}
-        elsewhere = {loc for r in refs.values() if r for loc in r if loc not in held and loc not in _NOT_ROWS}
-        for start in range(0, len(elsewhere), 500):
-            chunk = sorted(elsewhere)[start : start + 500]
+        other_rows = sorted({loc for r in refs.values() if r for loc in r if loc not in held and loc not in _NOT_ROWS})
+        for start in range(0, len(other_rows), 500):
+            chunk = other_rows[start : start + 500]
             for cid, vals in self.conn.execute(
                 f"SELECT checkpoint_id, vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
                 f"AND checkpoint_id IN ({','.join('?' * len(chunk))})",
@@ -900,10 +900,10 @@ class AgentSaver(SqliteSaver):
 
     def referenced_blobs(self, cur: sqlite3.Cursor, thread_id: str, ns: str) -> Iterator[tuple[str, str]]:
         """The (channel, version) keys of checkpoint_blobs that a thread's checkpoints may read."""
-        for type_, blob, vals, refs in cur.execute(
-            "SELECT type, checkpoint, vals, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
+        for cid, type_, blob, vals, refs in cur.execute(
+            "SELECT checkpoint_id, type, checkpoint, vals, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
         ).fetchall():
-            where = _locations("", _vals(vals), _unpack(refs) if refs is not None else None)
+            where = _locations(cid, _vals(vals), _unpack(refs) if refs is not None else None)
             for ch, version in self.serde.loads_typed((type_, blob)).get("channel_versions", {}).items():
                 yield ch, _blob_version(str(version), where.get(ch, _LEGACY))
 

@@ -21,7 +21,9 @@ Layout (schema 5, see runtime/saver.py for who writes what):
     newer than its parent, so they are found among the rows after it; no index of their own
     (an index costs every step a page more to write).
 - `checkpoint_blobs`: channel values by (thread, namespace, channel, version): values of rows
-  written before schema 5, and values that pruning kept after removing the row that held them.
+  written before schema 5, and values that pruning kept after removing the row that held them
+  (their version key is `version@checkpoint_id` of that row: versions are counters, which two
+  branches of a thread can both reach with different values).
 - `writes`: pending writes stored on their own (a task that finished while others of its step
   were still running, an error, an interrupt), as in langgraph-checkpoint-sqlite.
 
