@@ -10,6 +10,8 @@ run beside a writer; `synchronous=NORMAL` commits each checkpoint without an fsy
 
 from __future__ import annotations
 
+import contextlib
+
 import functools
 import os
 import sqlite3
@@ -79,6 +81,11 @@ class Database:
                 await store.setup()
                 yield saver, store
         finally:
+            # Writes still queued (a task that finished beside one stopped by an error, a pause
+            # or a signal) are stored before the connection goes; if the database refuses them
+            # now, the run has already failed and the task runs again on resume.
+            with contextlib.suppress(sqlite3.Error):
+                saver.flush()
             saver.conn.close()
 
     def close(self) -> None:

@@ -1041,6 +1041,11 @@ class _Flusher:
                 quiet_since = time.monotonic()
                 try:
                     saver.flush(JOIN_SECONDS)
+                except sqlite3.ProgrammingError:  # its connection was closed: nothing more to do
+                    with saver._sync_lock:
+                        self.running = False
+                        self.saver = None
+                    return
                 except Exception:
                     pass  # kept queued: the next put, read or flush stores it or raises
             elif time.monotonic() - quiet_since > 1.0:

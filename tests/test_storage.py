@@ -299,6 +299,21 @@ def test_sync_api_queued_writes_are_read_back_and_stored_at_once_by_flush(tmp_pa
     saver.conn.close()
 
 
+def test_writes_still_queued_when_a_run_ends_are_stored_before_its_connection_closes(db):
+    """A run that stops (an error beside a finished task, a pause, a signal) closes its saver's
+    connection at once; what was queued for the step's row is stored first."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    async def run() -> None:
+        async with db.open_async() as (saver, _store):
+            config = await saver.aput({"configurable": {"thread_id": "q", "checkpoint_ns": ""}}, empty_checkpoint(), {"step": -1}, {})
+            await saver.aput_writes(config, [("x", 1)], "finished-task")
+            assert saver._sync_pending  # queued, not yet stored
+
+    asyncio.run(run())
+    assert db.conn.execute("SELECT task_id, channel FROM writes WHERE thread_id = 'q'").fetchall() == [("finished-task", "x")]
+
+
 def test_values_of_removed_rows_stay_apart_per_branch_although_versions_repeat(tmp_path):
     """Versions are counters, so two branches of a thread can both store channel x at version 2
     with different values. Removing the rows that hold them (delete_for_runs, prune) moves each
