@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import os
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from typing import Annotated, TypedDict
 
 import pytest
 
@@ -137,27 +139,36 @@ def test_a_database_of_schema_4_is_converted_and_its_threads_resume(tmp_path, mo
         outcome = resume_thread(database, "t")  # BENCH_FAIL_AT is unset now: runs to the limit
         assert outcome.status == "completed", outcome
         assert outcome.values["n"] == 10 and outcome.values["limit"] == 10
+        # the thread keeps its string versions (a counter beside them could not be compared)
+        latest = database.checkpointer().get_tuple({"configurable": {"thread_id": "t"}})
+        assert all(isinstance(v, str) and len(v) > 32 for v in latest.checkpoint["channel_versions"].values())
         after = _ours(database, "t")
         assert after[len(after) - len(before):] == before
 
 
 def _write_schema_4(path) -> None:
-    """A schema-4 file: the loop thread 't' failed at n=7 (built with this version, then laid out
-    as schema 4 had it: WITHOUT ROWID checkpoints without vals/refs/pwrites, values in blobs)."""
+    """A schema-4 file: the loop thread 't' failed at n=7 (built with this version writing the
+    string versions schema 4 wrote, then laid out as schema 4 had it: WITHOUT ROWID checkpoints
+    without vals/refs/pwrites, values in blobs)."""
+    import random
+
     import ormsgpack
 
     from runtime import open_database
+    from runtime.saver import AgentSaver
     from runtime.schema import _V4_COLUMNS
 
-    work = path.with_name("build.db")
-    with open_database(work, create=True) as database:
-        os.environ["BENCH_FAIL_AT"] = "7"
-        try:
-            from runtime import run_thread
+    def string_version(self, current, channel=None):
+        n = 0 if current is None else int(str(current).split(".")[0])
+        return f"{n + 1:032}.{random.random():016}"
 
-            assert run_thread(database, LOOP, "t", {"limit": 10}).status == "failed"
-        finally:
-            del os.environ["BENCH_FAIL_AT"]
+    work = path.with_name("build.db")
+    with open_database(work, create=True) as database, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCH_FAIL_AT", "7")
+        patch.setattr(AgentSaver, "get_next_version", string_version)
+        from runtime import run_thread
+
+        assert run_thread(database, LOOP, "t", {"limit": 10}).status == "failed"
         database.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn = sqlite3.connect(work, isolation_level=None)
     conn.execute("BEGIN")
@@ -312,6 +323,67 @@ def test_writes_still_queued_when_a_run_ends_are_stored_before_its_connection_cl
 
     asyncio.run(run())
     assert db.conn.execute("SELECT task_id, channel FROM writes WHERE thread_id = 'q'").fetchall() == [("finished-task", "x")]
+
+
+class _Log(TypedDict, total=False):
+    log: Annotated[list, operator.add]
+
+
+@pytest.mark.parametrize("aio", [False, True], ids=["sync", "async"])
+def test_a_subgraph_interrupted_by_an_error_resumes_as_with_langgraphs_in_memory_saver(tmp_path, aio):
+    """Writes queued from a subgraph's namespace beside the parent graph's: stored and read back
+    per namespace, so a resume reruns exactly what LangGraph's own InMemorySaver reruns."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    from runtime import open_database
+    from runtime.saver import open_saver
+
+    def node(name: str, ran: list[str], failing: dict[str, bool]):
+        def run(state: _Log) -> _Log:
+            ran.append(name)
+            if failing.get(name):
+                raise RuntimeError(f"{name} failed")
+            return {"log": [name]}
+
+        return run
+
+    def scenario(saver) -> tuple[list[str], list[str], dict]:
+        ran: list[str] = []
+        failing = {"s2": True}
+        sub = StateGraph(_Log)
+        for name in ("s1", "s2"):
+            sub.add_node(name, node(name, ran, failing))
+        sub.add_edge(START, "s1")
+        sub.add_edge("s1", "s2")
+        graph = StateGraph(_Log)
+        for name in ("a", "b"):
+            graph.add_node(name, node(name, ran, failing))
+        graph.add_node("sub", sub.compile())
+        graph.add_edge(START, "a")
+        graph.add_edge(START, "b")
+        graph.add_edge("a", "sub")
+        graph.add_edge("sub", END)
+        app = graph.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "t"}}
+
+        def invoke(data):
+            if aio:
+                return asyncio.run(app.ainvoke(data, config, durability="sync"))
+            return app.invoke(data, config, durability="sync")
+
+        with pytest.raises(RuntimeError):
+            invoke({"log": []})
+        first = list(ran)
+        ran.clear()
+        failing["s2"] = False
+        return first, ran, invoke(None)
+
+    path = tmp_path / "sub.db"
+    open_database(path, create=True).close()
+    ours = scenario(open_saver(str(path), fast_async=aio))
+    assert ours == scenario(InMemorySaver())
+    assert ours[1] == ["s2"]  # s1, finished inside the subgraph, is not run again
 
 
 def test_values_of_removed_rows_stay_apart_per_branch_although_versions_repeat(tmp_path):
