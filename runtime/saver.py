@@ -9,6 +9,14 @@ What differs from the stock saver (tables in runtime/schema.py):
   nothing), and the writes of the tasks that made it (`pwrites`). One statement into one table
   that grows at its end: the per-step cost is what one durable commit costs, not five
   statements across three B-trees.
+- A value is found by what it is, channel and version: a checkpoint refers to the row its
+  parent took a value from only where it has the parent's very version; any other value it
+  carries is stored in its own row (a `__copy__` fork is stored under its source's parent with
+  the source's versions). Putting an id that is stored already keeps what other rows need of
+  the old row: its values (moved to `checkpoint_blobs`) and the writes it holds for its parent
+  (moved to `writes`). Writes join a child's row only when the child's id sorts after its
+  parent's, which is where readers look for them: ids come from the clock of the machine that
+  made them, and a clock that is behind makes a child with a smaller id.
 - A task's writes join the step's checkpoint row: put_writes/aput_writes queue them (LangGraph
   waits for neither) and the step's put takes them; a flusher thread stores on their own, in
   `writes`, those that no put took within JOIN_SECONDS to twice that (a task that finished
@@ -43,7 +51,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import orjson
 import ormsgpack
@@ -175,10 +183,10 @@ class AgentSaver(SqliteSaver):
         _FLUSHERS.add(self._flusher)
         self.join_writes = wal_path is not None  # a connection of its own, as for runs
         self._on_loop = False
-        # (thread_id, checkpoint_ns) -> (checkpoint_id, next as JSON, where each channel's value
-        # is) of the last checkpoint put or loaded: a put whose parent it is knows which nodes
-        # wrote it (the tasks that ran from its parent) and where its unchanged values are.
-        self._last: dict[tuple[str, str], tuple[str, str | None, dict[str, str]]] = {}
+        # (thread_id, checkpoint_ns) -> the facts of the last checkpoint put or loaded: a put
+        # whose parent it is knows which nodes wrote it (the tasks that ran from its parent) and
+        # where its unchanged values are.
+        self._last: dict[tuple[str, str], _RowFacts] = {}
         self._put_cursor: dict[sqlite3.Connection, sqlite3.Cursor] = {}
         if fast_async:
             conn.execute("PRAGMA busy_timeout=0")
@@ -275,7 +283,7 @@ class AgentSaver(SqliteSaver):
         located: dict[str, dict[str, str]] = {}
         loaded = self._load(thread_id, ns, [row], located)[0]
         # The run that loads a checkpoint puts its child next: remember where its values are.
-        self._last[(thread_id, ns)] = (row[0], row[7], located[row[0]])
+        self._last[(thread_id, ns)] = _RowFacts(row[0], row[7], located[row[0]], dict(loaded.checkpoint["channel_versions"]))
         return loaded
 
     def _load(
@@ -476,16 +484,20 @@ class AgentSaver(SqliteSaver):
         values = checkpoint["channel_values"]
         dumps = self.serde.dumps_typed
         last = self._last.get((thread_id, ns))
-        if last is None or last[0] != parent:
-            last = self._row_facts(thread_id, ns, parent) if parent else (None, None, {})
-        inherited = last[2]
+        if last is None or last.checkpoint_id != parent:
+            last = self._row_facts(thread_id, ns, parent) if parent else _NO_PARENT
+        inherited, parent_versions = last.where, last.versions
+        versions = checkpoint["channel_versions"]
         vals = []
         where: dict[str, str] = {}
         refs: dict[str, list[str]] = {}
-        for ch in checkpoint["channel_versions"]:
-            if ch in new_versions:
+        for ch, version in versions.items():
+            # A value is found by what it is: the parent's location serves only for the very
+            # version the parent has. Otherwise (new versions, or a copy of another checkpoint
+            # stored under this parent, as `__copy__` forks are) the value goes in this row.
+            if ch in new_versions or parent_versions.get(ch) != version:
                 if ch in values:
-                    vals.append((ch, str(new_versions[ch]), *dumps(values[ch])))
+                    vals.append((ch, str(version), *dumps(values[ch])))
                     where[ch] = cid
                     continue
                 loc = _NO_VALUE
@@ -500,53 +512,94 @@ class AgentSaver(SqliteSaver):
         source = meta.get("source")
         next_tasks = self._bound.get("next")
         next_json = _names_json(next_tasks(checkpoint)) if next_tasks is not None and ns == "" else None
-        writers = last[1] if source == "loop" and parent else None
+        writers = last.next_json if source == "loop" and parent else None
         pwrites = None
         if joined:
             rows = []
+            # The parent's writes join this row only where readers look for them: in a row whose
+            # id sorts after the parent's (a child made on a machine whose clock is behind does
+            # not); the others are stored on their own.
+            joins = parent is not None and cid > parent
             for args in joined:
-                if args[0]["configurable"].get("checkpoint_id") == parent and args[0]["configurable"].get("checkpoint_ns", "") == ns:
+                target = args[0]["configurable"]
+                if joins and target.get("checkpoint_id") == parent and target.get("checkpoint_ns", "") == ns:
                     rows += self._pwrite_rows(*args)
                 else:
                     self._put_writes(*args)
             pwrites = _pack(rows) if rows else None
         type_, serialized = dumps({**checkpoint, "channel_values": {}})
-        self._cursor().execute(
-            _INSERT_CHECKPOINT,
-            (
-                thread_id,
-                ns,
-                cid,
-                parent,
-                type_,
-                serialized,
-                _encode_json(meta),
-                meta.get("step"),
-                source,
-                checkpoint.get("ts"),
-                meta.get("run_id"),
-                writers,
-                next_json,
-                _pack(vals) if vals else None,
-                _pack(refs) if refs else None,
-                pwrites,
-            ),
+        row = (
+            thread_id,
+            ns,
+            cid,
+            parent,
+            type_,
+            serialized,
+            _encode_json(meta),
+            meta.get("step"),
+            source,
+            checkpoint.get("ts"),
+            meta.get("run_id"),
+            writers,
+            next_json,
+            _pack(vals) if vals else None,
+            _pack(refs) if refs else None,
+            pwrites,
         )
-        if self._wal is not None:
+        cur = self._cursor()
+        cur.execute(_INSERT_CHECKPOINT, row)
+        if cur.rowcount == 0:  # the id is stored already
+            self._put_again(row)
+        elif self._wal is not None:
             self._wal.committed()
-        self._last[(thread_id, ns)] = (cid, next_json, where)
+        self._last[(thread_id, ns)] = _RowFacts(cid, next_json, where, dict(versions))
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
 
-    def _row_facts(self, thread_id: str, ns: str, cid: str) -> tuple[str, str | None, dict[str, str]]:
-        """(checkpoint_id, next, where each channel's value is) of a stored checkpoint, for a put
-        whose parent is not the last checkpoint this saver put or loaded."""
+    def _row_facts(self, thread_id: str, ns: str, cid: str) -> "_RowFacts":
+        """The facts of a stored checkpoint, for a put whose parent is not the last checkpoint
+        this saver put or loaded."""
         row = self.conn.execute(
-            "SELECT next, vals, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            "SELECT next, vals, refs, type, checkpoint FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
             (thread_id, ns, cid),
         ).fetchone()
         if row is None:
-            return (cid, None, {})
-        return (cid, row[0], _locations(cid, _vals(row[1]), _unpack(row[2]) if row[2] is not None else None))
+            return _RowFacts(cid, None, {}, {})
+        versions = self.serde.loads_typed((row[3], row[4])).get("channel_versions", {})
+        return _RowFacts(cid, row[0], _locations(cid, _vals(row[1]), _unpack(row[2]) if row[2] is not None else None), versions)
+
+    def _put_again(self, row: tuple) -> None:
+        """Store a checkpoint whose id is stored already (`row`: the `_COLUMNS` of the new one).
+
+        Other rows may hold values by reference to the old row, and a child's writes may be in
+        it: the old row's values move to checkpoint_blobs (keyed by version and row, where a
+        lookup that misses in the row finds them, as after pruning) and its writes to `writes`
+        under its parent, then the row takes the new checkpoint. LangGraph's own savers keep
+        both the same way (values by version, writes by checkpoint)."""
+        thread_id, ns, cid = row[:3]
+        key = (thread_id, ns, cid)
+        with self._tx() as cur:
+            old = cur.execute(
+                "SELECT parent_checkpoint_id, vals, pwrites FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+                key,
+            ).fetchone()
+            if old is None:  # removed between the two statements
+                cur.execute(_INSERT_CHECKPOINT, row)
+                return
+            old_parent, old_vals, old_pwrites = old
+            cur.executemany(
+                "INSERT OR REPLACE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
+                [(thread_id, ns, ch, _blob_version(v, cid), t, b) for ch, (v, (t, b)) in _vals(old_vals).items()],
+            )
+            if old_pwrites is not None and old_parent is not None:
+                cur.executemany(
+                    "INSERT OR IGNORE INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(thread_id, ns, old_parent, *write) for write in _unpack(old_pwrites)],
+                )
+            cur.execute(
+                f"UPDATE checkpoints SET ({_COLUMNS}) = ({', '.join('?' * 16)}) WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+                (*row, *key),
+            )
 
     def _cursor(self) -> sqlite3.Cursor:
         """The put's cursor, kept between puts (callers hold `self.lock`)."""
@@ -801,7 +854,7 @@ class AgentSaver(SqliteSaver):
         """Whether checkpoint `cid` stores a value for `channel` at `version`."""
         if version is None:
             return False
-        _, _, where = self._row_facts(thread_id, ns, cid)
+        where = self._row_facts(thread_id, ns, cid).where
         loc = where.get(channel, _LEGACY)
         if loc == _NO_VALUE:
             return False
@@ -1075,7 +1128,7 @@ _COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, step, source, created_at, "
     "run_id, writers, next, vals, refs, pwrites"
 )
-_INSERT_CHECKPOINT = f"INSERT OR REPLACE INTO checkpoints ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT_CHECKPOINT = f"INSERT INTO checkpoints ({_COLUMNS}) VALUES ({', '.join('?' * 16)}) ON CONFLICT DO NOTHING"
 _ROW = "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, vals, refs, next"
 """The columns `_load` reads."""
 _pack = ormsgpack.packb
@@ -1085,6 +1138,21 @@ _LEGACY = ""
 _NO_VALUE = "-"
 """In `refs`: the channel has a version but no value."""
 _NOT_ROWS = (_LEGACY, _NO_VALUE)
+
+
+class _RowFacts(NamedTuple):
+    """What a put needs of its parent checkpoint."""
+
+    checkpoint_id: str | None
+    next_json: str | None
+    """The tasks that ran from it (as JSON): the writers of its child."""
+    where: dict[str, str]
+    """Where each of its channels' values is (a row's id, or _LEGACY / _NO_VALUE)."""
+    versions: dict[str, Any]
+    """Its channel versions: a location serves a child only for the same version."""
+
+
+_NO_PARENT = _RowFacts(None, None, {}, {})
 
 
 def _vals(packed: bytes | None) -> dict[str, tuple[str, tuple[str, bytes]]]:
