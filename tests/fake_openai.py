@@ -94,7 +94,8 @@ class FakeOpenAI:
         """Notified when a request starts being held and when held requests are let go."""
         self._holding = False
         self._answer_before_hold = 0
-        self._held = 0
+        self._held: list[str] = []
+        """The prompts of the requests held now."""
         self._hold_round = 0
         """Bumped by each release: a request waits only while the round it was held in lasts."""
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
@@ -128,33 +129,32 @@ class FakeOpenAI:
         with self._gate:
             self._holding, self._answer_before_hold = True, after
 
-    def release(self, keep_holding: bool = False) -> None:
-        """Answer every request held now; with `keep_holding`, later ones are held again."""
+    def release(self) -> None:
+        """Answer every request held, and hold no more."""
         with self._gate:
-            self._holding = keep_holding
+            self._holding = False
             self._answer_before_hold = 0
             self._hold_round += 1
             self._gate.notify_all()
 
-    @property
-    def held(self) -> int:
-        """Requests waiting, unanswered, for `release()`."""
+    def held_prompts(self) -> list[str]:
+        """The prompts of the requests waiting, unanswered, for `release()`."""
         with self._gate:
-            return self._held
+            return list(self._held)
 
     def wait_held(self, count: int, proc: Any = None, timeout: float = 120) -> None:
         """Block until `count` requests are held. Fails if the process `proc` (a Popen) ends
         first; `timeout` only bounds a test that would otherwise hang."""
         deadline = time.monotonic() + timeout
         with self._gate:
-            while self._held < count:
+            while len(self._held) < count:
                 if proc is not None and proc.poll() is not None:
                     raise AssertionError(f"the process ended (exit {proc.returncode}) before {count} requests were held")
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"{self._held} requests held, not {count}, after {timeout}s")
+                    raise AssertionError(f"{len(self._held)} requests held, not {count}, after {timeout}s")
                 self._gate.wait(0.05)  # a wakeup to look at `proc`; a held request notifies at once
 
-    def _wait_if_held(self) -> None:
+    def _wait_if_held(self, prompt: str) -> None:
         """Called for each request: keep it waiting while the server holds requests."""
         with self._gate:
             if not self._holding:
@@ -163,13 +163,13 @@ class FakeOpenAI:
                 self._answer_before_hold -= 1
                 return
             held_in = self._hold_round
-            self._held += 1
+            self._held.append(prompt)
             self._gate.notify_all()
             try:
                 while self._hold_round == held_in and not self._stopping.is_set():
                     self._gate.wait()
             finally:
-                self._held -= 1
+                self._held.remove(prompt)
 
     def _admit(self, prompt: str, authorized: bool) -> Rule:
         with self._lock:
@@ -233,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         prompt = last_user_text(request.get("messages") or [])
         rule = fake._admit(prompt, bool(auth))
-        fake._wait_if_held()
+        fake._wait_if_held(prompt)
         if fake._stopping.wait(rule.delay or fake.latency):
             return
         if rule.reset:
