@@ -16,6 +16,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from runtime import threads
 from runtime.db import Database
@@ -123,10 +124,11 @@ def refuse_if_cancelled(record: threads.ThreadRecord, force: bool, command: str 
         )
 
 
-async def watch(db: Database, thread_id: str, control, meter) -> None:
+async def watch(db: Database, thread_id: str, control, meter, on_request: Callable[[str], Any] | None = None) -> None:
     """In a run: every FLUSH_SECONDS, add the meter's new spend to the thread's and honour a
-    pause or cancel asked by another process (LangGraph's RunControl drain). Off the event loop,
-    like the heartbeat: a write may wait for the store's transaction, which needs the loop."""
+    pause or cancel asked by another process (LangGraph's RunControl drain), telling
+    `on_request` once it has. Off the event loop, like the heartbeat: a write may wait for the
+    store's transaction, which needs the loop."""
     import asyncio
 
     from runtime.budget import FLUSH_SECONDS, add_spend
@@ -140,3 +142,5 @@ async def watch(db: Database, thread_id: str, control, meter) -> None:
         request = await asyncio.to_thread(once)
         if request is not None and not control.drain_requested:
             control.request_drain(request)
+            if on_request is not None:
+                on_request(request)

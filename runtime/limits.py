@@ -5,17 +5,21 @@ One limiter is shared by every model call of a run (the runner puts it into the 
 so a rate limit holds for the queue as a whole, and a 429 slows every item down, not only the
 one that got it: new requests wait until the server's Retry-After has passed, and the requests
 allowed in flight are halved, then grow back by one for every window of successes (additive
-increase, multiplicative decrease, as TCP does). The rate limits are leaky buckets (aiolimiter)
-holding one second's worth, so requests are spread evenly instead of spent in a burst.
+increase, multiplicative decrease, as TCP does). The rate limits are leaky buckets holding one
+second's worth, so requests are spread evenly instead of spent in a burst.
+
+Every wait is measured on the limiter's clock (monotonic time by default), so a test can drive
+it with a clock of its own and check what it admits when, without waiting in real time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from aiolimiter import AsyncLimiter
+from state.context import Clock
 
 DEFAULT_PAUSE = 1.0
 """Seconds every request waits after a 429 that names no Retry-After."""
@@ -24,24 +28,67 @@ DECREASE_EVERY = 1.0
 """429s arriving together (from requests that were in flight at once) halve the limit once."""
 
 
-def _bucket(per_minute: int) -> AsyncLimiter:
+LEVEL_TOLERANCE = 1e-9
+"""Units a bucket may be over its capacity by rounding, rather than wait a vanishing time."""
+
+
+class MonotonicClock:
+    """Seconds that never go back (`time.monotonic`) and real sleeping: the limiter's default."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class LeakyBucket:
+    """Holds up to `capacity` units and leaks `per_second` of them; `acquire(amount)` waits
+    until the amount fits. Waiters are served in the order they came (a large amount is never
+    overtaken by smaller ones)."""
+
+    def __init__(self, capacity: float, per_second: float, clock: Clock) -> None:
+        self.capacity = capacity
+        self.per_second = per_second
+        self._clock = clock
+        self._level = 0.0
+        self._leaked_at: float | None = None
+        self._turn = asyncio.Lock()  # first come, first served
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        if not 0 <= amount <= self.capacity:
+            raise ValueError(f"cannot acquire {amount} of a bucket holding {self.capacity}")
+        async with self._turn:
+            while (excess := self._leak() + amount - self.capacity) > LEVEL_TOLERANCE:
+                await self._clock.sleep(excess / self.per_second)
+            self._level += amount
+
+    def _leak(self) -> float:
+        now = self._clock.now()
+        if self._leaked_at is not None:
+            self._level = max(0.0, self._level - (now - self._leaked_at) * self.per_second)
+        self._leaked_at = now
+        return self._level
+
+
+def _bucket(per_minute: int, clock: Clock) -> LeakyBucket:
     """A leaky bucket for `per_minute`, holding about a second's worth (at least one unit)."""
-    capacity = max(1.0, per_minute / 60)
-    return AsyncLimiter(capacity, time_period=capacity * 60 / per_minute)
+    return LeakyBucket(max(1.0, per_minute / 60), per_minute / 60, clock)
 
 
 class RequestLimiter:
     """A `state.context.RequestGate`: `async with limiter.request(tokens) as ticket: ...`."""
 
-    def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None) -> None:
+    def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None, clock: Clock | None = None) -> None:
         self.concurrency = max(1, concurrency)
         self.limit = float(self.concurrency)
         """Requests allowed in flight now: `concurrency`, lowered by 429s, growing back."""
         self.in_flight = 0
         self.rate_limits = 0
         """429s seen in this run."""
-        self._rpm = _bucket(rpm) if rpm else None
-        self._tpm = _bucket(tpm) if tpm else None
+        self._clock = clock or MonotonicClock()
+        self._rpm = _bucket(rpm, self._clock) if rpm else None
+        self._tpm = _bucket(tpm, self._clock) if tpm else None
         self._slots = asyncio.Condition()
         self._resume_at = 0.0
         self._last_decrease = float("-inf")
@@ -60,7 +107,7 @@ class RequestLimiter:
                 await self._rpm.acquire()
             reserved = 0.0
             if self._tpm is not None:
-                reserved = min(float(estimated_tokens) + self._mean_reply, self._tpm.max_rate)
+                reserved = min(float(estimated_tokens) + self._mean_reply, self._tpm.capacity)
                 await self._tpm.acquire(reserved)
             await self._wait_pause()  # a 429 may have come in while this one waited
             yield _Ticket(self, estimated_tokens, reserved)
@@ -70,8 +117,7 @@ class RequestLimiter:
                 self._slots.notify_all()
 
     def rate_limited(self, retry_after: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self._clock.now()
         self.rate_limits += 1
         pause = DEFAULT_PAUSE if retry_after is None else retry_after
         self._resume_at = max(self._resume_at, now + pause)
@@ -91,14 +137,13 @@ class RequestLimiter:
         self._mean_reply += (max(0, tokens - estimated) - self._mean_reply) / self._replies
         owed = tokens - reserved
         while owed > 0:  # the request cost more than was reserved: pay the rest before the next
-            part = min(owed, self._tpm.max_rate)
+            part = min(owed, self._tpm.capacity)
             await self._tpm.acquire(part)
             owed -= part
 
     async def _wait_pause(self) -> None:
-        loop = asyncio.get_running_loop()
-        while (delay := self._resume_at - loop.time()) > 0:
-            await asyncio.sleep(delay)
+        while (delay := self._resume_at - self._clock.now()) > 0:
+            await self._clock.sleep(delay)
 
 
 class _Ticket:

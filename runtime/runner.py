@@ -309,7 +309,7 @@ async def _drive(
     beat = asyncio.create_task(_heartbeat(db, thread_id, progress))
     limits = budget.run_limits(settings)
     meter = budget.SpendMeter(budget.get_spend(db, thread_id), limits, on_exceeded=lambda: control.request_drain(budget.BUDGET))
-    watcher = asyncio.create_task(controls.watch(db, thread_id, control, meter))
+    watcher = asyncio.create_task(controls.watch(db, thread_id, control, meter, on_request=lambda request: emit(_asked_to_stop(request))))
     tracker: ProgressTracker | None = None
     try:
         async with db.open_async() as (saver, store):
@@ -454,6 +454,12 @@ async def _heartbeat(db: Database, thread_id: str, progress: dict[str, Any]) -> 
         # needs the loop to reach its COMMIT; waiting on the loop would stall both for the
         # whole busy timeout.
         await asyncio.to_thread(threads.heartbeat, db, thread_id, max(progress["step"], 0))
+
+
+def _asked_to_stop(request: str) -> RunEvent:
+    """Shown where the run goes when another process asked it to pause or cancel: it will stop,
+    and why (the same moment as the first Ctrl-C's message)."""
+    return RunEvent("stopping", message=f"a {request} was requested from another process; stopping after the node in flight")
 
 
 def _install_signals(control: RunControl, emit: EventHandler) -> Callable[[], None]:

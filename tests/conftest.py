@@ -8,16 +8,25 @@ import os
 # As in production (runtime/__init__.py): strict checkpoint deserialization, set before LangGraph loads.
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
+import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterator
 
 import pytest
 from typer.testing import CliRunner
 
+from tests.fake_openai import FakeOpenAI
+
 ROOT = Path(__file__).resolve().parent.parent
+
+ENDPOINT_MODEL = "openai:test-model"
+"""The model spec of a run against the `endpoint` fixture's server."""
 
 
 @pytest.fixture
@@ -109,8 +118,9 @@ def results_stored(db_path: Path, thread: str) -> int:
         conn.close()
 
 
-def wait_for_results(proc: subprocess.Popen, db_path: Path, thread: str, count: int = 2, timeout: float = 30) -> None:
-    """Poll until a running process has stored `count` results; fail if it ends first."""
+def wait_for_results(proc: subprocess.Popen, db_path: Path, thread: str, count: int = 2, timeout: float = 120) -> None:
+    """Poll until a running process has stored `count` results; fail if it ends first.
+    (`timeout` only bounds a test that would otherwise hang on a busy machine.)"""
     deadline = time.monotonic() + timeout
     while results_stored(db_path, thread) < count:
         if proc.poll() is not None:
@@ -135,3 +145,73 @@ def status_of(cli, thread: str) -> dict:
     result = cli("status", "--thread", thread, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+@dataclass
+class Endpoint:
+    """The fake OpenAI-compatible server as a run's model endpoint (`--model ENDPOINT_MODEL`)."""
+
+    server: FakeOpenAI
+    env: dict[str, str]
+    """Its environment (a key made up for the test): set in this process, passed to subprocesses."""
+
+
+@pytest.fixture
+def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+    """A run against it can be held mid-way (`endpoint.server.hold(after=N)`), so a test acts
+    while the run is known to hold its thread, then lets it go (`endpoint.server.release()`)."""
+    with FakeOpenAI() as server:
+        env = {"OPENAI_API_KEY": "sk-test-" + secrets.token_hex(12), "OPENAI_BASE_URL": server.base_url, "NO_PROXY": "127.0.0.1"}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield Endpoint(server, env)
+
+
+class LineReader:
+    """A process's output read line by line in a thread: a test waits for the line a process
+    prints at a known moment (an explicit signal, never a sleep) and still gets all of it."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._ended = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), name="line-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, count: int = 1, timeout: float = 120) -> list[str]:
+        """Block until `count` lines contain `text`, and return them; fail if the output ends
+        first (`timeout` only bounds a test that would otherwise hang)."""
+
+        def found() -> list[str]:
+            return [line for line in self.lines if text in line]
+
+        with self._changed:
+            self._changed.wait_for(lambda: len(found()) >= count or self._ended, timeout)
+            if len(found()) < count:
+                pytest.fail(f"no {count} line(s) with {text!r} ({'output ended' if self._ended else f'after {timeout}s'}): {''.join(self.lines)}")
+            return found()
+
+    def text(self, timeout: float = 120) -> str:
+        """Everything, once the output has ended (the process exited)."""
+        self._thread.join(timeout)
+        with self._changed:
+            return "".join(self.lines)
+
+
+def finish(proc: subprocess.Popen, stderr: LineReader, timeout: float = 120) -> tuple[str, str]:
+    """Wait for a process whose stderr a LineReader follows; return its stdout and stderr."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.stdout.read() if proc.stdout else "", stderr.text()

@@ -5,6 +5,11 @@
         ... OPENAI_BASE_URL=server.base_url ...
         assert server.calls("Summarize: item-3") == 3
 
+A test that must act while a run is mid-way holds the server: `server.hold(after=2)` answers two
+more requests and keeps every later one waiting, unanswered, until `server.release()`. The run
+cannot finish meanwhile, and `server.wait_held(n, proc)` is the signal that it has got there (n
+items in flight, the thread's lease held): no race against the clock.
+
 Replies are deterministic (`reply_for`, `usage_for`), so tests can predict them. Every request
 is logged with when it arrived, its last user message, whether it carried an Authorization
 header (the key itself is never kept) and the status returned (None for a dropped connection).
@@ -85,6 +90,14 @@ class FakeOpenAI:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._gate = threading.Condition(self._lock)
+        """Notified when a request starts being held and when held requests are let go."""
+        self._holding = False
+        self._answer_before_hold = 0
+        self._held: list[str] = []
+        """The prompts of the requests held now."""
+        self._hold_round = 0
+        """Bumped by each release: a request waits only while the round it was held in lasts."""
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True)
@@ -111,6 +124,53 @@ class FakeOpenAI:
     def calls(self, prompt: str) -> int:
         return len(self.log(prompt))
 
+    def hold(self, after: int = 0) -> None:
+        """Answer `after` more requests, then keep each later one waiting until `release()`."""
+        with self._gate:
+            self._holding, self._answer_before_hold = True, after
+
+    def release(self) -> None:
+        """Answer every request held, and hold no more."""
+        with self._gate:
+            self._holding = False
+            self._answer_before_hold = 0
+            self._hold_round += 1
+            self._gate.notify_all()
+
+    def held_prompts(self) -> list[str]:
+        """The prompts of the requests waiting, unanswered, for `release()`."""
+        with self._gate:
+            return list(self._held)
+
+    def wait_held(self, count: int, proc: Any = None, timeout: float = 120) -> None:
+        """Block until `count` requests are held. Fails if the process `proc` (a Popen) ends
+        first; `timeout` only bounds a test that would otherwise hang."""
+        deadline = time.monotonic() + timeout
+        with self._gate:
+            while len(self._held) < count:
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError(f"the process ended (exit {proc.returncode}) before {count} requests were held")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{len(self._held)} requests held, not {count}, after {timeout}s")
+                self._gate.wait(0.05)  # a wakeup to look at `proc`; a held request notifies at once
+
+    def _wait_if_held(self, prompt: str) -> None:
+        """Called for each request: keep it waiting while the server holds requests."""
+        with self._gate:
+            if not self._holding:
+                return
+            if self._answer_before_hold > 0:
+                self._answer_before_hold -= 1
+                return
+            held_in = self._hold_round
+            self._held.append(prompt)
+            self._gate.notify_all()
+            try:
+                while self._hold_round == held_in and not self._stopping.is_set():
+                    self._gate.wait()
+            finally:
+                self._held.remove(prompt)
+
     def _admit(self, prompt: str, authorized: bool) -> Rule:
         with self._lock:
             call = self._counts[prompt] = self._counts.get(prompt, 0) + 1
@@ -128,6 +188,7 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers that are sleeping through a slow reply
+        self.release()  # and those held
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -172,6 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         prompt = last_user_text(request.get("messages") or [])
         rule = fake._admit(prompt, bool(auth))
+        fake._wait_if_held(prompt)
         if fake._stopping.wait(rule.delay or fake.latency):
             return
         if rule.reset:

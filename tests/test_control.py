@@ -1,4 +1,9 @@
-"""Pause and cancel from a second process while the first runs the thread (real processes)."""
+"""Pause and cancel from a second process while the first runs the thread (real processes).
+
+The first run is held mid-way by the fake model endpoint (two items done, two in flight): the
+request is made while it is known to be running, and the held items are let go only once the
+run has said it will stop, so exactly the two in flight finish. No step depends on timing.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +11,42 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import queue_input, results_of, status_of, wait_for_results
+from tests.conftest import ENDPOINT_MODEL, LineReader, finish, queue_input, results_of, status_of, wait_for_results
 
 ITEMS = 30
+STOPPING = "Stopping: "
 
 
-
-def _start(spawn_agent, thread: str) -> subprocess.Popen:
-    return spawn_agent("run", "task_queue", "--thread", thread, "--input", queue_input(ITEMS, "item"), "--model", "offline:latency=0.2",
-                       "--concurrency", "2", "--quiet")  # fmt: skip
-
-
-def _finish(proc: subprocess.Popen) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+def _start_held(spawn_agent, endpoint, db_path: Path, thread: str) -> tuple[subprocess.Popen, LineReader]:
+    endpoint.server.hold(after=2)
+    proc = spawn_agent("run", "task_queue", "--thread", thread, "--input", queue_input(ITEMS, "item"), "--model", ENDPOINT_MODEL,
+                       "--concurrency", "2", "--quiet", **endpoint.env)  # fmt: skip
+    stderr = LineReader(proc.stderr)
+    wait_for_results(proc, db_path, thread, 2)
+    endpoint.server.wait_held(2, proc)
+    return proc, stderr
 
 
+def _stop_held(endpoint, proc: subprocess.Popen, stderr: LineReader, request: str) -> str:
+    """Once the run says it has seen the request, let its items in flight finish; return its stderr."""
+    assert f"a {request} was requested from another process" in stderr.wait_for(STOPPING)[0]
+    endpoint.server.release()
+    return finish(proc, stderr)[1]
 
 
-def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, db_path: Path) -> None:
-    proc = _start(spawn_agent, "T")
-    wait_for_results(proc, db_path, "T")
+def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, endpoint, db_path: Path) -> None:
+    proc, stderr = _start_held(spawn_agent, endpoint, db_path, "T")
     asked = run_agent("pause", "--thread", "T", "--json")
     assert asked.returncode == 0, asked.stderr
-    assert json.loads(asked.stdout)["outcome"] in ("requested", "already_requested")
-    again = run_agent("pause", "--thread", "T", "--json")  # idempotent while the first is pending or done
-    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] in ("already_requested", "already")
+    assert json.loads(asked.stdout)["outcome"] == "requested"
+    again = run_agent("pause", "--thread", "T", "--json")  # idempotent while the first is pending
+    assert again.returncode == 0 and json.loads(again.stdout)["outcome"] == "already_requested"
 
-    _, err = _finish(proc)
+    err = _stop_held(endpoint, proc, stderr, "pause")
     assert proc.returncode == 3, err
     assert "agent resume --thread T" in err and "Traceback" not in err
     assert status_of(cli, "T")["status"] == "paused"
-    paused_with = len(results_of(cli, "T"))
-    assert 2 <= paused_with < ITEMS
+    assert [r["index"] for r in results_of(cli, "T")] == [0, 1, 2, 3]  # the two in flight finished, no new one began
 
     third = cli("pause", "--thread", "T")
     assert third.exit_code == 0 and "already paused" in third.stderr
@@ -53,15 +58,15 @@ def test_pause_from_another_process_then_resume(spawn_agent, run_agent, cli, db_
     assert status_of(cli, "T")["spend"]["calls"] == ITEMS  # counted across the pause, none twice
 
 
-def test_cancel_from_another_process_then_resume_is_refused_until_forced(spawn_agent, run_agent, cli, db_path: Path) -> None:
-    proc = _start(spawn_agent, "T")
-    wait_for_results(proc, db_path, "T")
+def test_cancel_from_another_process_then_resume_is_refused_until_forced(spawn_agent, run_agent, cli, endpoint, db_path: Path) -> None:
+    proc, stderr = _start_held(spawn_agent, endpoint, db_path, "T")
     asked = run_agent("cancel", "--thread", "T")
     assert asked.returncode == 0, asked.stderr
-    _, err = _finish(proc)
+    err = _stop_held(endpoint, proc, stderr, "cancel")
     assert proc.returncode == 5, err
     assert status_of(cli, "T")["status"] == "cancelled"
     cancelled_with = len(results_of(cli, "T"))
+    assert cancelled_with == 4
 
     again = cli("cancel", "--thread", "T")
     assert again.exit_code == 0 and "already cancelled" in again.stderr

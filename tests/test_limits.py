@@ -1,14 +1,13 @@
 """Rate limits for a whole run: requests and tokens a minute, and a 429 slowing every item.
 
-Times are only ever lower bounds of what the limiter allows (a slow machine can only make
-them longer), or counts of what got through in a window (a slow machine can only lower them).
+The limiter runs on a clock of the test's (`SteppingClock`): nothing waits in real time, and
+each request is admitted at an exact instant of that clock, whatever the machine's load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import pytest
 from langchain_core.messages import AIMessage
@@ -20,15 +19,29 @@ from runtime.limits import RequestLimiter
 from runtime.models import make_model
 
 
-async def _admit(limiter: RequestLimiter, n: int, tokens: int = 1, hold: float = 0.0) -> list[float]:
-    """Start n requests at once; return when each was let through (loop time)."""
-    loop = asyncio.get_running_loop()
+class SteppingClock:
+    """Virtual seconds: a sleep moves the clock on at once by its length, then lets the other
+    tasks run (as runtime.clock.ManualClock does for the worker). Never goes back."""
+
+    def __init__(self) -> None:
+        self.current = 0.0
+
+    def now(self) -> float:
+        return self.current
+
+    async def sleep(self, seconds: float) -> None:
+        self.current += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+async def _admit(limiter: RequestLimiter, clock: SteppingClock, n: int, tokens: int = 1, hold: float = 0.0) -> list[float]:
+    """Start n requests at once; return when each was let through (on `clock`)."""
     times: list[float] = []
 
     async def one() -> None:
         async with limiter.request(tokens) as ticket:
-            times.append(loop.time())
-            await asyncio.sleep(hold)
+            times.append(clock.now())
+            await clock.sleep(hold)
             await ticket.settle(tokens)
 
     await asyncio.gather(*(one() for _ in range(n)))
@@ -36,47 +49,54 @@ async def _admit(limiter: RequestLimiter, n: int, tokens: int = 1, hold: float =
 
 
 def test_requests_a_minute_are_spread_evenly():
-    async def scenario() -> tuple[int, int]:
-        limiter = RequestLimiter(concurrency=100, rpm=600)  # 10 a second, a second's worth at once
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        times = await _admit(limiter, 16)
-        return sum(1 for t in times if t < start + 0.3), len(times)
-
-    in_first_window, total = asyncio.run(scenario())
-    assert total == 16
-    assert in_first_window <= 10 + 3 + 1  # a second's worth at once, then 10 a second
+    clock = SteppingClock()
+    limiter = RequestLimiter(concurrency=100, rpm=600, clock=clock)  # 10 a second, a second's worth at once
+    times = asyncio.run(_admit(limiter, clock, 16))
+    assert times == pytest.approx([0.0] * 10 + [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
 
 
 def test_tokens_a_minute_count_what_the_model_reported():
-    async def scenario() -> int:
-        limiter = RequestLimiter(concurrency=100, tpm=12000)  # 200 tokens a second
-        start = asyncio.get_running_loop().time()
-        times = await _admit(limiter, 8, tokens=50)
-        return sum(1 for t in times if t < start + 0.25)
+    clock = SteppingClock()
+    limiter = RequestLimiter(concurrency=100, tpm=12000, clock=clock)  # 200 tokens a second
+    times = asyncio.run(_admit(limiter, clock, 8, tokens=50))
+    assert times == pytest.approx([0.0] * 4 + [0.25, 0.5, 0.75, 1.0])  # 200 tokens at once, then 50 every quarter second
 
-    assert asyncio.run(scenario()) <= 4 + 1 + 1  # 200 tokens at once, then 50 every quarter second
+
+def test_a_reply_longer_than_reserved_is_paid_for_before_the_next_request():
+    clock = SteppingClock()
+    limiter = RequestLimiter(concurrency=100, tpm=6000, clock=clock)  # 100 tokens a second
+
+    async def scenario() -> list[float]:
+        times = []
+        for _ in range(3):
+            async with limiter.request(10) as ticket:  # 10 tokens estimated, 100 used
+                times.append(clock.now())
+                await ticket.settle(100)
+        return times
+
+    # The first reply's 90 unreserved tokens are paid before the next request goes (which would
+    # otherwise go at 0.1 s); from then on each request reserves the mean reply too: 100 tokens.
+    assert asyncio.run(scenario()) == pytest.approx([0.0, 1.0, 2.0])
 
 
 def test_a_429_pauses_every_request_and_halves_those_in_flight():
-    async def scenario() -> tuple[list[float], float, RequestLimiter]:
-        limiter = RequestLimiter(concurrency=8)
-        loop = asyncio.get_running_loop()
+    clock = SteppingClock()
+    limiter = RequestLimiter(concurrency=8, clock=clock)
+
+    async def scenario() -> list[float]:
         limiter.rate_limited(0.3)
         limiter.rate_limited(0.3)  # 429s arriving together halve the limit once
-        limited_at = loop.time()
-        times = await _admit(limiter, 6, hold=0.05)
-        return times, limited_at, limiter
+        return await _admit(limiter, clock, 6, hold=0.05)
 
-    times, limited_at, limiter = asyncio.run(scenario())
-    assert all(t >= limited_at + 0.29 for t in times)  # nobody went during the Retry-After
+    times = asyncio.run(scenario())
+    assert times[0] == pytest.approx(0.3) and all(t >= 0.3 for t in times)  # nobody went during the Retry-After
     assert limiter.rate_limits == 2
     assert 4 <= limiter.limit < 8  # halved once, then growing back with each success
 
 
 def test_the_limit_in_flight_grows_back_one_at_a_time():
     async def scenario() -> list[float]:
-        limiter = RequestLimiter(concurrency=8)
+        limiter = RequestLimiter(concurrency=8, clock=SteppingClock())
         limiter.rate_limited(0)
         seen = [limiter.limit]
         for _ in range(40):
@@ -91,19 +111,21 @@ def test_the_limit_in_flight_grows_back_one_at_a_time():
 
 
 class _RecordingModel:
-    """Answers at once; the first call gets a 429 with a Retry-After. Records when each call began."""
+    """Answers in 0.01 s of `clock`; the first call gets a 429 with a Retry-After. Records when
+    each call began."""
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, clock: SteppingClock) -> None:
         self.starts: list[tuple[float, str]] = []
         self.retry_after = retry_after
+        self.clock = clock
 
     async def ainvoke(self, prompt):
-        self.starts.append((time.monotonic(), prompt))
+        self.starts.append((self.clock.now(), prompt))
         if len(self.starts) == 1:
             exc = OperationError("rate limited", 429)
             exc.retry_after = self.retry_after
             raise exc
-        await asyncio.sleep(0.01)
+        await self.clock.sleep(0.01)
         return AIMessage(content="ok", usage_metadata={"input_tokens": 3, "output_tokens": 1, "total_tokens": 4})
 
 
@@ -112,10 +134,11 @@ def test_a_429_on_one_item_slows_the_whole_queue():
 
     from state.context import RunContext
 
-    model = _RecordingModel(retry_after=0.3)
-    limiter = RequestLimiter(concurrency=4)
+    clock = SteppingClock()
+    model = _RecordingModel(retry_after=0.3, clock=clock)
+    limiter = RequestLimiter(concurrency=4, clock=clock)
     runtime = Runtime(
-        context=RunContext(model=model, concurrency=4, backoff=0, max_attempts=3, limiter=limiter),
+        context=RunContext(model=model, concurrency=4, backoff=0, max_attempts=3, limiter=limiter, clock=clock),
         store=InMemoryStore(),
         stream_writer=lambda event: None,
     )
@@ -128,7 +151,7 @@ def test_a_429_on_one_item_slows_the_whole_queue():
     # The three calls already in flight went ahead; every call after them waited out the 429's
     # Retry-After, the rate-limited item's retry included.
     after = [t for t, _ in model.starts[4:]]
-    assert len(after) == 9 and all(t >= limited_at + 0.29 for t in after)
+    assert len(after) == 9 and all(t >= limited_at + 0.3 for t in after)
     assert limiter.rate_limits == 1 and limiter.limit < 4 + 1e-9
 
 

@@ -1,7 +1,8 @@
 """The task queue at scale: 2,000 items with a crash in the middle, the dead-letter list and
 retry-failed, progress in every output mode, and status from a second process.
 
-Nothing here asserts a wall-clock time: counts, states, orders and sets.
+Nothing here asserts a wall-clock time: counts, states, orders and sets. A run that another
+process must catch mid-way is held there by the fake model endpoint until the test lets it go.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from runtime import get_state, iter_results, open_database, resume_thread, retry_failed, run_thread
 from runtime.errors import CannotRetry
 from runtime.settings import RunSettings
-from tests.conftest import ROOT, agent_cmd, agent_env, wait_for_results
+from tests.conftest import ENDPOINT_MODEL, ROOT, LineReader, agent_cmd, agent_env, finish, wait_for_results
 
 
 def _queue(n: int, prefix: str = "doc", poison: set[int] = frozenset()) -> dict:
@@ -44,22 +45,27 @@ def _item_events(events) -> list[int]:
     return [e.item["queue_item"] for e in events if e.kind == "item"]
 
 
-def test_2000_items_crash_in_the_middle_then_resume_redoes_only_what_was_in_flight(spawn_agent, cli, db_path):
-    total, concurrency = 2000, 16
+def test_2000_items_crash_in_the_middle_then_resume_redoes_only_what_was_in_flight(spawn_agent, cli, endpoint, db_path):
+    total, concurrency, before_crash = 2000, 16, 500
+    # On the endpoint, held after 500 answers with 16 items in flight: the kill lands mid-queue,
+    # mid-chunk (1,024 items a chunk at this concurrency), whatever the machine's speed.
+    endpoint.server.hold(after=before_crash)
     proc = spawn_agent(
         "run", "task_queue", "--thread", "big", "--input", json.dumps(_queue(total)),
-        "--model", "offline:latency=0.01", "--concurrency", str(concurrency), "--quiet",
+        "--model", ENDPOINT_MODEL, "--concurrency", str(concurrency), "--quiet", **endpoint.env,
     )  # fmt: skip
-    wait_for_results(proc, db_path, "big", total // 2)
+    wait_for_results(proc, db_path, "big", before_crash)
+    endpoint.server.wait_held(concurrency, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stored = _stored_keys(db_path, "big")
-    assert total // 2 <= len(stored) < total, "the run finished before the kill"
+    assert len(stored) == before_crash
     assert json.loads(cli("status", "--thread", "big", "--json").stdout)["status"] == "stale"
 
     events: list = []
     with open_database(db_path) as db:
-        outcome = resume_thread(db, "big", on_event=events.append)
+        # The rest on the offline model: as fast as the machine goes, no endpoint needed.
+        outcome = resume_thread(db, "big", settings=RunSettings(model="offline"), on_event=events.append)
         redone = _item_events(events)
         values = get_state(db, "big").values
         rows = list(iter_results(db, "big"))
@@ -216,21 +222,28 @@ def test_progress_as_a_live_bar_on_a_terminal(db_path):
     assert "Thread tty completed" in screen and "agent retry-failed --thread tty" in screen
 
 
-def test_status_from_a_second_process_follows_the_run(spawn_agent, cli, db_path):
+def test_status_from_a_second_process_follows_the_run(spawn_agent, cli, endpoint, db_path):
     total = 160
+    endpoint.server.hold(after=8)  # the run waits there until the watcher has seen it running
     run = spawn_agent("run", "task_queue", "--thread", "w", "--input", json.dumps(_queue(total)),
-                      "--model", "offline:latency=0.05", "--concurrency", "4", "--quiet", "--json")  # fmt: skip
+                      "--model", ENDPOINT_MODEL, "--concurrency", "4", "--quiet", "--json", **endpoint.env)  # fmt: skip
+    run_err = LineReader(run.stderr)
     wait_for_results(run, db_path, "w", 8)
+    endpoint.server.wait_held(4, run)
     live = cli("status", "--thread", "w")
     assert live.exit_code == 0 and re.search(r"rate: [\d.]+ items/s, ETA \S+, elapsed \S+", live.stdout), live.stdout
-    watcher = subprocess.run(
+    watcher = subprocess.Popen(
         agent_cmd("status", "--thread", "w", "--watch", "--json", "--interval", "0.2"),
-        cwd=ROOT, env=agent_env(db_path), capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=agent_env(db_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    out, _ = run.communicate(timeout=60)
-    assert run.returncode == 0 and watcher.returncode == 0, watcher.stderr
+    watched = LineReader(watcher.stdout)
+    watched.wait_for('"status": "running"', count=3)
+    endpoint.server.release()
+    out, err = finish(run, run_err)
+    assert run.returncode == 0, err
+    assert watcher.wait(timeout=120) == 0, watcher.stderr.read()
 
-    reads = [json.loads(line) for line in watcher.stdout.splitlines()]
+    reads = [json.loads(line) for line in watched.text().splitlines()]
     running = [r["progress"] for r in reads if r["status"] == "running"]
     assert len(running) >= 3
     finished = [p["done"] + p["failed"] for p in running]

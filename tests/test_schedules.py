@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.conftest import db_snapshot
+from tests.conftest import ENDPOINT_MODEL, db_snapshot
 
 QUICK = {"fail_times": 0}
 """`risky` with no failures: a run of a few steps, well under a second."""
@@ -482,33 +482,31 @@ def test_worker_processes_fire_a_due_schedule_exactly_once(run_agent, spawn_agen
     assert later.returncode == 0 and later.stdout == ""
 
 
-def test_sigterm_stops_the_worker_cleanly_and_the_next_worker_finishes_the_run(run_agent, spawn_agent, db_path):
+def test_sigterm_stops_the_worker_cleanly_and_the_next_worker_finishes_the_run(run_agent, spawn_agent, endpoint, db_path):
     from runtime import open_database
 
     with open_database(db_path, create=True) as db:
         items = {"items": [f"doc {i}" for i in range(40)], "prompt": "Summarize: {item}"}
         # Added an hour ago, so its first hourly occurrence is already due under the real clock.
-        add(db, "slow", "0 * * * *", graph="task_queue", input=items, model="offline:latency=0.2", now=iso(time.time() - 3600))
-    proc = spawn_agent("worker", "--poll", "1s", "--grace", "2h", "--json")
-    deadline = time.monotonic() + 60
-    while True:
-        conn = sqlite3.connect(db_path)
-        done = conn.execute("SELECT count(*) FROM store WHERE prefix LIKE 'results.slow@%'").fetchone()[0] if conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'store'").fetchone() else 0  # fmt: skip
-        conn.close()
-        if done >= 4:
-            break
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
+        add(db, "slow", "0 * * * *", graph="task_queue", input=items, model=ENDPOINT_MODEL, now=iso(time.time() - 3600))
+    # Held with 4 items done and its 8 slots (the default concurrency) waiting on the endpoint.
+    endpoint.server.hold(after=4)
+    proc = spawn_agent("worker", "--poll", "1s", "--grace", "2h", "--json", **endpoint.env)
+    endpoint.server.wait_held(8, proc)
+    assert len(endpoint.server.log()) == 12
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    # The signal is pending in the worker once kill() has returned, so its run sees it before
+    # any of the answers let go now: the items in flight finish, no other starts.
+    endpoint.server.release()
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT status, ended_at IS NOT NULL FROM agent_schedule_runs").fetchall() == [("stopped", 1)]
     assert conn.execute("SELECT status, owner_pid FROM agent_threads").fetchall() == [("stopped", None)]
+    assert conn.execute("SELECT count(*) FROM store WHERE prefix LIKE 'results.slow@%'").fetchone() == (12,)
     conn.close()
     assert "Worker stopped." in err
-    nxt = run_agent("worker", "--once", "--json")
+    nxt = run_agent("worker", "--once", "--json", **endpoint.env)
     assert nxt.returncode == 0, nxt.stderr
     assert [json.loads(line)["event"] for line in nxt.stdout.splitlines()] == ["resumed", "finished"]
     conn = sqlite3.connect(db_path)

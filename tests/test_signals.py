@@ -1,19 +1,26 @@
-"""Ctrl-C, SIGTERM and a second process, against real `agent` processes on one database."""
+"""Ctrl-C, SIGTERM and a second process, against real `agent` processes on one database.
+
+A run that a test signals or races is held mid-way by the fake model endpoint (two items done,
+two in flight, every later request kept waiting): the test acts only once the run is known to be
+there, and lets it go only once the run has said it is stopping. No step depends on timing.
+"""
 
 from __future__ import annotations
 
 import json
 import signal
 import subprocess
-import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import db_snapshot, wait_for_results
+from tests.conftest import ENDPOINT_MODEL, LineReader, db_snapshot, finish, wait_for_results
 
 ITEMS = 30
 SLOW_MODEL = "offline:latency=0.2"
+STOPPING = "Stopping: "
+"""How a run says it has seen a signal (or a pause or cancel) and will stop."""
 
 
 def _queue_input(prefix: str = "item", count: int = ITEMS) -> str:
@@ -25,6 +32,19 @@ def _start_queue(spawn_agent, thread: str, prefix: str = "item", count: int = IT
         "run", "task_queue", "--thread", thread, "--input", _queue_input(prefix, count),
         "--model", SLOW_MODEL, "--concurrency", "2",
     )  # fmt: skip
+
+
+def _start_held_queue(spawn_agent, endpoint, db_path: Path, thread: str, count: int = ITEMS) -> tuple[subprocess.Popen, LineReader]:
+    """A queue on the endpoint, two at a time, held with items 0 and 1 done and 2 and 3 in flight."""
+    endpoint.server.hold(after=2)
+    proc = spawn_agent(
+        "run", "task_queue", "--thread", thread, "--input", _queue_input(count=count),
+        "--model", ENDPOINT_MODEL, "--concurrency", "2", **endpoint.env,
+    )  # fmt: skip
+    stderr = LineReader(proc.stderr)
+    wait_for_results(proc, db_path, thread, 2)
+    endpoint.server.wait_held(2, proc)
+    return proc, stderr
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
@@ -54,57 +74,60 @@ def _result_items(cli, thread: str) -> list[str]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_stops_after_the_node_in_flight_and_resume_finishes(spawn_agent, run_agent, cli, db_path: Path, signum: int) -> None:
-    proc = _start_queue(spawn_agent, "T")
-    wait_for_results(proc, db_path, "T")
+def test_a_signal_stops_after_the_node_in_flight_and_resume_finishes(spawn_agent, run_agent, cli, endpoint, db_path: Path, signum: int) -> None:
+    proc, stderr = _start_held_queue(spawn_agent, endpoint, db_path, "T")
     proc.send_signal(signum)
-    _, err = _finish(proc)
+    stderr.wait_for(STOPPING)
+    endpoint.server.release()
+    _, err = finish(proc, stderr)
 
     assert proc.returncode == 130, err
     assert "agent resume --thread T" in err
     assert "Traceback" not in err
     assert _thread_status(cli, "T") == "stopped"
-    stopped_with = len(_result_items(cli, "T"))
-    assert 2 <= stopped_with < ITEMS
-    assert stopped_with % 2 == 0, "an item in flight was dropped instead of finished"  # 2 items a step
+    # The two items in flight were finished and kept; no new one was started.
+    assert _result_items(cli, "T") == [f"item {i}" for i in range(4)]
 
-    resumed = run_agent("resume", "--thread", "T", "--quiet", "--model", "offline")  # the rest without latency
+    resumed = run_agent("resume", "--thread", "T", "--quiet", "--model", "offline")  # the rest without the endpoint
     assert resumed.returncode == 0, resumed.stderr
     assert _thread_status(cli, "T") == "completed"
     assert _result_items(cli, "T") == [f"item {i}" for i in range(ITEMS)]
 
 
 def test_a_second_ctrl_c_stops_at_once_and_resume_redoes_only_what_was_in_flight(
-    spawn_agent, run_agent, cli, db_path: Path
+    spawn_agent, run_agent, cli, endpoint, db_path: Path
 ) -> None:
-    proc = _start_queue(spawn_agent, "T")
-    wait_for_results(proc, db_path, "T")
+    proc, stderr = _start_held_queue(spawn_agent, endpoint, db_path, "T")
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    stderr.wait_for(STOPPING)  # the first was seen: the second is a second, not merged into it
     proc.send_signal(signal.SIGINT)
-    _, err = _finish(proc)
+    _, err = finish(proc, stderr)
 
     assert proc.returncode == 130, err
     assert "agent resume --thread T" in err and "Traceback" not in err
     assert _thread_status(cli, "T") == "stopped"
-    assert 2 <= len(_result_items(cli, "T")) < ITEMS
+    assert _result_items(cli, "T") == ["item 0", "item 1"]  # the two in flight were dropped, not finished
 
-    resumed = run_agent("resume", "--thread", "T", "--quiet", "--model", "offline")
+    endpoint.server.release()
+    resumed = run_agent("resume", "--thread", "T", "--quiet", **endpoint.env)
     assert resumed.returncode == 0, resumed.stderr
     assert _result_items(cli, "T") == [f"item {i}" for i in range(ITEMS)]
+    asked = Counter(r.prompt for r in endpoint.server.log())
+    assert {prompt for prompt, times in asked.items() if times > 1} == {"Summarize: item 2", "Summarize: item 3"}
+    assert sum(asked.values()) == ITEMS + 2
 
 
-def test_a_second_runner_of_a_running_thread_is_refused(spawn_agent, run_agent, cli, db_path: Path) -> None:
-    proc = _start_queue(spawn_agent, "T", count=20)
-    wait_for_results(proc, db_path, "T")
+def test_a_second_runner_of_a_running_thread_is_refused(spawn_agent, run_agent, cli, endpoint, db_path: Path) -> None:
+    proc, stderr = _start_held_queue(spawn_agent, endpoint, db_path, "T", count=20)
 
-    second = run_agent("resume", "--thread", "T")
+    second = run_agent("resume", "--thread", "T", **endpoint.env)
     assert second.returncode == 2, second.stderr
     assert f"pid {proc.pid}" in second.stderr
     assert "Traceback" not in second.stderr
     assert proc.poll() is None, "the refused resume stopped the running thread"
 
-    _, err = _finish(proc)
+    endpoint.server.release()
+    _, err = finish(proc, stderr)
     assert proc.returncode == 0, err
     assert _result_items(cli, "T") == [f"item {i}" for i in range(20)]
 

@@ -2,14 +2,15 @@
 
 The user graph counts to `n`, one node run per step; each run records its step number in the
 state (so a step applied twice would show as a duplicate) and appends it to a log file outside
-the state (so a redone node shows too).
+the state (so a redone node shows too). A run a test must stop mid-way is held there: the node
+of step `hold_at` logs, then waits for the file `gate`, so the test acts while it is known to be
+in that node.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import agent_cmd, agent_env, db_snapshot
+from tests.conftest import LineReader, agent_cmd, agent_env, db_snapshot, finish
 
 USER_GRAPH = textwrap.dedent(
     '''
@@ -29,6 +30,7 @@ USER_GRAPH = textwrap.dedent(
 
     import asyncio
     import operator
+    import os
     import time
     from typing import Annotated, TypedDict
 
@@ -51,6 +53,15 @@ USER_GRAPH = textwrap.dedent(
         steps: Annotated[list[int], operator.add]
         """The step number of every node run applied to the state."""
 
+        hold_at: int
+        """The step whose node, once it has logged, waits until the file `gate` exists."""
+
+        gate: str
+
+
+    def _held(state: LoopState) -> bool:
+        return bool(state.get("gate")) and state.get("count", 0) == state.get("hold_at") and not os.path.exists(state["gate"])
+
 
     def _record(state: LoopState) -> dict:
         step = state.get("count", 0)
@@ -62,12 +73,18 @@ USER_GRAPH = textwrap.dedent(
 
     async def async_step(state: LoopState) -> dict:
         await asyncio.sleep(state.get("delay", 0))
-        return _record(state)
+        update = _record(state)
+        while _held(state):
+            await asyncio.sleep(0.01)
+        return update
 
 
     def sync_step(state: LoopState) -> dict:
         time.sleep(state.get("delay", 0))
-        return _record(state)
+        update = _record(state)
+        while _held(state):
+            time.sleep(0.01)
+        return update
 
 
     def route(state: LoopState) -> str:
@@ -128,28 +145,19 @@ def _thread(db_path: Path, thread: str) -> tuple[dict, list[int]]:
         return get_thread(db, thread).as_dict(), get_state(db, thread).values["steps"]
 
 
-def _checkpoint_count(db_path: Path, thread: str) -> int:
-    """Checkpoints of a thread, read through a read-only connection while a run writes."""
-    if not db_path.exists():
-        return 0
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
-    try:
-        return conn.execute(
-            "SELECT count(*) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''", (thread,)
-        ).fetchone()[0]
-    except sqlite3.OperationalError:  # the tables are not there yet
-        return 0
-    finally:
-        conn.close()
+def _logged_steps(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
 
 
-def _wait_for_checkpoints(proc: subprocess.Popen, db_path: Path, thread: str, count: int, timeout: float = 30) -> None:
+def _wait_until_held(proc: subprocess.Popen, log: Path, step: int, timeout: float = 120) -> None:
+    """Poll the graph's log until the node of `step` has logged (it then waits for its gate).
+    `timeout` only bounds a test that would otherwise hang."""
     deadline = time.monotonic() + timeout
-    while _checkpoint_count(db_path, thread) < count:
+    while step not in _logged_steps(log):
         if proc.poll() is not None:
-            pytest.fail(f"the run ended before {count} checkpoints: {proc.communicate()}")
+            pytest.fail(f"the run ended before step {step}: {proc.communicate()}")
         if time.monotonic() > deadline:
-            pytest.fail(f"no {count} checkpoints after {timeout}s")
+            pytest.fail(f"step {step} not reached after {timeout}s")
         time.sleep(0.05)
 
 
@@ -177,16 +185,17 @@ def test_run_a_file_graph_then_read_it_by_thread_id(run_agent, graph_file: Path,
 def test_sigkill_mid_run_then_resume_applies_each_step_once(
     spawn_agent, run_agent, db_path: Path, graph_file: Path, tmp_path: Path, kind: str
 ) -> None:
-    log = tmp_path / "steps.log"
-    data = {"n": 30, "delay": 0.05, "log": str(log)}
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    data = {"n": 30, "log": str(log), "hold_at": 6, "gate": str(gate)}
     proc = spawn_agent("run", f"{graph_file}:{BUILDERS[kind]}", "--thread", "u", "--input", json.dumps(data))
-    _wait_for_checkpoints(proc, db_path, "u", 6)
+    _wait_until_held(proc, log, 6)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     record, before = _thread(db_path, "u")
     assert record["status"] == "stale"  # recorded as running, but its process is gone
-    assert 0 < len(before) < 30
+    assert before == list(range(6))  # the node of step 6 was in flight
 
+    gate.touch()
     resumed = run_agent("resume", "--thread", "u")
     assert resumed.returncode == 0, resumed.stderr
     assert _thread(db_path, "u")[1] == list(range(30))
@@ -194,15 +203,17 @@ def test_sigkill_mid_run_then_resume_applies_each_step_once(
     runs = Counter(int(line) for line in log.read_text().split())
     assert sorted(runs) == list(range(30))
     redone = [step for step, times in runs.items() if times > 1]
-    assert redone in ([], [len(before)]) and all(runs[step] == 2 for step in redone)
+    assert redone == [6] and runs[6] == 2
 
 
 def test_relative_spec_is_remembered_and_resumed_from_another_directory(
     run_agent, db_path: Path, graph_file: Path, tmp_path: Path
 ) -> None:
     """Started as `graph.py:build` in the graph's folder, stopped, resumed elsewhere with only --thread."""
+    log, gate = tmp_path / "steps.log", tmp_path / "gate"
+    data = {"n": 20, "log": str(log), "hold_at": 4, "gate": str(gate)}
     proc = subprocess.Popen(
-        agent_cmd("run", "graph.py:build", "--thread", "u", "--input", '{"n": 20, "delay": 0.05}'),
+        agent_cmd("run", "graph.py:build", "--thread", "u", "--input", json.dumps(data)),
         cwd=tmp_path,
         env=agent_env(db_path),
         stdout=subprocess.PIPE,
@@ -210,9 +221,12 @@ def test_relative_spec_is_remembered_and_resumed_from_another_directory(
         text=True,
     )
     try:
-        _wait_for_checkpoints(proc, db_path, "u", 4)
+        stderr = LineReader(proc.stderr)
+        _wait_until_held(proc, log, 4)
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        stderr.wait_for("Stopping: ")  # seen: the node in flight may finish, no other will start
+        gate.touch()
+        _, err = finish(proc, stderr)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -222,7 +236,7 @@ def test_relative_spec_is_remembered_and_resumed_from_another_directory(
 
     record, steps = _thread(db_path, "u")
     assert (record["graph"], record["status"]) == (f"{graph_file}:build", "stopped")
-    assert 0 < len(steps) < 20
+    assert steps == list(range(5))
 
     resumed = run_agent("resume", "--thread", "u")  # cwd is the project root, not tmp_path
     assert resumed.returncode == 0, resumed.stderr
