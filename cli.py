@@ -182,7 +182,7 @@ def run(
     data = _parse_input(input)
     settings = _settings_from(locals())
     validate_run(graph, data, settings, yes)  # a bad graph, input or model fails here, before the database is touched
-    with _open(db, create=True) as database, _progress(quiet, as_json) as display:
+    with _progress(quiet, as_json) as display, _open(db, create=True) as database:  # a bad AGENT_PROGRESS_EVERY fails before the file is made
         outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True, approve_all=yes)
     _finish(outcome, as_json)
 
@@ -336,7 +336,9 @@ def status(
     Example: agent status --thread docs --watch
     """
     from runtime import thread_status
+    from runtime.numbers import check_number
 
+    check_number(interval, "interval", minimum=0.1, unit="seconds")
     with _open(db) as database:
         if watch:
             from cli_progress import ProgressDisplay, progress_mode

@@ -126,7 +126,7 @@ def handles_errors(func: Callable) -> Callable:
         except AgentError as exc:
             if debug:
                 traceback.print_exc()
-            _err(f"Error: {exc.message}")
+            _err(f"Error: {_message(exc)}")
             if exc.hint:
                 _err(f"Hint: {exc.hint}")
             raise typer.Exit(exc.exit_code) from None
@@ -149,6 +149,15 @@ def handles_errors(func: Callable) -> Callable:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _message(exc: Any) -> str:
+    """The error's message, with a setting named as its option: `max_cost` -> `--max-cost`."""
+    from runtime.errors import InvalidNumber
+
+    if isinstance(exc, InvalidNumber) and exc.name.isidentifier() and exc.name.islower():
+        return exc.message_for("--" + exc.name.replace("_", "-"))
+    return exc.message
 
 
 def _open(db: Path, create: bool = False):

@@ -11,7 +11,6 @@ are computed in runtime.progress, so the live bar and `agent status` agree.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -32,11 +31,10 @@ def progress_mode(quiet: bool, as_json: bool, stream: TextIO | None = None) -> s
 
 
 def _every(mode: str) -> float:
-    value = os.environ.get("AGENT_PROGRESS_EVERY")
-    try:
-        return float(value) if value else (1.0 if mode == "json" else 10.0)
-    except ValueError:
-        return 10.0
+    from runtime.numbers import env_number
+
+    every = env_number("AGENT_PROGRESS_EVERY", unit="seconds")
+    return float(every) if every is not None else (1.0 if mode == "json" else 10.0)
 
 
 def duration(seconds: float | None) -> str:

@@ -18,6 +18,22 @@ class BadInput(AgentError):
     """Malformed or invalid input, options or model spec."""
 
 
+class InvalidNumber(BadInput):
+    """A number a user or the environment gave that the rule refuses (NaN, infinite, negative,
+    too small, not whole). `name` is the setting (`max_cost`) or the environment variable
+    (`AGENT_MAX_COST_CEILING`); a face shows a setting as it spells it (the CLI: `--max-cost`)."""
+
+    def __init__(self, name: str, value: object, rule: str, hint: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        self.rule = rule
+        super().__init__(self.message_for(name), hint)
+
+    def message_for(self, label: str) -> str:
+        shown = repr(self.value) if isinstance(self.value, str) else str(self.value)
+        return f"{label} must be {self.rule}, not {shown}"
+
+
 class UnknownGraph(AgentError):
     """A graph name or spec that names no graph."""
 

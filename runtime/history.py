@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from nodes.storage import items_namespace, results_namespace
 from runtime.db import Database
+from runtime.numbers import check_number
 from runtime.progress import stored_progress
 from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, NoResults, UnknownGraph
 from runtime import threads
@@ -116,6 +117,8 @@ def get_history(db: Database, thread_id: str, limit: int | None = None, show: li
     state keys whose writes each step should carry (`HistoryRow.shown`): only those writes are
     deserialised.
     """
+    if limit is not None:
+        check_number(limit, "limit", minimum=1, whole=True)
     threads.get_thread(db, thread_id)
 
     def compute_next(ids: list[str]) -> dict[str, list[str]]:

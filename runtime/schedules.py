@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runtime.db import Database
 from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
+from runtime.numbers import env_number
 from runtime.settings import parse_duration
 from runtime.threads import _immediate
 
@@ -232,11 +233,8 @@ def check_name(name: str) -> None:
 
 
 def max_schedules() -> int:
-    text = os.environ.get(MAX_SCHEDULES_ENV, "").strip()
-    try:
-        return int(text) if text else DEFAULT_MAX_SCHEDULES
-    except ValueError:
-        raise BadInput(f"{MAX_SCHEDULES_ENV}={text!r} is not a whole number", f"e.g. {MAX_SCHEDULES_ENV}=100") from None
+    limit = env_number(MAX_SCHEDULES_ENV, whole=True)
+    return DEFAULT_MAX_SCHEDULES if limit is None else int(limit)
 
 
 @dataclass
