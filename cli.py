@@ -47,19 +47,14 @@ from cli_common import (
 
 def _parse_input(text: str) -> Any:
     from runtime.errors import BadInput
+    from runtime.inputs import parse_json, read_text_file
 
     if text.startswith("@"):
         try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"cannot read input file {text[1:]}: {exc.strerror}", "give --input JSON or @path/to/input.json") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(
-            f"--input is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            'quote it for the shell, e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'',
-        ) from None
+            text = read_text_file(text[1:], "input file")
+        except BadInput as exc:
+            raise BadInput(exc.message, "give --input JSON or @path/to/input.json") from None
+    return parse_json(text, "--input", 'quote it for the shell, e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
 
 
 def _settings_from(options: dict[str, Any]):

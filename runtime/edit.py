@@ -17,6 +17,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from runtime.errors import BadInput
+from runtime.inputs import check_value, decode_json
 
 if TYPE_CHECKING:
     from graphs import GraphSpec
@@ -36,7 +37,7 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise BadInput(f"--set {pair!r} is not key=value", 'e.g. --set question="Why is the sea salty?" or --set steps=2')
         try:
-            value = json.loads(text)
+            value = decode_json(text, f"--set {key}")
         except json.JSONDecodeError as exc:
             if text.lstrip().startswith(_JSON_START):
                 raise BadInput(
@@ -67,6 +68,7 @@ def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
     if unknown := sorted(set(edits) - set(keys)):
         raise BadInput(f"unknown state key(s) {', '.join(unknown)} for graph {spec.spec}", f"its state keys: {', '.join(sorted(keys))}")
     for key, value in edits.items():
+        check_value(value, f"the value of {key}")
         if (problem := _type_problem(value, keys[key])) is not None:
             raise BadInput(f"--set {key}: {problem}", "values are JSON (--set n=3, --set flag=true, --set 'names=[\"a\"]'); anything else is a string")
     return edits

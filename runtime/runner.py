@@ -25,6 +25,7 @@ from runtime.db import Database
 from runtime.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
 from runtime.history import resolve_checkpoint, latest_state
+from runtime.inputs import check_value
 from runtime.limits import RequestLimiter
 from runtime.models import make_model
 from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
@@ -103,6 +104,7 @@ def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
     """Check an input against the graph before anything is written."""
     if not isinstance(data, dict):
         raise BadInput("the input must be a JSON object", 'e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
+    check_value(data, "the input")
     keys = spec.input_keys()
     if keys is not None and (unknown := sorted(set(data) - keys)):
         raise BadInput(f"unknown input key(s) {', '.join(unknown)} for graph {spec.spec}", f"its input keys: {', '.join(sorted(keys))}")
