@@ -50,6 +50,9 @@ class GraphSpec:
     validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     """Run settings this graph prefers (max_attempts, node_timeout, deadline, ...)."""
+    protected: frozenset[str] = frozenset()
+    """State keys only the graph's nodes write (the module's PROTECTED_KEYS): records such as
+    decisions, which an edit of the state may not write."""
 
     def input_keys(self) -> set[str] | None:
         """Keys the input schema declares, or None when it is not a TypedDict."""
@@ -79,6 +82,7 @@ def load_graph(spec: str) -> GraphSpec:
             builtin=True,
             validate=getattr(module, "validate_input", None),
             defaults=dict(getattr(module, "DEFAULTS", {})),
+            protected=frozenset(getattr(module, "PROTECTED_KEYS", ())),
         )
     if ":" not in spec:
         raise GraphLoadError(
@@ -111,6 +115,7 @@ def load_graph(spec: str) -> GraphSpec:
         description=doc[0] if doc else f"user graph {attr} from {target}",
         build=build,
         builtin=False,
+        protected=frozenset(getattr(module, "PROTECTED_KEYS", ())),
     )
 
 

@@ -6,7 +6,8 @@ with the new values; edit an older one and the thread forks there. The edit stan
 that wrote the edited checkpoint, so the tasks that run next are those that would have run.
 
 `--set` sets: a key with a reducer (a list that accumulates, a counter that adds up) gets the
-value given, not the value combined with the old one.
+value given, not the value combined with the old one. A graph's records (its PROTECTED_KEYS,
+such as the approval graph's `decisions`) cannot be set: only its nodes write them.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
     keys = state_keys(spec)
     if unknown := sorted(set(edits) - set(keys)):
         raise BadInput(f"unknown state key(s) {', '.join(unknown)} for graph {spec.spec}", f"its state keys: {', '.join(sorted(keys))}")
+    if protected := sorted(set(edits) & spec.protected):
+        raise BadInput(
+            f"{', '.join(protected)} of graph {spec.spec} can only be written by the graph itself: it is a record, not a setting",
+            "a decision is recorded by answering the approval: agent approve / agent reject --thread T --id ID",
+        )
     for key, value in edits.items():
         check_value(value, f"the value of {key}")
         if (problem := _type_problem(value, keys[key])) is not None:
