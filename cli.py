@@ -67,10 +67,10 @@ def _settings_from(options: dict[str, Any]):
 
 
 def _check_thread_id(thread: str) -> None:
-    from runtime.errors import BadInput
+    """The runtime's rule for a new thread id, before the database is opened (or created)."""
+    from runtime.threads import check_thread_id
 
-    if not thread.strip() or len(thread) > 200 or any(ord(c) < 32 for c in thread):
-        raise BadInput(f"invalid thread id {thread!r}", "use up to 200 printable characters, e.g. --thread docs-2026-11")
+    check_thread_id(thread)
 
 
 def _progress(quiet: bool, as_json: bool):

@@ -192,6 +192,9 @@ class ProgressDisplay:
         self._live.update(_bar_renderable(progress, status), refresh=False)
 
     def _write(self, line: str) -> None:
+        from cli_common import printable
+
+        line = printable(line)
         if self._live is not None and self._console is not None:
             self._console.print(line, markup=False, highlight=False)
         else:
@@ -199,7 +202,9 @@ class ProgressDisplay:
             self.stream.flush()
 
     def _json(self, data: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+        from cli_common import printable
+
+        self.stream.write(printable(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
         self.stream.flush()
 
 

@@ -72,3 +72,69 @@ def test_from_python_a_non_finite_input_is_refused(db_path: Path):
         with pytest.raises(BadInput, match="nested more than 100 levels"):
             run_thread(db, "approval", "t", {"actions": nested})
         assert db_snapshot(db_path) == before
+
+
+ODD_THREAD_IDS = {
+    "a bidi override": "invoice\u202egnp.exe",
+    "DEL": "x\x7fy",
+    "a C1 control": "x\x9by",
+    "a line separator": "x\u2028y",
+    "a zero-width space": "x\u200by",
+    "a leading space": " lead",
+    "a trailing space": "trail ",
+    "a no-break space at the end": "trail\u00a0",
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_THREAD_IDS))
+def test_an_odd_thread_id_is_refused_at_creation(cli, db_path: Path, case: str):
+    _one_line_error(cli("run", "risky", "--thread", ODD_THREAD_IDS[case]), "invalid thread id")
+    assert not db_path.exists()
+
+
+def test_fork_and_python_refuse_an_odd_thread_id_too(cli, db_path: Path):
+    from runtime import open_database, run_thread
+    from runtime.errors import BadInput
+
+    assert cli("run", "risky", "--thread", "r", "--quiet").exit_code == 0
+    before = db_snapshot(db_path)
+    _one_line_error(cli("fork", "--thread", "r", "--checkpoint", "0", "--new-thread", "r\u202e2"), "invalid thread id")
+    with open_database(db_path) as db, pytest.raises(BadInput, match="invalid thread id"):
+        run_thread(db, "risky", " r2", {})
+    assert db_snapshot(db_path) == before
+
+
+STORED_ODD = "evil\x1b]0;owned\x07\u202e[/x]"
+"""An id an older version accepted: a terminal title escape, a bidi override, rich markup."""
+
+
+def _store_odd_thread(cli, db_path: Path) -> None:
+    import sqlite3
+
+    assert cli("run", "risky", "--thread", "plain", "--quiet").exit_code == 0
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE agent_threads SET thread_id = ? WHERE thread_id = 'plain'", (STORED_ODD,))
+    conn.execute("UPDATE checkpoints SET thread_id = ? WHERE thread_id = 'plain'", (STORED_ODD,))
+    conn.commit()
+    conn.close()
+
+
+def _raw(result) -> str:
+    return result.stdout + result.stderr
+
+
+def test_a_stored_odd_thread_id_is_printed_escaped(cli, db_path: Path):
+    _store_odd_thread(cli, db_path)
+    listed = cli("threads")
+    assert listed.exit_code == 0, listed.output  # rich markup in an id used to crash the table
+    for result in (listed, cli("status", "--thread", STORED_ODD), cli("history", "--thread", STORED_ODD)):
+        assert result.exit_code == 0, result.output
+        assert not any(c in _raw(result) for c in "\x1b\x07\u202e"), _raw(result)
+    assert "thread: evil\\u001b]0;owned\\u0007\\u202e[/x]" in cli("status", "--thread", STORED_ODD).stdout
+    as_json = cli("threads", "--json")
+    assert not any(c in as_json.stdout for c in "\x1b\x07\u202e")
+    assert json.loads(as_json.stdout)[0]["thread_id"] == STORED_ODD  # the escapes are JSON's: the id is exact
+    missing = cli("state", "--thread", "nope\x1b[2J")
+    assert missing.exit_code == 2 and "\x1b" not in _raw(missing)
+    deleted = cli("delete", "--thread", STORED_ODD)  # it can still be cleaned up
+    assert deleted.exit_code == 0 and "\x1b" not in _raw(deleted), deleted.output
