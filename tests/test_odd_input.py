@@ -138,3 +138,21 @@ def test_a_stored_odd_thread_id_is_printed_escaped(cli, db_path: Path):
     assert missing.exit_code == 2 and "\x1b" not in _raw(missing)
     deleted = cli("delete", "--thread", STORED_ODD)  # it can still be cleaned up
     assert deleted.exit_code == 0 and "\x1b" not in _raw(deleted), deleted.output
+
+
+def test_what_agent_creates_is_private_whatever_the_umask(db_path: Path, tmp_path: Path):
+    import stat
+    import subprocess
+
+    from tests.conftest import ROOT, agent_cmd, agent_env
+
+    deep = tmp_path / "home" / "runs" / "agent.db"
+    done = subprocess.run(
+        agent_cmd("run", "risky", "--thread", "u", "--db", str(deep), "--quiet"),
+        cwd=ROOT, env=agent_env(db_path), capture_output=True, text=True, timeout=120, umask=0o000,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for directory in (tmp_path / "home", tmp_path / "home" / "runs"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    files = list(deep.parent.glob("agent.db*"))
+    assert deep in files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), [(f.name, oct(f.stat().st_mode)) for f in files]
