@@ -18,12 +18,12 @@ from runtime.errors import BadInput, NothingToResume
 
 def pending_approvals(db: Database, thread_id: str) -> list[dict[str, Any]]:
     """The thread's pending interrupts at its latest checkpoint: `id` and what each asks about."""
-    from runtime.history import _compiled, _spec_for
+    from runtime.history import _spec_for, state_at
 
     _, spec = _spec_for(db, thread_id)
-    snapshot = _compiled(db, spec).get_state({"configurable": {"thread_id": thread_id}})
+    snapshot = state_at(db, spec, thread_id)
     pending = []
-    for interrupt in snapshot.interrupts if snapshot.config else ():
+    for interrupt in snapshot.interrupts if snapshot is not None else ():
         value = interrupt.value
         pending.append({"id": interrupt.id, **(value if isinstance(value, dict) else {"value": value})})
     return pending

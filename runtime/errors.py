@@ -66,6 +66,11 @@ class AmbiguousCheckpoint(AgentError):
     pass
 
 
+class CheckpointUnreadable(AgentError):
+    """A stored checkpoint (or its writes) that cannot be read back: stored in a format agent
+    refuses, or data that does not decode. Changed outside agent, or damaged; nothing is run."""
+
+
 class NothingToResume(AgentError):
     pass
 

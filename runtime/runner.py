@@ -24,7 +24,7 @@ from runtime import budget, control as controls, threads
 from runtime.db import Database
 from runtime.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
-from runtime.history import resolve_checkpoint, latest_state
+from runtime.history import latest_state, resolve_checkpoint, state_at
 from runtime.inputs import check_value
 from runtime.limits import RequestLimiter
 from runtime.models import make_model
@@ -185,7 +185,9 @@ def resume_thread(
     if wait:
         threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
     threads.refuse_if_busy(threads.get_thread(db, thread_id))
-    if checkpoint_id is None:
+    if checkpoint_id is not None:
+        state_at(db, spec, thread_id, checkpoint_id)  # one that cannot be read fails here, before the thread is touched
+    else:
         state = latest_state(db, spec, thread_id)
         if state is None:
             raise NothingToResume(

@@ -156,3 +156,31 @@ def test_what_agent_creates_is_private_whatever_the_umask(db_path: Path, tmp_pat
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     files = list(deep.parent.glob("agent.db*"))
     assert deep in files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), [(f.name, oct(f.stat().st_mode)) for f in files]
+
+
+TAMPERED = {
+    "a format agent refuses": ("pickle", b"\x80\x04garbage", "it is stored in a format agent does not read"),
+    "bytes that do not decode": ("msgpack", b"\xc1\xc1\xc1", "its data does not decode"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_a_tampered_checkpoint_is_bad_input_and_nothing_runs(cli, db_path: Path, case: str):
+    import sqlite3
+
+    assert cli("run", "approval", "--thread", "a", "--background", "--quiet").exit_code == 3
+    type_, blob, why = TAMPERED[case]
+    conn = sqlite3.connect(db_path)
+    latest = conn.execute("SELECT checkpoint_id FROM checkpoints WHERE thread_id = 'a' ORDER BY checkpoint_id DESC LIMIT 1").fetchone()[0]
+    conn.execute("UPDATE checkpoints SET type = ?, checkpoint = ? WHERE thread_id = 'a' AND checkpoint_id = ?", (type_, blob, latest))
+    conn.commit()
+    conn.close()
+    before = db_snapshot(db_path)
+    expected = f"checkpoint {latest} of thread 'a' cannot be read: {why}"
+    for args in (["state", "--thread", "a"], ["diff", "--thread", "a"], ["approvals", "--thread", "a"], ["status", "--thread", "a"],
+                 ["resume", "--thread", "a"], ["resume", "--thread", "a", "--checkpoint", latest], ["approve", "--thread", "a", "--all"],
+                 ["fork", "--thread", "a", "--checkpoint", latest, "--new-thread", "b"]):  # fmt: skip
+        result = cli(*args)
+        _one_line_error(result, expected)
+        assert "agent resume --thread a --checkpoint ID" in result.stderr, args
+    assert db_snapshot(db_path) == before
