@@ -38,6 +38,10 @@ class UnknownGraph(AgentError):
     """A graph name or spec that names no graph."""
 
 
+class GraphNotTrusted(AgentError):
+    """A graph spec read from the database that this command may not import (runtime/trust.py)."""
+
+
 class DatabaseMissing(AgentError):
     """A read command named a database that does not exist."""
 

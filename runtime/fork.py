@@ -44,9 +44,9 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
     from langgraph.checkpoint.base import copy_checkpoint
 
     from nodes.storage import thread_label
-    from runtime.history import _spec_for, reading_checkpoints, resolve_checkpoint
+    from runtime.history import reading_checkpoints, resolve_checkpoint, runnable_spec
 
-    record, spec = _spec_for(db, thread_id)
+    record, spec = runnable_spec(db, thread_id)  # a fork is made to be run: the same trust as resume
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint)
     if new_thread_id == thread_id:
         raise BadInput("--new-thread must differ from --thread", f"e.g. --new-thread {thread_id}-fork")

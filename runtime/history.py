@@ -65,14 +65,32 @@ def _compiled(db: Database, spec: GraphSpec):
     return spec.build().compile(checkpointer=db.checkpointer())
 
 
-def _spec_for(db: Database, thread_id: str) -> tuple[threads.ThreadRecord, GraphSpec]:
-    from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+def _spec_for(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec | None]:
+    """For reading a thread: its graph when it may be imported here (runtime/trust.py), else
+    None, and the reader shows what the database holds (runtime/stored_state.py)."""
+    from runtime.trust import is_trusted
 
     record = threads.get_thread(db, thread_id)
+    return record, (_load(record) if is_trusted(record.graph, attended=attended) else None)
+
+
+def runnable_spec(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec]:
+    """For running a thread (or forking it): its graph, or GraphNotTrusted when it may not be
+    imported here (runtime/trust.py); `attended` is False for the worker and the server."""
+    from runtime.trust import require_trusted
+
+    record = threads.get_thread(db, thread_id)
+    require_trusted(record.graph, attended=attended, owner=f"thread {thread_id!r}")
+    return record, _load(record)
+
+
+def _load(record: threads.ThreadRecord) -> GraphSpec:
+    from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+
     try:
-        return record, load_graph(record.graph)
+        return load_graph(record.graph)
     except GraphLoadError as exc:
-        raise UnknownGraph(f"thread {thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+        raise UnknownGraph(f"thread {record.thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
 
 
 @contextmanager
@@ -100,9 +118,14 @@ def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Ex
     )
 
 
-def state_at(db: Database, spec: GraphSpec, thread_id: str, checkpoint_id: str | None = None):
+def state_at(db: Database, spec: GraphSpec | None, thread_id: str, checkpoint_id: str | None = None):
     """LangGraph's snapshot of the thread at a checkpoint (the latest without one), None when the
-    thread has none; CheckpointUnreadable when what is stored cannot be read."""
+    thread has none; CheckpointUnreadable when what is stored cannot be read. Without a graph
+    (one that may not be imported here), what the database holds (runtime/stored_state.py)."""
+    if spec is None:
+        from runtime.stored_state import stored_snapshot
+
+        return stored_snapshot(db, thread_id, checkpoint_id)
     configurable = {"thread_id": thread_id, **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
     with reading_checkpoints(db, thread_id, checkpoint_id):
         snapshot = _compiled(db, spec).get_state({"configurable": configurable})
@@ -143,7 +166,9 @@ def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     return matches[0]
 
 
-def get_history(db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None) -> list[HistoryRow]:
+def get_history(
+    db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None, *, attended: bool = True
+) -> list[HistoryRow]:
     """The thread's checkpoints, newest first, every branch included.
 
     Read from the checkpoint table's columns (runtime/history_rows.py); the graph is loaded only
@@ -156,7 +181,9 @@ def get_history(db: Database, thread_id: str, limit: int | None = None, show: li
     threads.get_thread(db, thread_id)
 
     def compute_next(ids: list[str]) -> dict[str, list[str]]:
-        _, spec = _spec_for(db, thread_id)
+        _, spec = _spec_for(db, thread_id, attended=attended)
+        if spec is None:
+            return {}  # shown with no next tasks: only the graph could say
         return {cid: list(state_at(db, spec, thread_id, cid).next) for cid in ids}
 
     rows = [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
@@ -185,9 +212,10 @@ def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: se
     return out
 
 
-def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> StateView:
-    """The state at the latest checkpoint, or at the one `checkpoint` names."""
-    record, spec = _spec_for(db, thread_id)
+def get_state(db: Database, thread_id: str, checkpoint: str | None = None, *, attended: bool = True) -> StateView:
+    """The state at the latest checkpoint, or at the one `checkpoint` names. `attended`: False for
+    the worker and the server, which import fewer graphs (runtime/trust.py)."""
+    record, spec = _spec_for(db, thread_id, attended=attended)
     snap = state_at(db, spec, thread_id, resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None)
     if snap is None:
         raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", "its first run is starting, or stopped before its input was saved")

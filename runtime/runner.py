@@ -24,7 +24,7 @@ from runtime import budget, control as controls, threads
 from runtime.db import Database
 from runtime.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
-from runtime.history import latest_state, resolve_checkpoint, state_at
+from runtime.history import latest_state, resolve_checkpoint, runnable_spec, state_at
 from runtime.inputs import check_value
 from runtime.limits import RequestLimiter
 from runtime.models import make_model
@@ -162,6 +162,7 @@ def resume_thread(
     force: bool = False,
     approve_all: bool = False,
     command: Any = None,
+    attended: bool = True,
 ) -> RunOutcome:
     """Continue a thread from its latest checkpoint (input None), or fork it from `checkpoint`.
 
@@ -171,10 +172,10 @@ def resume_thread(
 
     `settings` override what the thread recorded, from now on. With `wait` (seconds), a thread
     that another live process is running is waited for instead of refused. `edits` (state key ->
-    value) are applied first, as a checkpoint of their own (runtime/edit.py).
+    value) are applied first, as a checkpoint of their own (runtime/edit.py). The thread's graph
+    is imported only when trusted (runtime/trust.py); `attended` is False for the worker.
     """
-    record = threads.get_thread(db, thread_id)
-    spec = load_spec(record.graph)
+    record, spec = runnable_spec(db, thread_id, attended=attended)
     apply_edits = edit_step(spec, edits)  # bad keys or values fail here, before anything is written
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
@@ -224,6 +225,7 @@ def retry_failed(
     force: bool = False,
     on_event: EventHandler | None = None,
     handle_signals: bool = False,
+    attended: bool = True,
 ) -> RunOutcome:
     """Send a queue's given-up items (its dead-letter list) through the queue again.
 
@@ -232,9 +234,8 @@ def retry_failed(
     run, so a crash or Ctrl-C during it is continued with `resume_thread`. `settings` override
     the thread's from now on, as with `resume_thread`; a cancelled thread is refused unless `force`.
     """
-    record = threads.get_thread(db, thread_id)
+    record, spec = runnable_spec(db, thread_id, attended=attended)
     controls.refuse_if_cancelled(record, force, "retry-failed")
-    spec = load_spec(record.graph)
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     model = make_model(resolved.model)
     if wait:
