@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -47,19 +46,14 @@ from cli_common import (
 
 def _parse_input(text: str) -> Any:
     from runtime.errors import BadInput
+    from runtime.inputs import parse_json, read_text_file
 
     if text.startswith("@"):
         try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise BadInput(f"cannot read input file {text[1:]}: {exc.strerror}", "give --input JSON or @path/to/input.json") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(
-            f"--input is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
-            'quote it for the shell, e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'',
-        ) from None
+            text = read_text_file(text[1:], "input file")
+        except BadInput as exc:
+            raise BadInput(exc.message, "give --input JSON or @path/to/input.json") from None
+    return parse_json(text, "--input", 'quote it for the shell, e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
 
 
 def _settings_from(options: dict[str, Any]):
@@ -72,10 +66,10 @@ def _settings_from(options: dict[str, Any]):
 
 
 def _check_thread_id(thread: str) -> None:
-    from runtime.errors import BadInput
+    """The runtime's rule for a new thread id, before the database is opened (or created)."""
+    from runtime.threads import check_thread_id
 
-    if not thread.strip() or len(thread) > 200 or any(ord(c) < 32 for c in thread):
-        raise BadInput(f"invalid thread id {thread!r}", "use up to 200 printable characters, e.g. --thread docs-2026-11")
+    check_thread_id(thread)
 
 
 def _progress(quiet: bool, as_json: bool):
@@ -182,7 +176,7 @@ def run(
     data = _parse_input(input)
     settings = _settings_from(locals())
     validate_run(graph, data, settings, yes)  # a bad graph, input or model fails here, before the database is touched
-    with _open(db, create=True) as database, _progress(quiet, as_json) as display:
+    with _progress(quiet, as_json) as display, _open(db, create=True) as database:  # a bad AGENT_PROGRESS_EVERY fails before the file is made
         outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True, approve_all=yes)
     _finish(outcome, as_json)
 
@@ -336,7 +330,9 @@ def status(
     Example: agent status --thread docs --watch
     """
     from runtime import thread_status
+    from runtime.numbers import check_number
 
+    check_number(interval, "interval", minimum=0.1, unit="seconds")
     with _open(db) as database:
         if watch:
             from cli_progress import ProgressDisplay, progress_mode

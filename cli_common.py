@@ -71,13 +71,32 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve this run's se
 DEFAULT_DB = Path("checkpoints") / "agent.db"
 
 
+def printable(text: str) -> str:
+    """`text` safe for a terminal: each character that is not printable (a control character a
+    terminal reads as an escape sequence, a bidi override or invisible format character that
+    reorders or hides what is shown, a line separator) becomes a `\\uXXXX` escape; newlines and
+    tabs stay. JSON keeps its meaning: such characters only occur inside its strings, where the
+    escape is the same character."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: a UTF-16 surrogate pair, as JSON writes it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
 def _err(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(printable(text) + "\n")
     sys.stderr.flush()
 
 
 def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(printable(text) + "\n")
 
 
 def _jsonable(value: Any) -> Any:
@@ -99,15 +118,17 @@ def _print_json(value: Any) -> None:
 
 
 def _table(title: str | None, columns: list[str], rows: list[list[Any]], keep: tuple[str, ...] = ()) -> None:
-    """A rich table on stdout; columns named in `keep` never wrap (ids to copy)."""
+    """A rich table on stdout; columns named in `keep` never wrap (ids to copy). Cells are plain
+    text (never rich markup: a thread id `[/x]` is shown, not parsed), made printable."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, show_edge=False, header_style="bold")
+    table = Table(title=Text(printable(title)) if title is not None else None, show_edge=False, header_style="bold")
     for col in columns:
         table.add_column(col, overflow="fold", no_wrap=col in keep)
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[Text("" if v is None else printable(str(v))) for v in row])
     Console().print(table)
 
 
@@ -126,7 +147,7 @@ def handles_errors(func: Callable) -> Callable:
         except AgentError as exc:
             if debug:
                 traceback.print_exc()
-            _err(f"Error: {exc.message}")
+            _err(f"Error: {_message(exc)}")
             if exc.hint:
                 _err(f"Hint: {exc.hint}")
             raise typer.Exit(exc.exit_code) from None
@@ -149,6 +170,15 @@ def handles_errors(func: Callable) -> Callable:
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _message(exc: Any) -> str:
+    """The error's message, with a setting named as its option: `max_cost` -> `--max-cost`."""
+    from runtime.errors import InvalidNumber
+
+    if isinstance(exc, InvalidNumber) and exc.name.isidentifier() and exc.name.islower():
+        return exc.message_for("--" + exc.name.replace("_", "-"))
+    return exc.message
 
 
 def _open(db: Path, create: bool = False):

@@ -11,7 +11,6 @@ are computed in runtime.progress, so the live bar and `agent status` agree.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -32,11 +31,10 @@ def progress_mode(quiet: bool, as_json: bool, stream: TextIO | None = None) -> s
 
 
 def _every(mode: str) -> float:
-    value = os.environ.get("AGENT_PROGRESS_EVERY")
-    try:
-        return float(value) if value else (1.0 if mode == "json" else 10.0)
-    except ValueError:
-        return 10.0
+    from runtime.numbers import env_number
+
+    every = env_number("AGENT_PROGRESS_EVERY", unit="seconds")
+    return float(every) if every is not None else (1.0 if mode == "json" else 10.0)
 
 
 def duration(seconds: float | None) -> str:
@@ -194,6 +192,9 @@ class ProgressDisplay:
         self._live.update(_bar_renderable(progress, status), refresh=False)
 
     def _write(self, line: str) -> None:
+        from cli_common import printable
+
+        line = printable(line)
         if self._live is not None and self._console is not None:
             self._console.print(line, markup=False, highlight=False)
         else:
@@ -201,7 +202,9 @@ class ProgressDisplay:
             self.stream.flush()
 
     def _json(self, data: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
+        from cli_common import printable
+
+        self.stream.write(printable(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
         self.stream.flush()
 
 

@@ -50,6 +50,9 @@ class GraphSpec:
     validate: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     """Run settings this graph prefers (max_attempts, node_timeout, deadline, ...)."""
+    protected: frozenset[str] = frozenset()
+    """State keys only the graph's nodes write (the module's PROTECTED_KEYS): records such as
+    decisions, which an edit of the state may not write."""
 
     def input_keys(self) -> set[str] | None:
         """Keys the input schema declares, or None when it is not a TypedDict."""
@@ -67,6 +70,33 @@ def builtin_names() -> list[str]:
     return list(BUILTIN)
 
 
+def split_spec(spec: str) -> tuple[Path | None, str | None, str]:
+    """A user's spec as (file, None, attr) for `path/to/file.py:attr` (the file made absolute)
+    or (None, module, attr) for `package.module:attr`; nothing is imported."""
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        return Path(target).expanduser().resolve(), None, attr
+    return None, target, attr
+
+
+def locate(spec: str) -> Path | None:
+    """The file a user's spec would import, found without running any of its code (a module is
+    looked for on sys.path as the import system would, without importing its packages); None
+    when there is none."""
+    path, module, _ = split_spec(spec)
+    if path is not None:
+        return path if path.is_file() else None
+    from importlib.machinery import PathFinder
+
+    search, found = None, None
+    for depth, _part in enumerate(module.split(".")):
+        found = PathFinder.find_spec(".".join(module.split(".")[: depth + 1]), search)
+        if found is None:
+            return None
+        search = found.submodule_search_locations
+    return Path(found.origin) if found is not None and found.origin and found.has_location else None
+
+
 def load_graph(spec: str) -> GraphSpec:
     """Resolve a graph name or spec; raise GraphLoadError with a hint when it cannot."""
     if spec in BUILTIN:
@@ -79,15 +109,16 @@ def load_graph(spec: str) -> GraphSpec:
             builtin=True,
             validate=getattr(module, "validate_input", None),
             defaults=dict(getattr(module, "DEFAULTS", {})),
+            protected=frozenset(getattr(module, "PROTECTED_KEYS", ())),
         )
     if ":" not in spec:
         raise GraphLoadError(
             f"unknown graph {spec!r}; choose one of {', '.join(BUILTIN)} "
             "(agent graphs lists them) or name your own as path/to/file.py:attr or package.module:attr"
         )
-    target, _, attr = spec.rpartition(":")
-    if target.endswith(".py") or os.sep in target or "/" in target:
-        path = Path(target).expanduser().resolve()
+    path, target, attr = split_spec(spec)
+    if path is not None:
+        target = str(path)
         module = _import_file(path)
         spec = f"{path}:{attr}"
         source_file = path
@@ -111,6 +142,7 @@ def load_graph(spec: str) -> GraphSpec:
         description=doc[0] if doc else f"user graph {attr} from {target}",
         build=build,
         builtin=False,
+        protected=frozenset(getattr(module, "PROTECTED_KEYS", ())),
     )
 
 

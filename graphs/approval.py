@@ -13,6 +13,9 @@ from state.context import RunContext
 
 DESCRIPTION = "Carry out a plan of actions; sensitive ones (email, delete, purchase, permissions) wait for agent approve."
 VERSION = "1"
+PROTECTED_KEYS = ("decisions", "performed")
+"""State keys only the graph's nodes write: the record of decisions (who approved what, when)
+and of what was done. An edit of the state (`agent resume --set`) may not write them."""
 
 
 def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:

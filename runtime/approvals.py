@@ -16,24 +16,24 @@ from runtime.db import Database
 from runtime.errors import BadInput, NothingToResume
 
 
-def pending_approvals(db: Database, thread_id: str) -> list[dict[str, Any]]:
+def pending_approvals(db: Database, thread_id: str, *, attended: bool = True) -> list[dict[str, Any]]:
     """The thread's pending interrupts at its latest checkpoint: `id` and what each asks about."""
-    from runtime.history import _compiled, _spec_for
+    from runtime.history import _spec_for, state_at
 
-    _, spec = _spec_for(db, thread_id)
-    snapshot = _compiled(db, spec).get_state({"configurable": {"thread_id": thread_id}})
+    _, spec = _spec_for(db, thread_id, attended=attended)
+    snapshot = state_at(db, spec, thread_id)
     pending = []
-    for interrupt in snapshot.interrupts if snapshot.config else ():
+    for interrupt in snapshot.interrupts if snapshot is not None else ():
         value = interrupt.value
         pending.append({"id": interrupt.id, **(value if isinstance(value, dict) else {"value": value})})
     return pending
 
 
 def decisions_for(
-    db: Database, thread_id: str, ids: list[str] | None, approved: bool, reason: str | None, every: bool = False
+    db: Database, thread_id: str, ids: list[str] | None, approved: bool, reason: str | None, every: bool = False, *, attended: bool = True
 ) -> dict[str, dict[str, Any]]:
     """The resume map for `decide`: interrupt id -> decision. Ids may be unique prefixes."""
-    pending = pending_approvals(db, thread_id)
+    pending = pending_approvals(db, thread_id, attended=attended)
     if not pending:
         raise NothingToResume(f"thread {thread_id!r} has no pending approvals", f"agent state --thread {thread_id} shows where it is")
     known = [p["id"] for p in pending]
@@ -82,5 +82,5 @@ def decide(
 
     if not approved and not (reason or "").strip():
         raise BadInput("a rejection needs a --reason", 'e.g. agent reject --thread T --id ID --reason "not this vendor"')
-    answers = decisions_for(db, thread_id, ids, approved, reason, every)
+    answers = decisions_for(db, thread_id, ids, approved, reason, every, attended=resume_options.get("attended", True))
     return resume_thread(db, thread_id, command=Command(resume=answers), **resume_options)

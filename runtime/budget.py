@@ -15,7 +15,6 @@ calls in flight finish and are saved, and the run stops at the next node boundar
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from runtime.db import Database
 from runtime.errors import BadInput
+from runtime.numbers import env_number
 from runtime.prices import cost_usd, price_for
 
 if TYPE_CHECKING:  # runtime.settings imports the model factory: not for read-only commands
@@ -198,11 +198,8 @@ class SpendMeter:
 
 def stored_limits(settings: dict[str, Any]) -> Limits:
     """The limits of a thread's stored settings (and the ceilings), for showing them."""
-    tokens, cost = settings.get("max_tokens") or None, settings.get("max_cost") or None
-    try:
-        tokens, cost = tokens or system_ceiling(TOKENS_CEILING_ENV), cost or system_ceiling(COST_CEILING_ENV)
-    except BadInput:  # a malformed ceiling in the environment: show the thread's own limits
-        pass
+    tokens = settings.get("max_tokens") or system_ceiling(TOKENS_CEILING_ENV)
+    cost = settings.get("max_cost") or system_ceiling(COST_CEILING_ENV)
     return Limits(int(tokens) if tokens else None, float(cost) if cost else None)
 
 
@@ -213,14 +210,7 @@ def thread_budgets(db: Database, records: list[Any]) -> dict[str, dict[str, Any]
 
 
 def system_ceiling(env: str) -> float | None:
-    """The ceiling an environment variable sets (AGENT_MAX_COST_CEILING, AGENT_MAX_TOKENS_CEILING), or None."""
-    text = os.environ.get(env, "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise BadInput(f"{env}={text!r} is not a number", f"set {env} to a number, e.g. {env}=25") from None
-    if value < 0:
-        raise BadInput(f"{env} must be 0 or more, not {text}")
-    return value
+    """The ceiling an environment variable sets (AGENT_MAX_COST_CEILING, AGENT_MAX_TOKENS_CEILING),
+    or None when it is unset. A value that is not a number above 0 is refused (runtime/numbers.py):
+    a malformed ceiling never means "no ceiling"."""
+    return env_number(env, exclusive=True, whole=env == TOKENS_CEILING_ENV, note="unset it for no ceiling")

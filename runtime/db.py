@@ -238,9 +238,34 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable:
 
 
 def _create_private_file(path: Path) -> None:
-    """Create the file readable by its owner only, before SQLite opens it."""
+    """Create the file, and the directories it needs, for its owner only (0600, directories
+    0700), whatever the umask, before SQLite opens it (SQLite gives its -wal and -shm files the
+    database's mode)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        make_private_dirs(path.parent)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another process made it first
     except OSError as exc:
         raise DatabaseUnusable(f"cannot create {path}: {exc.strerror}", "choose a writable --db path") from None
+    try:
+        os.fchmod(fd, 0o600)  # the mode given to open() is masked by the umask
+    finally:
+        os.close(fd)
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create the missing directories down to `directory`, each 0700 whatever the umask (mkdir's
+    mode is masked by it, and `mkdir -p` gives the parents the default mode). Directories that
+    exist, or that another process makes meanwhile, are left as they are."""
+    missing = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(new, 0o700)

@@ -188,24 +188,26 @@ def _schedule_graphs(conn: sqlite3.Connection) -> Finding:
     rows = conn.execute("SELECT name, graph FROM agent_schedules ORDER BY name").fetchall()
     if not rows:
         return Finding("schedule graphs", True, "no schedules")
-    from graphs import BUILTIN, GraphLoadError, load_graph
+    from graphs import BUILTIN, locate
+    from runtime.trust import TRUSTED_GRAPHS_ENV, is_trusted
 
-    missing = []
-    for name, graph in rows:
-        if graph in BUILTIN:
-            continue
-        try:
-            load_graph(graph)
-        except GraphLoadError:
-            missing.append((name, graph))
-        except Exception:  # the module is there but fails to import: as unusable for the worker
-            missing.append((name, graph))
-    if not missing:
-        return Finding("schedule graphs", True, f"the graph of each of {len(rows)} schedule(s) exists")
-    shown = ", ".join(f"{n} ({g})" for n, g in missing[:5])
-    return Finding(
-        "schedule graphs",
-        False,
-        f"{len(missing)} schedule(s) name a graph that no longer exists: {shown}",
-        f"restore the graph, or delete the schedule: agent schedule delete {missing[0][0]} (its runs would fail and pause it)",
-    )
+    # Looked for, never imported: a check of the database must not run code it names.
+    missing = [(name, graph) for name, graph in rows if graph not in BUILTIN and (":" not in graph or locate(graph) is None)]
+    if missing:
+        shown = ", ".join(f"{n} ({g})" for n, g in missing[:5])
+        return Finding(
+            "schedule graphs",
+            False,
+            f"{len(missing)} schedule(s) name a graph that no longer exists: {shown}",
+            f"restore the graph, or delete the schedule: agent schedule delete {missing[0][0]} (its runs would fail and pause it)",
+        )
+    untrusted = [(name, graph) for name, graph in rows if not is_trusted(graph, attended=False)]
+    if untrusted:
+        shown = ", ".join(f"{n} ({g})" for n, g in untrusted[:5])
+        return Finding(
+            "schedule graphs",
+            False,
+            f"{len(untrusted)} schedule(s) name a graph the worker will not import: {shown}",
+            f"if you trust that code, list it in {TRUSTED_GRAPHS_ENV} in the worker's environment, or delete the schedule: agent schedule delete {untrusted[0][0]}",
+        )
+    return Finding("schedule graphs", True, f"the graph of each of {len(rows)} schedule(s) exists")

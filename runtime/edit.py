@@ -6,7 +6,8 @@ with the new values; edit an older one and the thread forks there. The edit stan
 that wrote the edited checkpoint, so the tasks that run next are those that would have run.
 
 `--set` sets: a key with a reducer (a list that accumulates, a counter that adds up) gets the
-value given, not the value combined with the old one.
+value given, not the value combined with the old one. A graph's records (its PROTECTED_KEYS,
+such as the approval graph's `decisions`) cannot be set: only its nodes write them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 from runtime.errors import BadInput
+from runtime.inputs import check_value, decode_json
 
 if TYPE_CHECKING:
     from graphs import GraphSpec
@@ -36,7 +38,7 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise BadInput(f"--set {pair!r} is not key=value", 'e.g. --set question="Why is the sea salty?" or --set steps=2')
         try:
-            value = json.loads(text)
+            value = decode_json(text, f"--set {key}")
         except json.JSONDecodeError as exc:
             if text.lstrip().startswith(_JSON_START):
                 raise BadInput(
@@ -66,7 +68,13 @@ def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
     keys = state_keys(spec)
     if unknown := sorted(set(edits) - set(keys)):
         raise BadInput(f"unknown state key(s) {', '.join(unknown)} for graph {spec.spec}", f"its state keys: {', '.join(sorted(keys))}")
+    if protected := sorted(set(edits) & spec.protected):
+        raise BadInput(
+            f"{', '.join(protected)} of graph {spec.spec} can only be written by the graph itself: it is a record, not a setting",
+            "a decision is recorded by answering the approval: agent approve / agent reject --thread T --id ID",
+        )
     for key, value in edits.items():
+        check_value(value, f"the value of {key}")
         if (problem := _type_problem(value, keys[key])) is not None:
             raise BadInput(f"--set {key}: {problem}", "values are JSON (--set n=3, --set flag=true, --set 'names=[\"a\"]'); anything else is a string")
     return edits

@@ -18,8 +18,28 @@ class BadInput(AgentError):
     """Malformed or invalid input, options or model spec."""
 
 
+class InvalidNumber(BadInput):
+    """A number a user or the environment gave that the rule refuses (NaN, infinite, negative,
+    too small, not whole). `name` is the setting (`max_cost`) or the environment variable
+    (`AGENT_MAX_COST_CEILING`); a face shows a setting as it spells it (the CLI: `--max-cost`)."""
+
+    def __init__(self, name: str, value: object, rule: str, hint: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        self.rule = rule
+        super().__init__(self.message_for(name), hint)
+
+    def message_for(self, label: str) -> str:
+        shown = repr(self.value) if isinstance(self.value, str) else str(self.value)
+        return f"{label} must be {self.rule}, not {shown}"
+
+
 class UnknownGraph(AgentError):
     """A graph name or spec that names no graph."""
+
+
+class GraphNotTrusted(AgentError):
+    """A graph spec read from the database that this command may not import (runtime/trust.py)."""
 
 
 class DatabaseMissing(AgentError):
@@ -48,6 +68,11 @@ class CheckpointNotFound(AgentError):
 
 class AmbiguousCheckpoint(AgentError):
     pass
+
+
+class CheckpointUnreadable(AgentError):
+    """A stored checkpoint (or its writes) that cannot be read back: stored in a format agent
+    refuses, or data that does not decode. Changed outside agent, or damaged; nothing is run."""
 
 
 class NothingToResume(AgentError):

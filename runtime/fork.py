@@ -44,9 +44,9 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
     from langgraph.checkpoint.base import copy_checkpoint
 
     from nodes.storage import thread_label
-    from runtime.history import _spec_for, resolve_checkpoint
+    from runtime.history import reading_checkpoints, resolve_checkpoint, runnable_spec
 
-    record, spec = _spec_for(db, thread_id)
+    record, spec = runnable_spec(db, thread_id)  # a fork is made to be run: the same trust as resume
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint)
     if new_thread_id == thread_id:
         raise BadInput("--new-thread must differ from --thread", f"e.g. --new-thread {thread_id}-fork")
@@ -58,9 +58,10 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
             f"fork it inside the thread instead: agent resume --thread {thread_id} --checkpoint {checkpoint}",
         )
     saver = db.checkpointer()
-    saved = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}})
-    graph = builder.compile(checkpointer=saver)
-    next_tasks = list(graph.get_state(saved.config).next)
+    with reading_checkpoints(db, thread_id, checkpoint_id):
+        saved = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}})
+        graph = builder.compile(checkpointer=saver)
+        next_tasks = list(graph.get_state(saved.config).next)
     step = saved.metadata.get("step", -1)
 
     threads.create_thread(db, new_thread_id, record.graph, record.graph_version, record.settings)  # refuses a taken id, atomically

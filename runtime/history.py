@@ -6,13 +6,15 @@ import json
 import sqlite3
 import time
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from nodes.storage import items_namespace, results_namespace
 from runtime.db import Database
+from runtime.numbers import check_number
 from runtime.progress import stored_progress
-from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, NoResults, UnknownGraph
+from runtime.errors import AgentError, AmbiguousCheckpoint, CheckpointNotFound, CheckpointUnreadable, NoResults, UnknownGraph
 from runtime import threads
 from runtime.history_rows import branch_rows, history_rows
 
@@ -63,19 +65,75 @@ def _compiled(db: Database, spec: GraphSpec):
     return spec.build().compile(checkpointer=db.checkpointer())
 
 
-def _spec_for(db: Database, thread_id: str) -> tuple[threads.ThreadRecord, GraphSpec]:
-    from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+def _spec_for(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec | None]:
+    """For reading a thread: its graph when it may be imported here (runtime/trust.py), else
+    None, and the reader shows what the database holds (runtime/stored_state.py)."""
+    from runtime.trust import is_trusted
 
     record = threads.get_thread(db, thread_id)
+    return record, (_load(record) if is_trusted(record.graph, attended=attended) else None)
+
+
+def runnable_spec(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec]:
+    """For running a thread (or forking it): its graph, or GraphNotTrusted when it may not be
+    imported here (runtime/trust.py); `attended` is False for the worker and the server."""
+    from runtime.trust import require_trusted
+
+    record = threads.get_thread(db, thread_id)
+    require_trusted(record.graph, attended=attended, owner=f"thread {thread_id!r}")
+    return record, _load(record)
+
+
+def _load(record: threads.ThreadRecord) -> GraphSpec:
+    from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+
     try:
-        return record, load_graph(record.graph)
+        return load_graph(record.graph)
     except GraphLoadError as exc:
-        raise UnknownGraph(f"thread {thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+        raise UnknownGraph(f"thread {record.thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+
+
+@contextmanager
+def reading_checkpoints(db: Database, thread_id: str, checkpoint_id: str | None = None) -> Iterator[None]:
+    """Around code that reads stored checkpoints back: a failure to decode one (a format the
+    serializer refuses, data that does not decode or does not fit) is CheckpointUnreadable, bad
+    input (exit 2), not a crash. The database's own errors and the domain's pass through."""
+    try:
+        yield
+    except (AgentError, sqlite3.Error):
+        raise
+    except Exception as exc:
+        raise _unreadable(db, thread_id, checkpoint_id, exc) from exc
+
+
+def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Exception) -> CheckpointUnreadable:
+    if checkpoint_id is None:
+        rows = branch_rows(db, thread_id)
+        checkpoint_id = rows[-1][0] if rows else "?"
+    why = "it is stored in a format agent does not read" if isinstance(exc, NotImplementedError) else "its data does not decode"
+    return CheckpointUnreadable(
+        f"checkpoint {checkpoint_id} of thread {thread_id!r} cannot be read: {why} (changed outside agent, or damaged)",
+        f"restore the database from a backup, or go on from an older checkpoint: agent history --thread {thread_id}, "
+        f"then agent resume --thread {thread_id} --checkpoint ID",
+    )
+
+
+def state_at(db: Database, spec: GraphSpec | None, thread_id: str, checkpoint_id: str | None = None):
+    """LangGraph's snapshot of the thread at a checkpoint (the latest without one), None when the
+    thread has none; CheckpointUnreadable when what is stored cannot be read. Without a graph
+    (one that may not be imported here), what the database holds (runtime/stored_state.py)."""
+    if spec is None:
+        from runtime.stored_state import stored_snapshot
+
+        return stored_snapshot(db, thread_id, checkpoint_id)
+    configurable = {"thread_id": thread_id, **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
+    with reading_checkpoints(db, thread_id, checkpoint_id):
+        snapshot = _compiled(db, spec).get_state({"configurable": configurable})
+    return snapshot if snapshot.config else None
 
 
 def latest_state(db: Database, spec: GraphSpec, thread_id: str):
-    snapshot = _compiled(db, spec).get_state({"configurable": {"thread_id": thread_id}})
-    return snapshot if snapshot.config else None
+    return state_at(db, spec, thread_id)
 
 
 def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None, int]]:
@@ -108,7 +166,9 @@ def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     return matches[0]
 
 
-def get_history(db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None) -> list[HistoryRow]:
+def get_history(
+    db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None, *, attended: bool = True
+) -> list[HistoryRow]:
     """The thread's checkpoints, newest first, every branch included.
 
     Read from the checkpoint table's columns (runtime/history_rows.py); the graph is loaded only
@@ -116,12 +176,15 @@ def get_history(db: Database, thread_id: str, limit: int | None = None, show: li
     state keys whose writes each step should carry (`HistoryRow.shown`): only those writes are
     deserialised.
     """
+    if limit is not None:
+        check_number(limit, "limit", minimum=1, whole=True)
     threads.get_thread(db, thread_id)
 
     def compute_next(ids: list[str]) -> dict[str, list[str]]:
-        _, spec = _spec_for(db, thread_id)
-        graph = _compiled(db, spec)
-        return {cid: list(graph.get_state({"configurable": {"thread_id": thread_id, "checkpoint_id": cid}}).next) for cid in ids}
+        _, spec = _spec_for(db, thread_id, attended=attended)
+        if spec is None:
+            return {}  # shown with no next tasks: only the graph could say
+        return {cid: list(state_at(db, spec, thread_id, cid).next) for cid in ids}
 
     rows = [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
     if show:
@@ -143,18 +206,18 @@ def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: se
     for checkpoint_id, rows in stored.items():
         for _task_id, channel, type_, value, _path, _idx in sorted(rows, key=lambda r: (r[4], r[0], r[5])):
             if channel in keys:
-                out.setdefault(checkpoint_id, {}).setdefault(channel, []).append(saver.serde.loads_typed((type_, value)))
+                with reading_checkpoints(db, thread_id, checkpoint_id):
+                    decoded = saver.serde.loads_typed((type_, value))
+                out.setdefault(checkpoint_id, {}).setdefault(channel, []).append(decoded)
     return out
 
 
-def get_state(db: Database, thread_id: str, checkpoint: str | None = None) -> StateView:
-    """The state at the latest checkpoint, or at the one `checkpoint` names."""
-    record, spec = _spec_for(db, thread_id)
-    configurable: dict[str, Any] = {"thread_id": thread_id}
-    if checkpoint:
-        configurable["checkpoint_id"] = resolve_checkpoint(db, thread_id, checkpoint)
-    snap = _compiled(db, spec).get_state({"configurable": configurable})
-    if not snap.config:
+def get_state(db: Database, thread_id: str, checkpoint: str | None = None, *, attended: bool = True) -> StateView:
+    """The state at the latest checkpoint, or at the one `checkpoint` names. `attended`: False for
+    the worker and the server, which import fewer graphs (runtime/trust.py)."""
+    record, spec = _spec_for(db, thread_id, attended=attended)
+    snap = state_at(db, spec, thread_id, resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None)
+    if snap is None:
         raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", "its first run is starting, or stopped before its input was saved")
     return StateView(
         thread_id=thread_id,
@@ -206,7 +269,8 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
     status["spend"] = thread_budgets(db, [record])[thread_id]
     status["progress"] = None
     if row:
-        tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": row[0]}})
+        with reading_checkpoints(db, thread_id, row[0]):
+            tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": row[0]}})
         values = tuple_.checkpoint.get("channel_values", {}) if tuple_ else {}
         if tuple_ and (tuple_.metadata or {}).get("step") is not None:
             status["steps"] = tuple_.metadata["step"]  # fresher than the registry's heartbeat copy

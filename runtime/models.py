@@ -33,6 +33,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from nodes.errors import OperationError
 from runtime.errors import BadInput
+from runtime.numbers import check_number, env_number
 
 DEFAULT_MODEL = "offline"
 DEFAULT_TIMEOUT = 60.0
@@ -143,6 +144,8 @@ def _offline_options(text: str) -> dict[str, Any]:
             options[key] = kinds[key](value)
         except ValueError:
             raise BadInput(f"offline model option {key} needs a {kinds[key].__name__}, not {value!r}") from None
+        if kinds[key] is not str:
+            check_number(options[key], f"offline model option {key}", whole=kinds[key] is int)
     return options
 
 
@@ -155,7 +158,7 @@ def _openai(name: str) -> BaseChatModel:
     return ChatOpenAI(
         model=name,
         max_retries=0,
-        timeout=float(os.environ.get("AGENT_MODEL_TIMEOUT", DEFAULT_TIMEOUT)),
+        timeout=float(env_number("AGENT_MODEL_TIMEOUT", exclusive=True, unit="seconds") or DEFAULT_TIMEOUT),
         stream_usage=True,
         # A connection pool per model: langchain-openai otherwise shares one per base URL across
         # the process, bound to the event loop of the first run, so a second run in the same

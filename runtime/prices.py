@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import BadInput
+from runtime.errors import BadInput, InvalidNumber
+from runtime.numbers import check_number
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -60,7 +61,13 @@ def _table(override: str | None, _mtime: float | None) -> dict[str, Price]:
 def _read(path: str | os.PathLike) -> dict[str, Price]:
     try:
         models = json.loads(open(path, encoding="utf-8").read())["models"]
-        return {str(name): Price(float(p["input"]), float(p["output"])) for name, p in models.items()}
+        table = {str(name): Price(float(p["input"]), float(p["output"])) for name, p in models.items()}
+        for name, price in table.items():
+            check_number(price.input, f"the input price of {name}", unit="US dollars a million tokens")
+            check_number(price.output, f"the output price of {name}", unit="US dollars a million tokens")
+        return table
+    except InvalidNumber as exc:
+        raise PricesError(f"the prices file {path}: {exc.message}", f"fix or unset {PRICES_ENV}") from None
     except OSError as exc:
         raise PricesError(f"cannot read the prices file {path}: {exc.strerror}", f"fix or unset {PRICES_ENV}") from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -24,7 +24,8 @@ from runtime import budget, control as controls, threads
 from runtime.db import Database
 from runtime.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
-from runtime.history import resolve_checkpoint, latest_state
+from runtime.history import latest_state, resolve_checkpoint, runnable_spec, state_at
+from runtime.inputs import check_value
 from runtime.limits import RequestLimiter
 from runtime.models import make_model
 from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
@@ -103,6 +104,7 @@ def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
     """Check an input against the graph before anything is written."""
     if not isinstance(data, dict):
         raise BadInput("the input must be a JSON object", 'e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
+    check_value(data, "the input")
     keys = spec.input_keys()
     if keys is not None and (unknown := sorted(set(data) - keys)):
         raise BadInput(f"unknown input key(s) {', '.join(unknown)} for graph {spec.spec}", f"its input keys: {', '.join(sorted(keys))}")
@@ -160,6 +162,7 @@ def resume_thread(
     force: bool = False,
     approve_all: bool = False,
     command: Any = None,
+    attended: bool = True,
 ) -> RunOutcome:
     """Continue a thread from its latest checkpoint (input None), or fork it from `checkpoint`.
 
@@ -169,10 +172,10 @@ def resume_thread(
 
     `settings` override what the thread recorded, from now on. With `wait` (seconds), a thread
     that another live process is running is waited for instead of refused. `edits` (state key ->
-    value) are applied first, as a checkpoint of their own (runtime/edit.py).
+    value) are applied first, as a checkpoint of their own (runtime/edit.py). The thread's graph
+    is imported only when trusted (runtime/trust.py); `attended` is False for the worker.
     """
-    record = threads.get_thread(db, thread_id)
-    spec = load_spec(record.graph)
+    record, spec = runnable_spec(db, thread_id, attended=attended)
     apply_edits = edit_step(spec, edits)  # bad keys or values fail here, before anything is written
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
@@ -183,7 +186,9 @@ def resume_thread(
     if wait:
         threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
     threads.refuse_if_busy(threads.get_thread(db, thread_id))
-    if checkpoint_id is None:
+    if checkpoint_id is not None:
+        state_at(db, spec, thread_id, checkpoint_id)  # one that cannot be read fails here, before the thread is touched
+    else:
         state = latest_state(db, spec, thread_id)
         if state is None:
             raise NothingToResume(
@@ -220,6 +225,7 @@ def retry_failed(
     force: bool = False,
     on_event: EventHandler | None = None,
     handle_signals: bool = False,
+    attended: bool = True,
 ) -> RunOutcome:
     """Send a queue's given-up items (its dead-letter list) through the queue again.
 
@@ -228,9 +234,8 @@ def retry_failed(
     run, so a crash or Ctrl-C during it is continued with `resume_thread`. `settings` override
     the thread's from now on, as with `resume_thread`; a cancelled thread is refused unless `force`.
     """
-    record = threads.get_thread(db, thread_id)
+    record, spec = runnable_spec(db, thread_id, attended=attended)
     controls.refuse_if_cancelled(record, force, "retry-failed")
-    spec = load_spec(record.graph)
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     model = make_model(resolved.model)
     if wait:

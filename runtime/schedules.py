@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from runtime.db import Database
 from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
+from runtime.numbers import env_number
 from runtime.settings import parse_duration
 from runtime.threads import _immediate
 
@@ -232,11 +233,8 @@ def check_name(name: str) -> None:
 
 
 def max_schedules() -> int:
-    text = os.environ.get(MAX_SCHEDULES_ENV, "").strip()
-    try:
-        return int(text) if text else DEFAULT_MAX_SCHEDULES
-    except ValueError:
-        raise BadInput(f"{MAX_SCHEDULES_ENV}={text!r} is not a whole number", f"e.g. {MAX_SCHEDULES_ENV}=100") from None
+    limit = env_number(MAX_SCHEDULES_ENV, whole=True)
+    return DEFAULT_MAX_SCHEDULES if limit is None else int(limit)
 
 
 @dataclass
@@ -271,6 +269,7 @@ def check_schedule(
     """Every check of a new schedule but those against the database; raises BadInput/UnknownGraph."""
     from runtime.runner import validate_run
     from runtime.settings import RunSettings
+    from runtime.trust import require_trusted
 
     check_name(name)
     check_cron(cron)
@@ -290,9 +289,11 @@ def check_schedule(
     if not isinstance(max_failures, int) or max_failures < 1:
         raise BadInput(f"--max-failures must be at least 1, not {max_failures}")
     deadline_s = parse_duration(deadline, "--deadline")
-    validate_run(graph, input, RunSettings(model=model, max_cost=max_cost, deadline=deadline_s, background=True))
+    spec, _, _ = validate_run(graph, input, RunSettings(model=model, max_cost=max_cost, deadline=deadline_s, background=True))
+    # Its runs are started unattended, by the worker: the graph must be one it will import.
+    require_trusted(spec.spec, attended=False, owner=f"schedule {name!r}")
     settings = {k: v for k, v in {"model": model, "max_cost": max_cost, "deadline": deadline_s}.items() if v}
-    return NewSchedule(name, graph, cron, tz, input, settings, overlap, missed, max_failures)
+    return NewSchedule(name, spec.spec, cron, tz, input, settings, overlap, missed, max_failures)
 
 
 def add_schedule(db: Database, new: NewSchedule, now: float | None = None) -> Schedule:

@@ -6,12 +6,14 @@ same way unless told otherwise. A deadline is a duration: each run or resume get
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from runtime.budget import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
 from runtime.errors import BadInput
+from runtime.numbers import check_number
 from runtime.models import model_label
 
 BASE_DEFAULTS: dict[str, Any] = {
@@ -36,16 +38,20 @@ _UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str | float | int | None, option: str) -> float | None:
-    """`90`, `90s`, `10m`, `1h30m`, `1d` -> seconds; `0` or `none` -> no limit."""
+    """`90`, `90s`, `10m`, `1h30m`, `1d` -> seconds; `0` or `none` -> no limit. A number is
+    held to the rule of runtime/numbers.py (finite, 0 or more); so is the total of a text."""
     if text is None or isinstance(text, (int, float)):
-        return None if not text else float(text)
+        return None if text is None else (float(check_number(text, option, unit="seconds")) or None)
     cleaned = text.strip().lower().replace(" ", "")
     if cleaned in ("0", "none", "off"):
         return None
     parts = _DURATION.findall(cleaned)
     if not parts or "".join(n + (u or "") for n, u in parts) != cleaned:
         raise BadInput(f"{option} {text!r} is not a duration", f"e.g. {option} 90s, {option} 10m or {option} 1h30m")
-    return sum(float(n) * _UNIT[u or None] for n, u in parts)
+    total = sum(float(n) * _UNIT[u or None] for n, u in parts)
+    if not math.isfinite(total):
+        raise BadInput(f"{option} {text!r} is too long to be a duration", f"e.g. {option} 90s, {option} 10m or {option} 1h30m")
+    return total or None
 
 
 @dataclass
@@ -88,10 +94,10 @@ class RunSettings:
         known = {f.name for f in fields(self)}
         resolved = RunSettings(**{k: v for k, v in merged.items() if k in known})
         resolved.model = model_label(resolved.model)
-        # 0 means "no limit" for the time limits.
-        resolved.node_timeout = resolved.node_timeout or None
-        resolved.deadline = resolved.deadline or None
         resolved._check()
+        # 0 means "no limit" for the time limits, the rates and the budgets.
+        resolved.node_timeout = float(resolved.node_timeout) if resolved.node_timeout else None
+        resolved.deadline = float(resolved.deadline) if resolved.deadline else None
         resolved.rpm = resolved.rpm or None
         resolved.tpm = resolved.tpm or None
         resolved.max_tokens = resolved.max_tokens or None
@@ -100,24 +106,18 @@ class RunSettings:
         return resolved
 
     def _check(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise BadInput(f"--max-attempts must be at least 1, not {self.max_attempts}")
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
-            raise BadInput(f"--concurrency must be at least 1, not {self.concurrency}")
-        if self.backoff is None or self.backoff < 0:
-            raise BadInput(f"--backoff must be 0 or more seconds, not {self.backoff}")
+        """Every number by the rule of runtime/numbers.py; budgets within the system-wide ceilings."""
+        check_number(self.max_attempts, "max_attempts", minimum=1, whole=True)
+        check_number(self.concurrency, "concurrency", minimum=1, whole=True)
+        check_number(self.backoff, "backoff", unit="seconds", note="0 retries at once")
         for name in ("node_timeout", "deadline"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise BadInput(f"--{name.replace('_', '-')} must be a positive duration, not {value}")
-        for name in ("rpm", "tpm"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise BadInput(f"--{name} must be a whole number of 0 or more (0: no limit), not {value}")
-        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 0):
-            raise BadInput(f"--max-tokens must be a whole number of 0 or more (0: no limit), not {self.max_tokens}")
-        if self.max_cost is not None and (not isinstance(self.max_cost, (int, float)) or self.max_cost < 0):
-            raise BadInput(f"--max-cost must be 0 or more US dollars (0: no limit), not {self.max_cost}")
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), name, unit="seconds", note="0: none")
+        for name in ("rpm", "tpm", "max_tokens"):
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), name, whole=True, note="0: no limit")
+        if self.max_cost is not None:
+            check_number(self.max_cost, "max_cost", unit="US dollars", note="0: no limit")
         for option, value, env in (("--max-cost", self.max_cost, COST_CEILING_ENV), ("--max-tokens", self.max_tokens, TOKENS_CEILING_ENV)):
             ceiling = system_ceiling(env)
             if ceiling is not None and value and value > ceiling:

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from runtime.db import Database
-from runtime.errors import ThreadBusy, ThreadExists, ThreadNotFound
+from runtime.errors import BadInput, ThreadBusy, ThreadExists, ThreadNotFound
 
 HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 30.0
 """A heartbeat older than this marks the holder as gone."""
 
 WAIT_POLL_SECONDS = 0.5
+
+MAX_THREAD_ID = 200
 
 FINAL = ("completed", "failed")
 STATUSES = ("running", "completed", "failed", "timeout", "stopped", "interrupted", "stale", "paused", "budget_exceeded", "cancelled")
@@ -96,6 +98,22 @@ def _record(row: tuple) -> ThreadRecord:
     return ThreadRecord(*values)
 
 
+def check_thread_id(thread_id: str) -> None:
+    """Refuse a new thread id that a terminal could misread: empty or too long, with leading or
+    trailing spaces, or holding a character that is not printable (control characters, which a
+    terminal reads as escape sequences; bidi overrides and other invisible format characters,
+    which reorder or hide what is shown; line separators). Existing ids are looked up as they are."""
+    hint = f"use up to {MAX_THREAD_ID} printable characters with no space at either end, e.g. docs-2026-11"
+    if not isinstance(thread_id, str) or not thread_id.strip():
+        raise BadInput(f"invalid thread id {thread_id!r}: it is empty", hint)
+    if len(thread_id) > MAX_THREAD_ID:
+        raise BadInput(f"invalid thread id {thread_id[:40]!r}...: it is longer than {MAX_THREAD_ID} characters", hint)
+    if thread_id != thread_id.strip():
+        raise BadInput(f"invalid thread id {thread_id!r}: it starts or ends with a space", hint)
+    if odd := next((c for c in thread_id if not c.isprintable()), None):
+        raise BadInput(f"invalid thread id {thread_id!r}: it holds U+{ord(odd):04X}, a character that is not printable", hint)
+
+
 def get_thread(db: Database, thread_id: str) -> ThreadRecord:
     row = db.conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone()
     if row is None:
@@ -114,7 +132,8 @@ def _holder(record: ThreadRecord) -> str:
 
 
 def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any]) -> ThreadRecord:
-    """Register a new thread, leased to this process; refuse an id that exists."""
+    """Register a new thread, leased to this process; refuse an id that exists or is not a valid id."""
+    check_thread_id(thread_id)
     now = time.time()
     try:
         with _immediate(db.conn):

@@ -222,14 +222,17 @@ class Worker:
         """Run (or continue) one claimed occurrence and record how it ended."""
         from runtime.runner import explain_failure, resume_thread, run_thread
         from runtime.settings import RunSettings
+        from runtime.trust import require_trusted
 
         stored = schedule.settings
         settings = RunSettings(model=stored.get("model"), max_cost=stored.get("max_cost"), deadline=stored.get("deadline"), background=True)
         outcome = None
         try:
+            # Unattended: only built-in graphs and those listed in AGENT_TRUSTED_GRAPHS (runtime/trust.py).
             if resume:
-                outcome = resume_thread(self.db, thread_id, None, settings, handle_signals=self.handle_signals)
+                outcome = resume_thread(self.db, thread_id, None, settings, handle_signals=self.handle_signals, attended=False)
             else:
+                require_trusted(schedule.graph, attended=False, owner=f"schedule {schedule.name!r}")
                 outcome = run_thread(self.db, schedule.graph, thread_id, schedule.input, settings, handle_signals=self.handle_signals)
             status, error = outcome.status, outcome.error
         except AgentError as exc:

@@ -34,6 +34,9 @@ class PlannedAction(Action, total=False):
     """`a1`, `a2`, ...: the action's place in the plan."""
 
     sensitive: bool
+    """Whether the action waits for a person, for those who read the plan. `perform` does not
+    read it: it decides from the kind (nodes/approval.needs_approval), which an edit of the
+    state cannot turn off."""
 
 
 class PerformInput(TypedDict):
@@ -52,7 +55,8 @@ class ApprovalState(ApprovalInput, total=False):
 
     decisions: Annotated[list[dict[str, Any]], operator.add]
     """Each decision on a sensitive action: `action_id`, `action`, `approved`, `by` (the OS user),
-    `at` (UTC, ISO 8601), `reason`, `via` (`agent approve`, `agent reject` or `--yes`)."""
+    `at` (UTC, ISO 8601), `reason`, `via` (`agent approve`, `agent reject` or `--yes`). Written
+    only by `perform`, from an answer: `--set` may not write it (graphs/approval.PROTECTED_KEYS)."""
 
     report: str
     """A summary of what was done and what was refused."""

@@ -6,6 +6,8 @@ import getpass
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import db_snapshot
 
 PLAN = json.dumps({
@@ -113,3 +115,67 @@ def test_nodes_directly_record_what_would_be_done():
     assert describe_action(planned[0]) == "buy from acme: 10 chairs"
     summary = report({"plan": planned, "performed": [{"action": planned[0], "outcome": "rejected", "effect": "not done", "reason": "no"}]})
     assert "0 action(s) done (simulated), 1 rejected" in summary["report"]
+
+
+def _pending_kinds(cli, thread: str) -> list[str]:
+    return sorted(p["kind"] for p in _pending(cli, thread))
+
+
+@pytest.mark.parametrize("kind", ["delete_data", " Delete-Data "])
+def test_a_state_edit_cannot_turn_approval_off(cli, kind: str):
+    """`--set plan=[... "sensitive": false]` carried out a deletion with no decision: the kind decides."""
+    assert cli("run", "approval", "--thread", "a", "--input", PLAN, "--background", "--quiet").exit_code == 3
+    forged = json.dumps([{"id": "a1", "kind": kind, "target": "customers", "detail": "all rows", "sensitive": False}])
+    edited = cli("resume", "--thread", "a", "--set", f"plan={forged}", "--quiet")
+    assert edited.exit_code == 3, edited.output  # it waits for a person
+    assert _pending_kinds(cli, "a") == [kind]
+    values = _values(cli, "a")
+    assert not any(p["outcome"] == "done" and "all rows" in p["effect"] for p in values.get("performed", []))
+    assert values.get("decisions", []) == []
+    rejected = cli("reject", "--thread", "a", "--reason", "not all of them", "--quiet")
+    assert rejected.exit_code == 0, rejected.output
+    decision = _values(cli, "a")["decisions"][0]
+    assert (decision["approved"], decision["by"], decision["via"]) == (False, getpass.getuser(), "agent reject")
+    assert decision["action"] == "delete from customers: all rows"
+
+
+@pytest.mark.parametrize("key", ["decisions", "performed"])
+def test_set_may_not_write_the_record_of_decisions(cli, db_path: Path, key: str):
+    assert cli("run", "approval", "--thread", "a", "--input", PLAN, "--background", "--quiet").exit_code == 3
+    before = db_snapshot(db_path)
+    forged = json.dumps([{"action_id": "a3", "approved": True, "by": "the-ceo", "at": "2026-01-01T00:00:00Z", "via": "agent approve"}])
+    refused = cli("resume", "--thread", "a", "--set", f"{key}={forged}")
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.startswith(f"Error: {key} of graph approval can only be written by the graph itself")
+    assert "agent approve" in refused.stderr and "Traceback" not in refused.stderr
+    assert db_snapshot(db_path) == before
+
+
+def test_an_answer_that_is_not_a_decision_records_nothing_and_asks_again(cli, db_path: Path):
+    """Only approve / reject (and --yes) record a decision, with who and when: an answer without them is none."""
+    from langgraph.types import Command
+
+    from runtime import open_database, resume_thread
+
+    plan = json.dumps({"actions": [{"kind": "make_purchase", "target": "acme", "detail": "10 chairs"}]})
+    assert cli("run", "approval", "--thread", "p", "--input", plan, "--background", "--quiet").exit_code == 3
+    [waiting] = _pending(cli, "p")
+    with open_database(db_path) as db:
+        outcome = resume_thread(db, "p", command=Command(resume={waiting["id"]: {"approved": True}}))
+    assert outcome.status == "interrupted"
+    values = _values(cli, "p")
+    assert values.get("decisions", []) == [] and values.get("performed", []) == []
+    [again] = _pending(cli, "p")
+    assert again["id"] != waiting["id"] and again["would"] == "buy from acme: 10 chairs"
+    assert cli("approve", "--thread", "p", "--quiet").exit_code == 0
+    [decision] = _values(cli, "p")["decisions"]
+    assert (decision["approved"], decision["by"], decision["via"]) == (True, getpass.getuser(), "agent approve")
+
+
+def test_the_policy_reads_the_kind_not_the_flag():
+    from nodes.approval import needs_approval
+
+    assert needs_approval({"kind": "delete_data", "sensitive": False})
+    assert needs_approval({"kind": "SEND EMAIL"}) and needs_approval({"kind": "make-purchase"})
+    assert needs_approval({"kind": ["delete_data"]}) and needs_approval({})  # unreadable kinds wait too
+    assert not needs_approval({"kind": "read_data", "sensitive": True})
