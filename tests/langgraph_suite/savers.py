@@ -1,0 +1,67 @@
+"""The savers the upstream tests get: agent's AgentSaver, opened as the project opens it, or, for
+the baseline, the InMemorySaver LangGraph's own suite uses. (Copied into the upstream tree as
+`agent_suite_savers`, beside the swapped conftest files that import it.)
+
+Serialisation is the project's: the saver gets the serializer `runtime.open_database` gives it,
+and the run sets LANGGRAPH_STRICT_MSGPACK=true (as importing `runtime` does), under which
+LangGraph's own conftest gives its savers the same strict serializer - so both sides of the
+comparison read checkpoints back with the same allowlist.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+
+SAVER = os.environ.get("AGENT_SUITE_SAVER", "agent")
+"""Which saver the checkpointer fixtures give: `agent` or `memory` (the baseline)."""
+
+
+@contextmanager
+def agent_database() -> Iterator[object]:
+    """A new database file, made by `runtime.open_database` (tables, WAL, the project's serializer)."""
+    from runtime import open_database
+
+    with tempfile.TemporaryDirectory(prefix="agent-suite-") as tmp:
+        db = open_database(Path(tmp) / "agent.db", create=True)
+        try:
+            yield db
+        finally:
+            db.close()
+
+
+@contextmanager
+def agent_saver_sync() -> Iterator[object]:
+    """AgentSaver on a connection of its own (queued writes joined into the step's row),
+    the synchronous form of what a run uses."""
+    from runtime.saver import open_saver
+
+    with agent_database() as db:
+        saver = open_saver(str(db.path), serde=db.checkpointer().serde, fast_async=False)
+        try:
+            yield saver
+        finally:
+            saver.flush()
+            saver.conn.close()
+
+
+@asynccontextmanager
+async def agent_saver_async() -> AsyncIterator[object]:
+    """AgentSaver exactly as a run opens it: `Database.open_async` (async calls on the event loop)."""
+    with agent_database() as db:
+        async with db.open_async() as (saver, _store):
+            yield saver
+
+
+@contextmanager
+def memory_saver() -> Iterator[object]:
+    """What LangGraph's conftest gives for its `memory` parameter."""
+    from tests.memory_assert import MemorySaverAssertImmutable
+
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    strict = os.getenv("LANGGRAPH_STRICT_MSGPACK", "false").lower() in ("1", "true", "yes")
+    yield MemorySaverAssertImmutable(serde=JsonPlusSerializer(allowed_msgpack_modules=None) if strict else None)
