@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from uuid import UUID
 
 import pytest
-from agent_suite_savers import SAVER, agent_saver_async, agent_saver_sync, memory_saver
+from agent_suite_savers import SAVER, agent_saver_async, agent_saver_of_database, agent_saver_sync, memory_saver
 from langgraph.cache.base import BaseCache
 from langgraph.cache.memory import InMemoryCache
 from langgraph.cache.sqlite import SqliteCache
@@ -56,9 +56,14 @@ async def async_store() -> AsyncIterator[BaseStore]:
     yield InMemoryStore()
 
 
-@pytest.fixture(scope="function", params=[SAVER])
-def sync_checkpointer() -> Iterator[BaseCheckpointSaver]:
-    with memory_saver() if SAVER == "memory" else agent_saver_sync() as checkpointer:
+SYNC_SAVERS = {"agent": agent_saver_sync, "agent_db": agent_saver_of_database} if SAVER == "agent" else {SAVER: memory_saver}
+"""The sync path twice: a saver on its own connection (as a run has it) and the database's (as
+history, edits and forks have it)."""
+
+
+@pytest.fixture(scope="function", params=list(SYNC_SAVERS))
+def sync_checkpointer(request: pytest.FixtureRequest) -> Iterator[BaseCheckpointSaver]:
+    with SYNC_SAVERS[request.param]() as checkpointer:
         yield checkpointer
 
 

@@ -10,23 +10,44 @@ comparison read checkpoints back with the same allowlist.
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import tempfile
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
 SAVER = os.environ.get("AGENT_SUITE_SAVER", "agent")
-"""Which saver the checkpointer fixtures give: `agent` or `memory` (the baseline)."""
+"""Which saver the checkpointer fixtures give: `agent`, or a baseline (`memory`, `stock`)."""
+
+
+@functools.cache
+def _new_database_file() -> Path:
+    """A database as `runtime.open_database(create=True)` makes it, made once per run: each test
+    opens a copy (creating the tables takes longer than most tests)."""
+    folder = tempfile.TemporaryDirectory(prefix="agent-suite-")
+    _KEEP.append(folder)  # removed when the run ends
+    path = Path(folder.name) / "new.db"
+    from runtime import open_database
+
+    open_database(path, create=True).close()
+    return path
+
+
+_KEEP: list[tempfile.TemporaryDirectory] = []
 
 
 @contextmanager
 def agent_database() -> Iterator[object]:
-    """A new database file, made by `runtime.open_database` (tables, WAL, the project's serializer)."""
+    """A new database file of its own, opened with `runtime.open_database` (tables, WAL, the
+    project's serializer)."""
     from runtime import open_database
 
     with tempfile.TemporaryDirectory(prefix="agent-suite-") as tmp:
-        db = open_database(Path(tmp) / "agent.db", create=True)
+        path = Path(tmp) / "agent.db"
+        shutil.copy(_new_database_file(), path)
+        db = open_database(path)
         try:
             yield db
         finally:
@@ -46,6 +67,14 @@ def agent_saver_sync() -> Iterator[object]:
         finally:
             saver.flush()
             saver.conn.close()
+
+
+@contextmanager
+def agent_saver_of_database() -> Iterator[object]:
+    """AgentSaver on the database's own connection (`Database.checkpointer()`), as history,
+    state edits and forks use it: writes are stored at once, not queued."""
+    with agent_database() as db:
+        yield db.checkpointer()
 
 
 @asynccontextmanager
