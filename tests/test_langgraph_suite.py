@@ -29,8 +29,7 @@ def test_the_upstream_suite_passes_with_our_saver(suite: str, request: pytest.Fi
     assert result.counts["passed"] > 0, f"no upstream test ran: {result.summary()} (see {result.log})"
     if result.failed:
         fixed = "".join(f"\n{n}: passes now, remove its entry from KNOWN_FAILURES in expectations.py" for n in result.fixed)
-        failing = "\n".join(n for n in result.failed if n not in result.fixed)
-        pytest.fail(f"{result.summary()}; full output in {result.log}\n{failing}{fixed}", pytrace=False)
+        pytest.fail(f"{result.summary()}; full output in {result.log}\n{result.failures()}{fixed}", pytrace=False)
 
 
 # -- the pinned sources ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A pytest plugin for the upstream run (copied into the upstream tree as `agent_suite_plugin`,
-loaded with `-p`): keeps the tests the plan selects, marks those that do not apply or that fail
-with LangGraph's own saver too (skip, with the reason) and the known failures (strict xfail), and writes the run's outcome as JSON for the
-wrapper in agent's own suite. It changes no test body.
+loaded with `-p`): keeps the tests the plan selects, skips (with the reason) those listed as not
+applying or as failing with LangGraph's own saver too, marks the known failures as strict
+expected failures, and writes the run's outcome as JSON for the wrapper in agent's own suite.
+It changes no test body.
 
 The plan (a JSON file named by AGENT_SUITE_PLAN) has `fixtures` (keep the tests that take one
 of them; null keeps all), `skip` and `known_failures` (key -> reason, see expectations.py),

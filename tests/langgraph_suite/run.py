@@ -88,6 +88,13 @@ class SuiteResult:
         return f"{self.suite} {self.version} with {SAVER_NAMES[self.saver]}: {shown} in {self.seconds:.0f} s"
 
 
+    def failures(self) -> str:
+        """The upstream run's short summary of what failed (one line per test, with its error)."""
+        lines = self.log.read_text().splitlines()
+        starts = [i for i, line in enumerate(lines) if "short test summary info" in line]
+        return "\n".join(line for line in lines[starts[-1] + 1 :] if line.startswith(("FAILED", "ERROR"))) if starts else ""
+
+
 class SuiteRunError(Exception):
     """The upstream run did not get as far as a report (bad arguments, a crash): one line."""
 
@@ -103,7 +110,7 @@ def prepare(suite: Suite) -> tuple[Path, str]:
     return tree, pin.version
 
 
-def test_files(suite: Suite, tree: Path) -> list[str]:
+def files_to_collect(suite: Suite, tree: Path) -> list[str]:
     """The files to collect: only those that can hold a selected test (the others import
     Postgres, Redis or a running server at module level)."""
     if suite.files is not None:
@@ -129,7 +136,7 @@ def run_suite(name: str, *, baseline: bool = False, pytest_args: tuple[str, ...]
             "current": str(current),
         }))  # fmt: skip
         command = [sys.executable, "-m", "pytest", "-p", "agent_suite_plugin", "-p", "no:cacheprovider",
-                   *suite.pytest_args, "-q", "-rfE", *test_files(suite, tree), *pytest_args]  # fmt: skip
+                   *suite.pytest_args, "-q", "-rfE", *files_to_collect(suite, tree), *pytest_args]  # fmt: skip
         finished = _run(command, tree, _environment(tree, plan, saver), log, echo)
         if not finished:
             running = current.read_text() if current.exists() else "(none yet)"
@@ -149,6 +156,7 @@ def _environment(tree: Path, plan: Path, saver: str) -> dict[str, str]:
         # As in production (runtime/__init__.py), for both sides of the comparison.
         "LANGGRAPH_STRICT_MSGPACK": "true",
         "NO_DOCKER": "true",
+        "COLUMNS": "240",  # the short summary's error messages, not cut at 80 columns
     })  # fmt: skip
     return env
 

@@ -108,7 +108,8 @@ def _download(name: str, version_: str) -> Path:
     """Fetch the source distribution with pip into the cache (atomically: a partial download is never used)."""
     CACHE.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        # --no-binary for this package only: its build backend may come as a wheel.
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name,
                    "--timeout", "30", "--retries", "2", "--dest", tmp, f"{name}=={version_}"]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True)
         fetched = sorted(Path(tmp).glob("*.tar.gz"))
