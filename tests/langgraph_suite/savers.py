@@ -3,9 +3,10 @@ the baseline, the InMemorySaver LangGraph's own suite uses. (Copied into the ups
 `agent_suite_savers`, beside the swapped conftest files that import it.)
 
 Serialisation is the project's: the saver gets the serializer `runtime.open_database` gives it,
-and the run sets LANGGRAPH_STRICT_MSGPACK=true (as importing `runtime` does), under which
-LangGraph's own conftest gives its savers the same strict serializer - so both sides of the
-comparison read checkpoints back with the same allowlist.
+and the run sets LANGGRAPH_STRICT_MSGPACK=true, as importing `runtime` does in production. Under
+it LangGraph's own conftest gives its savers a strict serializer too, so both sides of the
+comparison read checkpoints back with the same allowlist (the graph's own types, which LangGraph
+adds when it compiles a graph, and its known-safe ones).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import AsyncIterator, Iterator
 SAVER = os.environ.get("AGENT_SUITE_SAVER", "agent")
 """Which saver the checkpointer fixtures give: `agent`, or a baseline (`memory`, `stock`)."""
 
+_KEEP: list[tempfile.TemporaryDirectory] = []
+
 
 @functools.cache
 def _new_database_file() -> Path:
@@ -33,9 +36,6 @@ def _new_database_file() -> Path:
 
     open_database(path, create=True).close()
     return path
-
-
-_KEEP: list[tempfile.TemporaryDirectory] = []
 
 
 @contextmanager
