@@ -215,3 +215,16 @@ def finish(proc: subprocess.Popen, stderr: LineReader, timeout: float = 120) -> 
         proc.kill()
         raise
     return proc.stdout.read() if proc.stdout else "", stderr.text()
+
+
+UPSTREAM_RESULTS = pytest.StashKey[list]()
+"""What each upstream suite run found (tests/test_langgraph_suite.py), for the summary below."""
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    """CI shows the upstream suites' counts (passed / failed / skipped / deselected) in every run."""
+    results = config.stash.get(UPSTREAM_RESULTS, [])
+    if results:
+        terminalreporter.section("LangGraph's own tests against agent's saver")
+        for result in results:
+            terminalreporter.write_line(result.summary())
