@@ -30,8 +30,16 @@ _VERSIONLESS = (
     "back, which only the stock SQLite saver (it stores every checkpoint whole) does"
 )
 
+_WALL_CLOCK = (
+    "races the clock, whatever the saver: asserts on elapsed wall-clock time or on the order in "
+    "which sleeps of a few milliseconds end, which a busy machine changes (seen failing under load)"
+)
+
 SKIP: dict[str, dict[str, str]] = {
-    "langgraph": {},
+    "langgraph": {
+        "test_pregel.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
+        "test_pregel_async.py::test_imp_nested": _WALL_CLOCK,
+    },
     "langgraph-checkpoint-sqlite": {
         # Does not apply: the test is about the stock saver itself.
         "test_sqlite.py::TestSqliteSaver::test_informative_async_errors": (
@@ -55,7 +63,6 @@ SKIP: dict[str, dict[str, str]] = {
         "test_delta_parent_walk.py::test_sync_empty_checkpoint_id_reads_from_the_latest_checkpoint": _VERSIONLESS,
         "test_delta_parent_walk.py::test_async_empty_checkpoint_id_reads_from_the_latest_checkpoint": _VERSIONLESS,
         "test_delta_parent_walk.py::test_walk_reaches_root_of_long_chain_with_descending_ids": _VERSIONLESS,
-        "test_get_delta_channel_history.py::test_seed_present_when_snapshot_in_ancestor_sync": _VERSIONLESS,
         "test_delta_parent_walk.py::test_walk_terminates_when_put_makes_the_parent_chain_cycle": (
             "never ends with InMemorySaver either: re-putting a checkpoint id under its own child makes the "
             "parent chain a cycle, and LangGraph's generic ancestor walk (which InMemorySaver and ours use; "
@@ -65,15 +72,7 @@ SKIP: dict[str, dict[str, str]] = {
 }
 
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
-    # TEMPORARY: issue 11, cause 1 (a `__copy__` fork loses its channel values), being fixed on
-    # main in runtime/saver.py. The marks are strict: once the fix is merged these tests pass, and
-    # the run fails until these entries are removed.
-    "langgraph": {
-        "test_pregel.py::test_fork_and_update_task_results": "issue 11 cause 1: a __copy__ fork loses its values",
-        "test_pregel_async.py::test_fork_and_update_task_results": "issue 11 cause 1: a __copy__ fork loses its values",
-        "test_time_travel.py::test_copy_fork_retriggers_interrupt": "issue 11 cause 1: a __copy__ fork loses its values",
-        "test_time_travel_async.py::test_copy_fork_retriggers_interrupt": "issue 11 cause 1: a __copy__ fork loses its values",
-    },
+    "langgraph": {},
     "langgraph-checkpoint-sqlite": {},
 }
 """Real bugs of our saver, expected to fail (strictly) only until their fix is merged."""
