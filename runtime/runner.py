@@ -30,7 +30,8 @@ from runtime.models import make_model
 from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
 from runtime.redact import redact
 from runtime.settings import RunSettings
-from state.context import RunContext
+from runtime.waits import InterruptibleControl, RunClock
+from state.context import RunContext, WaitInterrupted
 
 RECURSION_LIMIT = 10_000_000
 """Steps one invocation may take: queues of many items legitimately loop for long."""
@@ -297,7 +298,7 @@ async def _drive(
     new thread's input, a `Command` answering interrupts, or None to continue."""
     emit = on_event or (lambda event: None)
     started = time.monotonic()
-    control = RunControl()
+    control = InterruptibleControl()  # a drain also ends every wait of the run (runtime/waits.py)
     progress = {"step": -1, "checkpoint_id": checkpoint_id}
     status, error = "failed", None
     configurable: dict[str, Any] = {"thread_id": thread_id}
@@ -326,7 +327,8 @@ async def _drive(
                     node_timeout=settings.node_timeout,
                     rpm=settings.rpm,
                     tpm=settings.tpm,
-                    limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm),
+                    limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm, control.until_stopped),
+                    clock=RunClock(control),
                     model_spec=settings.model,
                     cheap_model=make_model(settings.cheap_model) if settings.cheap_model else None,
                     cheap_model_spec=settings.cheap_model,
@@ -345,8 +347,8 @@ async def _drive(
                 status = "interrupted" if (state.next or state.interrupts) else "completed"
                 values = state.values if isinstance(state.values, dict) else {}
                 error = values.get("give_up_reason")  # a graph that gave up says why
-            except GraphDrained as drained:
-                status, values = DRAINED_STATUS.get(drained.reason, "stopped"), {}
+            except (GraphDrained, WaitInterrupted):  # a node that was waiting when the drain came ends it too
+                status, values = DRAINED_STATUS.get(control.drain_reason, "stopped"), {}
                 if status == "timeout":
                     error = f"deadline of {settings.deadline:g}s passed; stopped at a node boundary"
                 elif status == "budget_exceeded":

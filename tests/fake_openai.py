@@ -104,6 +104,8 @@ class FakeOpenAI:
         self.requests: list[Request] = []
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._answered = threading.Condition()
+        self._answered_statuses: list[int] = []
         self._stopping = threading.Event()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self
@@ -130,6 +132,16 @@ class FakeOpenAI:
 
     def calls(self, prompt: str) -> int:
         return len(self.log(prompt))
+
+    def wait_answered(self, status: int, timeout: float = 60) -> bool:
+        """Block until a response with `status` has been sent (not only decided); False on timeout."""
+        with self._answered:
+            return self._answered.wait_for(lambda: status in self._answered_statuses, timeout)
+
+    def _sent(self, status: int) -> None:
+        with self._answered:
+            self._answered_statuses.append(status)
+            self._answered.notify_all()
 
     def _admit(self, prompt: str, authorized: bool) -> Rule:
         with self._lock:
@@ -239,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+            self.wfile.flush()
+            self.server.fake._sent(status)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
             self.close_connection = True
 
