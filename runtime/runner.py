@@ -27,6 +27,7 @@ from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
 from runtime.history import resolve_checkpoint, latest_state
 from runtime.limits import RequestLimiter
 from runtime.models import make_model
+from runtime.prices import check_prices
 from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
 from runtime.redact import redact
 from runtime.settings import RunSettings
@@ -125,6 +126,7 @@ def validate_run(
     make_model(resolved.model)
     if resolved.cheap_model:
         make_model(resolved.cheap_model)
+    check_prices()  # every run prices what it spends: a broken prices file fails here, not mid-run
     budget.check_budget_settings(resolved)
     _check_approve_all(resolved, approve_all)
     return spec, data, resolved
@@ -178,6 +180,7 @@ def resume_thread(
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
     model = make_model(resolved.model)
+    check_prices()
     budget.check_budget_settings(resolved)
     _check_approve_all(resolved, approve_all)
     controls.refuse_if_cancelled(record, force)
@@ -234,6 +237,7 @@ def retry_failed(
     spec = load_spec(record.graph)
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     model = make_model(resolved.model)
+    check_prices()
     if wait:
         threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
     state = latest_state(db, spec, thread_id)
