@@ -215,6 +215,8 @@ def _endpoint_chat_model() -> type:
 def endpoint_error(exc: Exception) -> EndpointError:
     """What the project keeps of a failed call to an endpoint: its kind, status, Retry-After and
     redacted message (a body that is not JSON, from a broken proxy or an overloaded server, as a 502)."""
+    if isinstance(exc, EndpointError):  # made already, by a method this one called (_agenerate's _astream)
+        return exc
     if isinstance(exc, json.JSONDecodeError):
         return EndpointError("the model endpoint returned a malformed response (not JSON)", "MalformedResponse", 502, "retryable")
     status = getattr(exc, "status_code", None)

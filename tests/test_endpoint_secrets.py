@@ -202,3 +202,11 @@ def test_a_failed_call_leaves_the_model_as_an_endpoint_error_without_the_client_
     assert "[redacted]" in str(error) and not [form for form in forms_of(api_key) if form in str(error)]
     copy = pickle.loads(pickle.dumps(error))
     assert (str(copy), copy.origin, copy.status_code, copy.retry_after) == (str(error), error.origin, 429, 7.0)
+
+    async def streamed() -> None:
+        async for _ in make_model("openai:test-model").astream("hello"):
+            pass
+
+    with pytest.raises(EndpointError) as raised:  # streaming fails the same way
+        asyncio.run(streamed())
+    assert (raised.value.origin, raised.value.status_code, raised.value.__context__) == (error.origin, 429, None)

@@ -71,6 +71,8 @@ def assert_resumes_to_completion(cli, graph: str, thread: str) -> None:
     if graph == "task_queue":
         rows = [json.loads(line) for line in cli("results", "--thread", thread).stdout.splitlines()]
         assert [(r["index"], r["status"]) for r in rows] == [(i, "done") for i in range(len(ITEMS))]
+        values = json.loads(cli("state", "--thread", thread, "--json").stdout)["values"]
+        assert (values["done"], values["failed"]) == (len(ITEMS), 0)  # the items stopped while waiting, counted once
 
 
 @pytest.mark.parametrize("graph", ["task_queue", "research"])
@@ -137,3 +139,16 @@ def test_the_first_signal_ends_a_long_retry_after_at_once(spawn_agent, cli, serv
     assert proc.returncode == 130, err
     assert status_of(cli, "t")["status"] == "stopped"
     assert_resumes_to_completion(cli, graph, "t")
+
+
+def test_a_queue_item_stopped_while_waiting_runs_again_on_resume_and_its_neighbours_do_not(cli, server, model_env):
+    server.on(match="item-1", calls={1}, status=429, retry_after=AN_HOUR)
+
+    run = cli(*run_args("task_queue", "q"), "--deadline", "3s", "--quiet")
+
+    assert run.exit_code == 1, run.output
+    assert status_of(cli, "q")["status"] == "timeout"
+    rows = [json.loads(line) for line in cli("results", "--thread", "q").stdout.splitlines()]
+    assert [(r["index"], r["status"]) for r in rows] == [(0, "done"), (2, "done")]  # item 1 has no result
+    assert_resumes_to_completion(cli, "task_queue", "q")
+    assert [server.calls(PROMPT.replace("{item}", item)) for item in ITEMS] == [1, 2, 1]
