@@ -46,9 +46,38 @@ class OperationError(Exception):
         self.status_code = status_code
 
 
+class EndpointError(Exception):
+    """A model endpoint's failure as the model factory (runtime/models.py) passes it on: the
+    client exception's class name, HTTP status, Retry-After and redacted message, and how it was
+    classified. Nothing else of the client's exception is kept: it holds the request (with its
+    Authorization header), the response (its headers) and the body, any of which may echo the key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        origin: str = "EndpointError",
+        status_code: int | None = None,
+        failure: Failure = "fatal",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.origin = origin
+        """The class name of the client's exception (`RateLimitError`, `APIConnectionError`)."""
+        self.status_code = status_code
+        self.failure = failure
+        self.retry_after = retry_after
+        """Seconds the server asked to wait (its Retry-After), if it said."""
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.origin, self.status_code, self.failure, self.retry_after)
+
+
 def classify(exc: BaseException) -> Failure:
     """`retryable`: try again after a backoff. `item`: only this input is bad, give it up.
     `fatal`: a configuration problem or a bug; stop the run so it can be fixed and resumed."""
+    if isinstance(exc, EndpointError):
+        return exc.failure
     status = getattr(exc, "status_code", None)
     if isinstance(status, int):
         if status in RETRYABLE_STATUS:
@@ -102,5 +131,6 @@ def describe(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if len(text) > 300:
         text = text[:297] + "..."
-    prefix = type(exc).__name__ + (f" ({status})" if isinstance(status, int) else "")
+    name = exc.origin if isinstance(exc, EndpointError) else type(exc).__name__
+    prefix = name + (f" ({status})" if isinstance(status, int) else "")
     return f"{prefix}: {text}"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import datetime
 import email.utils
+import math
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from nodes.errors import OperationError, classify
+from nodes.errors import classify
 from nodes.usage import estimate_tokens, token_usage
 from state.context import RunContext
 
@@ -37,15 +38,12 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int, model: tuple
                 message = await model.ainvoke(prompt)
         except TimeoutError:
             raise TimeoutError(f"the model did not answer within {ctx.node_timeout:g}s") from None
-        except json.JSONDecodeError:
-            # A body that is not JSON comes from a broken proxy or an overloaded server: as a 502.
-            raise OperationError("the model endpoint returned a malformed response (not JSON)", 502) from None
         except Exception as exc:
             wait = retry_after(exc)
             if gate is not None and getattr(exc, "status_code", None) == 429:
                 gate.rate_limited(wait)
             elif wait and classify(exc) == "retryable" and attempt < ctx.max_attempts:
-                await ctx.clock.sleep(wait)
+                await ctx.clock.wait(wait)
             raise
         usage = token_usage(message)
         if ctx.meter is not None:
@@ -60,28 +58,45 @@ async def _admitted() -> AsyncIterator[None]:
     yield None
 
 
-def retry_after(exc: BaseException) -> float | None:
+def retry_after(exc: BaseException, now: float | None = None) -> float | None:
     """Seconds from the `Retry-After` (or `retry-after-ms`) header of an HTTP error, if any
-    (or from a `retry_after` attribute, as the offline model's simulated 429 carries)."""
+    (or from a `retry_after` attribute, as the offline model's simulated 429 carries), at most
+    MAX_RETRY_AFTER. Retry-After is seconds or an HTTP-date (`now`: the time it is measured
+    from, default the current time). A header that is neither counts as absent: the usual
+    backoff applies."""
     if isinstance(getattr(exc, "retry_after", None), (int, float)):
-        return min(MAX_RETRY_AFTER, max(0.0, float(exc.retry_after)))
+        return _bounded(float(exc.retry_after))
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return min(MAX_RETRY_AFTER, max(0.0, float(ms) / 1000))
-        except ValueError:
-            pass
+    if (ms := _seconds(headers.get("retry-after-ms"))) is not None:
+        return _bounded(ms / 1000)
     value = headers.get("retry-after")
-    if value is None:
-        return None
+    seconds = _seconds(value)
+    if seconds is None and value:
+        seconds = _until_date(value, time.time() if now is None else now)
+    return None if seconds is None else _bounded(seconds)
+
+
+def _seconds(value: str | None) -> float | None:
     try:
-        seconds = float(value)
+        seconds = float(value) if value is not None else None
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        seconds = parsed.timestamp() - time.time()
+        return None
+    return seconds if seconds is not None and not math.isnan(seconds) else None
+
+
+def _until_date(value: str, now: float) -> float | None:
+    """Seconds from `now` until an HTTP-date (`Wed, 21 Oct 2015 07:28:00 GMT`), or None."""
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # `-0000`: a date in UTC whose source zone is unknown
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp() - now
+
+
+def _bounded(seconds: float) -> float:
     return min(MAX_RETRY_AFTER, max(0.0, seconds))

@@ -30,7 +30,7 @@ from nodes.items import read_items, render_prompt
 from nodes.model_call import call_model
 from nodes.storage import item_key, items_namespace, require_store, results_namespace, thread_of
 from nodes.usage import text_of, token_usage
-from state.context import RunContext
+from state.context import RunContext, WaitInterrupted
 from state.task_queue import TaskQueueState
 
 _SLICE = 500
@@ -76,8 +76,9 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
     """The next chunk of items through the model, up to `concurrency` at a time.
 
     Returns the new cursor and what changed in the counters. A drain request (Ctrl-C, a
-    deadline) stops new items from starting; those in flight finish and are saved, and the
-    cursor stops at the first item not started.
+    deadline) stops new items from starting; those in flight finish and are saved, except those
+    that were waiting (a backoff, a Retry-After): they stop at once without a result. The cursor
+    stops at the first item not started or stopped.
     """
     ctx = runtime.context
     store = require_store(runtime.store)
@@ -110,6 +111,7 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
     started = 0
     running: dict[asyncio.Task, int] = {}
     fatal: BaseException | None = None
+    stopped: list[int] = []
 
     def may_start() -> bool:
         if started >= len(todo) or fatal is not None or runtime.drain_requested:
@@ -126,7 +128,9 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 index = running.pop(task)
-                if task.exception() is not None:
+                if isinstance(task.exception(), WaitInterrupted):
+                    stopped.append(index)  # no result: it runs again on resume
+                elif task.exception() is not None:
                     fatal = fatal or task.exception()
                 else:
                     results[index] = task.result()
@@ -137,7 +141,7 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
             await asyncio.gather(*running, return_exceptions=True)
     if fatal is not None:
         raise fatal
-    cursor = todo[started] if started < len(todo) else end
+    cursor = min(stopped + todo[started : started + 1], default=end)
     update: dict[str, Any] = {"cursor": cursor, "done": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}
     for index in range(start, cursor):
         for key, change in _counted(results.get(index), round_).items():
@@ -182,12 +186,14 @@ async def process_one(
         attempt += 1
         try:
             message = await call_model(ctx, prompt, attempt=attempt, model=chosen)
+        except WaitInterrupted:
+            raise
         except Exception as exc:
             kind = classify(exc)
             if kind == "fatal":
                 raise
             if kind == "retryable" and attempt < ctx.max_attempts:
-                await ctx.clock.sleep(retry_wait(ctx.backoff, attempt))
+                await ctx.clock.wait(retry_wait(ctx.backoff, attempt))
                 continue
             record = {"status": "failed", "error": describe(exc), "attempts": earlier + attempt}
         else:

@@ -79,7 +79,7 @@ def backoff_delay(state: RiskyState, default: float = 0.5) -> float:
 
 
 async def wait_backoff(state: RiskyState, runtime: Runtime[RunContext]) -> dict:
-    await runtime.context.clock.sleep(backoff_delay(state, runtime.context.backoff))
+    await runtime.context.clock.wait(backoff_delay(state, runtime.context.backoff))
     return {}
 
 

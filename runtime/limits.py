@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from state.context import Clock
 
@@ -79,7 +79,17 @@ def _bucket(per_minute: int, clock: Clock) -> LeakyBucket:
 class RequestLimiter:
     """A `state.context.RequestGate`: `async with limiter.request(tokens) as ticket: ...`."""
 
-    def __init__(self, concurrency: int, rpm: int | None = None, tpm: int | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        clock: Clock | None = None,
+        until_stopped: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
+    ) -> None:
+        """`until_stopped(awaitable)` bounds every wait for a pause or a rate (the runner's ends
+        them when the run is asked to stop: runtime/waits.py)."""
+        self._until_stopped = until_stopped or _awaited
         self.concurrency = max(1, concurrency)
         self.limit = float(self.concurrency)
         """Requests allowed in flight now: `concurrency`, lowered by 429s, growing back."""
@@ -104,11 +114,11 @@ class RequestLimiter:
             self.in_flight += 1
         try:
             if self._rpm is not None:
-                await self._rpm.acquire()
+                await self._until_stopped(self._rpm.acquire())
             reserved = 0.0
             if self._tpm is not None:
                 reserved = min(float(estimated_tokens) + self._mean_reply, self._tpm.capacity)
-                await self._tpm.acquire(reserved)
+                await self._until_stopped(self._tpm.acquire(reserved))
             await self._wait_pause()  # a 429 may have come in while this one waited
             yield _Ticket(self, estimated_tokens, reserved)
         finally:
@@ -143,7 +153,11 @@ class RequestLimiter:
 
     async def _wait_pause(self) -> None:
         while (delay := self._resume_at - self._clock.now()) > 0:
-            await self._clock.sleep(delay)
+            await self._until_stopped(self._clock.sleep(delay))
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 class _Ticket:

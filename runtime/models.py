@@ -14,13 +14,18 @@ for demonstrations and tests, e.g. `offline:latency=0.1,fail_first=1`:
 
 `openai:<name>` is any OpenAI-compatible endpoint via langchain-openai (`OPENAI_API_KEY`,
 `OPENAI_BASE_URL`). The client's own retries are off: the graph's RetryPolicy is the one
-layer that retries.
+layer that retries. This is where the endpoint's text enters the project, so this is where it
+is made safe: every failure of a call becomes an `EndpointError` with a redacted message (an
+endpoint may echo the key in an error body), and the client's exception, with the request and
+response it holds, goes no further.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import json
 import os
 import re
 import threading
@@ -31,9 +36,11 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from nodes.errors import OperationError
+from nodes.errors import EndpointError, OperationError, classify
+from nodes.model_call import retry_after
 from runtime.errors import BadInput
 from runtime.numbers import check_number, env_number
+from runtime.redact import redact
 
 DEFAULT_MODEL = "offline"
 DEFAULT_TIMEOUT = 60.0
@@ -153,9 +160,8 @@ def _openai(name: str) -> BaseChatModel:
     if not os.environ.get("OPENAI_API_KEY"):
         raise BadInput("OPENAI_API_KEY is not set", "export OPENAI_API_KEY=... (and OPENAI_BASE_URL for another endpoint)")
     import openai  # heavy: imported only when a real model is used
-    from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(
+    return _endpoint_chat_model()(
         model=name,
         max_retries=0,
         timeout=float(env_number("AGENT_MODEL_TIMEOUT", exclusive=True, unit="seconds") or DEFAULT_TIMEOUT),
@@ -164,6 +170,65 @@ def _openai(name: str) -> BaseChatModel:
         # the process, bound to the event loop of the first run, so a second run in the same
         # process (a notebook, run then resume) fails with "Event loop is closed".
         http_async_client=openai.DefaultAsyncHttpxClient(),
+    )
+
+
+@functools.cache
+def _endpoint_chat_model() -> type:
+    """ChatOpenAI whose failures leave it only as `endpoint_error`s (built on first use: heavy)."""
+    from langchain_openai import ChatOpenAI
+
+    class EndpointChatOpenAI(ChatOpenAI):
+        # The exception is made outside the `except` block, so it does not carry the client's
+        # exception along as its context.
+        def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+            try:
+                return super()._generate(*args, **kwargs)
+            except Exception as exc:
+                error = endpoint_error(exc)
+            raise error
+
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
+            try:
+                return await super()._agenerate(*args, **kwargs)
+            except Exception as exc:
+                error = endpoint_error(exc)
+            raise error
+
+        def _stream(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from super()._stream(*args, **kwargs)
+                return
+            except Exception as exc:
+                error = endpoint_error(exc)
+            raise error
+
+        async def _astream(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                async for chunk in super()._astream(*args, **kwargs):
+                    yield chunk
+                return
+            except Exception as exc:
+                error = endpoint_error(exc)
+            raise error
+
+    return EndpointChatOpenAI
+
+
+def endpoint_error(exc: Exception) -> EndpointError:
+    """What the project keeps of a failed call to an endpoint: its kind, status, Retry-After and
+    redacted message (a body that is not JSON, from a broken proxy or an overloaded server, as a 502)."""
+    if isinstance(exc, EndpointError):  # made already, by a method this one called (_agenerate's _astream)
+        return exc
+    if isinstance(exc, json.JSONDecodeError):
+        return EndpointError("the model endpoint returned a malformed response (not JSON)", "MalformedResponse", 502, "retryable")
+    status = getattr(exc, "status_code", None)
+    return EndpointError(
+        redact(str(exc)) or type(exc).__name__,
+        type(exc).__name__,
+        status if isinstance(status, int) else None,
+        classify(exc),
+        retry_after(exc),
     )
 
 

@@ -5,19 +5,20 @@ snapshot such as `gpt-4o-mini-2024-07-18` is priced as `gpt-4o-mini`). A model t
 not know has no cost (None), never a guessed one.
 
 `AGENT_PRICES=path.json` names a file of the same format whose entries are merged over the
-defaults (a model it names replaces the default's price; others are added).
+defaults (a model it names replaces the default's price; others are added). Every run prices
+what it spends, so a run checks the file (`check_prices`) before it writes anything.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import BadInput, InvalidNumber
-from runtime.numbers import check_number
+from runtime.errors import BadInput
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 
@@ -58,24 +59,52 @@ def _table(override: str | None, _mtime: float | None) -> dict[str, Price]:
     return table
 
 
+def check_prices() -> None:
+    """Raise PricesError (exit 2) if the prices file AGENT_PRICES names cannot be used."""
+    price_table()
+
+
+FORMAT = '{"models": {"NAME": {"input": USD, "output": USD}}}, USD per million tokens'
+
+
 def _read(path: str | os.PathLike) -> dict[str, Price]:
     try:
-        models = json.loads(open(path, encoding="utf-8").read())["models"]
-        table = {str(name): Price(float(p["input"]), float(p["output"])) for name, p in models.items()}
-        for name, price in table.items():
-            check_number(price.input, f"the input price of {name}", unit="US dollars a million tokens")
-            check_number(price.output, f"the output price of {name}", unit="US dollars a million tokens")
-        return table
-    except InvalidNumber as exc:
-        raise PricesError(f"the prices file {path}: {exc.message}", f"fix or unset {PRICES_ENV}") from None
-    except OSError as exc:
-        raise PricesError(f"cannot read the prices file {path}: {exc.strerror}", f"fix or unset {PRICES_ENV}") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PricesError(
-            f"the prices file {path} is not in the format of runtime/prices.json "
-            f'({{"models": {{"NAME": {{"input": USD, "output": USD}}}}}}, USD per million tokens): {type(exc).__name__}: {exc}',
-            f"fix or unset {PRICES_ENV}",
-        ) from None
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise PricesError(f"cannot read the prices file {path}: {reason}", f"fix or unset {PRICES_ENV}") from None
+    try:
+        return _prices(json.loads(text))
+    except json.JSONDecodeError as exc:
+        problem = f"it is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except RecursionError:
+        problem = "it is nested too deeply"
+    except ValueError as exc:
+        problem = str(exc)
+    raise PricesError(
+        f"the prices file {path} is not in the format of runtime/prices.json: {problem}",
+        f"fix or unset {PRICES_ENV}; the format: {FORMAT}",
+    )
+
+
+def _prices(data: object) -> dict[str, Price]:
+    """The table of a parsed prices file; ValueError names the first thing wrong with it."""
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise ValueError('it has no "models" object')
+    return {str(name): Price(_usd(entry, name, "input"), _usd(entry, name, "output")) for name, entry in models.items()}
+
+
+def _usd(entry: object, name: str, side: str) -> float:
+    value = entry.get(side) if isinstance(entry, dict) else None
+    try:
+        usd = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        usd = math.nan
+    if not math.isfinite(usd) or usd < 0:
+        shown = "nothing" if value is None else json.dumps(value)
+        raise ValueError(f"the {side} price of {name!r} must be a number of USD, 0 or more, not {shown}")
+    return usd
 
 
 def model_name(spec: str | None) -> str:

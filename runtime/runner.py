@@ -28,10 +28,12 @@ from runtime.history import latest_state, resolve_checkpoint, runnable_spec, sta
 from runtime.inputs import check_value
 from runtime.limits import RequestLimiter
 from runtime.models import make_model
+from runtime.prices import check_prices
 from runtime.progress import ProgressSnapshot, ProgressTracker, stored_counts
 from runtime.redact import redact
 from runtime.settings import RunSettings
-from state.context import RunContext
+from runtime.waits import InterruptibleControl, RunClock
+from state.context import RunContext, WaitInterrupted
 
 RECURSION_LIMIT = 10_000_000
 """Steps one invocation may take: queues of many items legitimately loop for long."""
@@ -126,6 +128,7 @@ def validate_run(
     make_model(resolved.model)
     if resolved.cheap_model:
         make_model(resolved.cheap_model)
+    check_prices()  # every run prices what it spends: a broken prices file fails here, not mid-run
     budget.check_budget_settings(resolved)
     _check_approve_all(resolved, approve_all)
     return spec, data, resolved
@@ -180,6 +183,7 @@ def resume_thread(
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None
     model = make_model(resolved.model)
+    check_prices()
     budget.check_budget_settings(resolved)
     _check_approve_all(resolved, approve_all)
     controls.refuse_if_cancelled(record, force)
@@ -238,6 +242,7 @@ def retry_failed(
     controls.refuse_if_cancelled(record, force, "retry-failed")
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     model = make_model(resolved.model)
+    check_prices()
     if wait:
         threads.wait_until_free(db, thread_id, wait, notify=lambda holder: on_event and on_event(RunEvent("warning", message=f"waiting for {holder}")))
     state = latest_state(db, spec, thread_id)
@@ -302,7 +307,7 @@ async def _drive(
     new thread's input, a `Command` answering interrupts, or None to continue."""
     emit = on_event or (lambda event: None)
     started = time.monotonic()
-    control = RunControl()
+    control = InterruptibleControl()  # a drain also ends every wait of the run (runtime/waits.py)
     progress = {"step": -1, "checkpoint_id": checkpoint_id}
     status, error = "failed", None
     configurable: dict[str, Any] = {"thread_id": thread_id}
@@ -331,7 +336,8 @@ async def _drive(
                     node_timeout=settings.node_timeout,
                     rpm=settings.rpm,
                     tpm=settings.tpm,
-                    limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm),
+                    limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm, until_stopped=control.until_stopped),
+                    clock=RunClock(control),
                     model_spec=settings.model,
                     cheap_model=make_model(settings.cheap_model) if settings.cheap_model else None,
                     cheap_model_spec=settings.cheap_model,
@@ -350,8 +356,8 @@ async def _drive(
                 status = "interrupted" if (state.next or state.interrupts) else "completed"
                 values = state.values if isinstance(state.values, dict) else {}
                 error = values.get("give_up_reason")  # a graph that gave up says why
-            except GraphDrained as drained:
-                status, values = DRAINED_STATUS.get(drained.reason, "stopped"), {}
+            except (GraphDrained, WaitInterrupted):  # a node that was waiting when the drain came ends it too
+                status, values = DRAINED_STATUS.get(control.drain_reason, "stopped"), {}
                 if status == "timeout":
                     error = f"deadline of {settings.deadline:g}s passed; stopped at a node boundary"
                 elif status == "budget_exceeded":

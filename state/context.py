@@ -13,12 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
+class WaitInterrupted(Exception):
+    """A wait (a backoff, a server's Retry-After, a rate limit) cut short because the run was
+    asked to stop (Ctrl-C, SIGTERM, its deadline, a pause, its budget). What waited was not
+    done: a queue item stays without a result, a node runs again on resume."""
+
+
 class Clock(Protocol):
     """Where nodes get time from, so tests can control it."""
 
     def now(self) -> float: ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Time that is part of the work (a simulated operation's duration)."""
+
+    async def wait(self, seconds: float) -> None:
+        """A wait before trying again (a backoff, a Retry-After). The runner's clock raises
+        `WaitInterrupted` the moment the run is asked to stop, so no wait outlives a run."""
 
 
 class SystemClock:
@@ -28,6 +39,9 @@ class SystemClock:
         return time.time()
 
     async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def wait(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
 

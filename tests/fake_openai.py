@@ -50,6 +50,21 @@ def masked(key: str) -> str:
     return key[:5] + "****" + key[-4:] if len(key) > 9 else "****"
 
 
+def echoed(authorization: str) -> str:
+    """What an echoing proxy says about the key it was sent: every form in which a key leaks."""
+    key = authorization.removeprefix("Bearer ")
+    return (
+        f" (you sent Authorization: {authorization}; key={key}; "
+        f"retry at https://proxy.invalid/v1/chat/completions?api_key={key}&model=x; "
+        f"key begins {key[:12]} and ends {key[-12:]}; masked {masked(key)})"
+    )
+
+
+def retry_after_header(value: float | str) -> str:
+    """A number as seconds (`0.5`); a string as it is (an HTTP-date, or garbage such as `soon`)."""
+    return value if isinstance(value, str) else f"{value:g}"
+
+
 @dataclass
 class Rule:
     """What to do with a request whose prompt contains `match` (None: any prompt), on the
@@ -60,11 +75,16 @@ class Rule:
     status: int = 200
     delay: float = 0.0
     """Seconds to wait before answering (a slow reply, or one slower than the client's timeout)."""
-    retry_after: float | None = None
+    retry_after: float | str | None = None
+    """The Retry-After header of an error: seconds, or a string sent as it is."""
     reset: bool = False
     """Close the connection without a response (RST)."""
     malformed: bool = False
     """Answer 200 with a body that is not JSON."""
+    echo_key: bool = False
+    """Echo the caller's key back, as some proxies do: in the error body (whole, its prefix and
+    suffix, masked, in a URL's query string, as the Authorization header) and in a response
+    header; a reset connection first sends a broken status line that holds it."""
 
     def applies(self, prompt: str, call: int) -> bool:
         return (self.match is None or self.match in prompt) and (self.calls is None or call in self.calls)
@@ -89,6 +109,8 @@ class FakeOpenAI:
         self.requests: list[Request] = []
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._answered = threading.Condition()
+        self._answered_statuses: list[int] = []
         self._stopping = threading.Event()
         self._gate = threading.Condition(self._lock)
         """Notified when a request starts being held and when held requests are let go."""
@@ -171,6 +193,16 @@ class FakeOpenAI:
             finally:
                 self._held.remove(prompt)
 
+    def wait_answered(self, status: int, timeout: float = 60) -> bool:
+        """Block until a response with `status` has been sent (not only decided); False on timeout."""
+        with self._answered:
+            return self._answered.wait_for(lambda: status in self._answered_statuses, timeout)
+
+    def _sent(self, status: int) -> None:
+        with self._answered:
+            self._answered_statuses.append(status)
+            self._answered.notify_all()
+
     def _admit(self, prompt: str, authorized: bool) -> Rule:
         with self._lock:
             call = self._counts[prompt] = self._counts.get(prompt, 0) + 1
@@ -237,18 +269,23 @@ class _Handler(BaseHTTPRequestHandler):
         if fake._stopping.wait(rule.delay or fake.latency):
             return
         if rule.reset:
+            if rule.echo_key:
+                self._send_raw(f"HTTP/1.1 999 {auth}\r\n".encode())
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             return
+        echo = echoed(auth) if rule.echo_key else ""
+        echo_headers = {"X-Echo-Authorization": auth} if rule.echo_key else {}
         if rule.malformed:
-            return self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
+            return self._send(200, b'{"id": "chatcmpl-broken", "echo": "' + echo.encode() + b'", "choices": [', echo_headers)
         if rule.status == 401:
-            message = f"Incorrect API key provided: {masked(auth.removeprefix('Bearer '))}. You can find your API key at https://platform.openai.com/account/api-keys."
-            return self._send(401, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}})
+            message = f"Incorrect API key provided: {masked(auth.removeprefix('Bearer '))}. You can find your API key at https://platform.openai.com/account/api-keys.{echo}"
+            return self._send(401, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}, echo_headers)
         if rule.status != 200:
-            headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
+            headers = {"Retry-After": retry_after_header(rule.retry_after)} if rule.retry_after is not None else {}
             reason = REASONS.get(rule.status, "error")
-            return self._send(rule.status, {"error": {"message": f"simulated {reason}", "type": reason, "param": None, "code": None}}, headers)
+            body = {"error": {"message": f"simulated {reason}{echo}", "type": reason, "param": None, "code": None}}
+            return self._send(rule.status, body, {**headers, **echo_headers})
         self._send(
             200,
             {
@@ -261,6 +298,13 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
+    def _send_raw(self, data: bytes) -> None:
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         try:
@@ -269,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+            self.wfile.flush()
+            self.server.fake._sent(status)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (its timeout)
             self.close_connection = True
 

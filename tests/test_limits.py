@@ -33,6 +33,9 @@ class SteppingClock:
         self.current += max(0.0, seconds)
         await asyncio.sleep(0)
 
+    async def wait(self, seconds: float) -> None:
+        await self.sleep(seconds)
+
 
 async def _admit(limiter: RequestLimiter, clock: SteppingClock, n: int, tokens: int = 1, hold: float = 0.0) -> list[float]:
     """Start n requests at once; return when each was let through (on `clock`)."""

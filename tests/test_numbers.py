@@ -58,7 +58,7 @@ def test_a_prices_file_with_a_nan_price_is_refused(cli, db_path: Path, tmp_path:
     prices.write_text('{"models": {"offline": {"input": NaN, "output": 1}}}')
     monkeypatch.setenv("AGENT_PRICES", str(prices))
     result = cli("run", "research", "--thread", "r", "--input", QUESTION, "--max-cost", "1")
-    assert result.exit_code == 2 and "the input price of offline must be 0 or more" in result.stderr, result.output
+    assert result.exit_code == 2 and "the input price of 'offline' must be a number of USD, 0 or more, not NaN" in result.stderr, result.output
     assert not db_path.exists()
 
 
