@@ -23,7 +23,11 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
 class _Refused(ValueError):
-    """A JSON number or constant we do not take (raised inside the decoder)."""
+    """A JSON number too large to be finite (raised inside the decoder)."""
+
+
+class _Constant(ValueError):
+    """NaN, Infinity or -Infinity: Python's decoder reads them, JSON has no such values."""
 
 
 def decode_json(text: str, what: str) -> Any:
@@ -31,6 +35,8 @@ def decode_json(text: str, what: str) -> Any:
     (the caller decides whether that is an error) and BadInput for JSON that is refused."""
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except _Constant as exc:  # not JSON: the caller treats it as it treats any text that is not
+        raise json.JSONDecodeError(f"{exc} is not a JSON value", text, max(text.find(str(exc)), 0)) from None
     except _Refused as exc:
         raise BadInput(f"{what} holds {exc}, which is not a finite number", "give numbers as plain finite JSON numbers") from None
     except RecursionError:
@@ -86,7 +92,7 @@ def read_text_file(path: str | Path, what: str) -> str:
 
 
 def _no_constant(name: str) -> Any:
-    raise _Refused(name)
+    raise _Constant(name)
 
 
 def _finite(text: str) -> float:
