@@ -39,6 +39,9 @@ SKIP: dict[str, dict[str, str]] = {
     "langgraph": {
         "test_pregel.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
         "test_pregel_async.py::test_imp_nested": _WALL_CLOCK,
+        "test_pregel_async.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
+        "test_pregel.py::test_stream_buffering_single_node": _WALL_CLOCK,
+        "test_pregel_async.py::test_stream_buffering_single_node": _WALL_CLOCK,
     },
     "langgraph-checkpoint-sqlite": {
         # Does not apply: the test is about the stock saver itself.
