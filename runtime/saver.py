@@ -252,11 +252,11 @@ class AgentSaver(SqliteSaver):
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        if self._sync_pending:
-            self.flush()  # reads and deletes see every write put_writes accepted
         with self.lock:
             if not self.is_setup:
                 self.setup()
+            if self._sync_pending:
+                self._store(self._take_due())  # reads and deletes see every write put_writes accepted
             yield
 
     # -- reading --------------------------------------------------------------------------
@@ -448,12 +448,18 @@ class AgentSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        with self.lock:
+            if not self.is_setup:
+                self.setup()
+            return self._put_joined(config, checkpoint, metadata, new_versions)
+
+    def _put_joined(self, config, checkpoint, metadata, new_versions) -> RunnableConfig:
+        """`_put` with the thread's queued writes joined (callers hold `self.lock`: queued writes
+        leave the queue only under it, so a reader, which holds it too, finds every write either
+        still queued or stored)."""
         joined = self._claim(config) if self._sync_pending else []
         try:
-            with self.lock:
-                if not self.is_setup:
-                    self.setup()
-                return self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
+            return self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
         except BaseException:
             self._unclaim(joined)
             raise
@@ -648,10 +654,11 @@ class AgentSaver(SqliteSaver):
 
     def flush(self, min_age: float = 0.0) -> int:
         """Store the queued writes at least `min_age` seconds old; returns how many tasks' writes."""
-        due = self._take_due(min_age)
-        if due:
-            with self.lock:
-                self._store(due)
+        if not self._sync_pending:
+            return 0
+        with self.lock:  # taken from the queue and stored under the lock readers hold
+            due = self._take_due(min_age)
+            self._store(due)
         return len(due)
 
     def _take_due(self, min_age: float = 0.0) -> list["_PendingWrites"]:
@@ -1024,12 +1031,7 @@ class AgentSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        joined = self._claim(config) if self._sync_pending else []
-        try:
-            return await self._arun(self._put, config, checkpoint, metadata, new_versions, [p.args for p in joined])
-        except BaseException:
-            self._unclaim(joined)
-            raise
+        return await self._arun(self._put_joined, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
         """As put_writes: queued for the step's checkpoint row (LangGraph does not wait for this
