@@ -1180,9 +1180,10 @@ class PrunePlan:
 def open_saver(path: str, *, serde: Any = None, fast_async: bool = False) -> AgentSaver:
     """A saver on its own connection to `path` (an existing database, opened once by
     runtime.open_database so that its tables are in place): WAL, `synchronous=NORMAL`,
-    WAL checkpoints on a background thread."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute("PRAGMA synchronous=NORMAL")
+    writes that wait their turn (runtime.db.connect), WAL checkpoints on a background thread."""
+    from runtime.db import connect
+
+    conn = connect(path)
     return AgentSaver(conn, serde=serde, fast_async=fast_async, wal_path=str(path))
 
 
