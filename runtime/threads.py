@@ -131,6 +131,21 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
     return get_thread(db, thread_id)
 
 
+def has_saved_work(conn: sqlite3.Connection, thread_id: str) -> bool:
+    """Whether anything of the thread's besides its registry row is stored: a checkpoint, or data
+    in the store under its namespaces (`results.<label>`, `items.<label>`, ...)."""
+    from nodes.storage import thread_label
+
+    if conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)).fetchone():
+        return True
+    label = thread_label(thread_id)
+    try:
+        prefixes = conn.execute("SELECT DISTINCT prefix FROM store").fetchall()
+    except sqlite3.OperationalError:  # no store table yet
+        return False
+    return any(prefix.split(".")[1:2] == [label] for (prefix,) in prefixes)
+
+
 def refuse_if_busy(record: ThreadRecord, now: float | None = None) -> None:
     """Raise ThreadBusy while another live process runs the thread."""
     if record.holder_alive(now) and record.owner_pid != os.getpid():
@@ -191,13 +206,26 @@ def release(db: Database, thread_id: str, status: str, steps: int | None, error:
 
 
 class _immediate:
-    """BEGIN IMMEDIATE ... COMMIT: the read-check-write of a lease is one atomic step."""
+    """BEGIN IMMEDIATE ... COMMIT: the read-check-write of a lease is one atomic step.
+
+    Inside a transaction already open on the connection it is a savepoint of that transaction,
+    so that a step made of several of these (a fork: a new thread, its checkpoint and its data)
+    commits as one.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.nested = False
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.nested = self.conn.in_transaction
+        self.conn.execute("SAVEPOINT agent_step" if self.nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if not self.nested:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        elif exc_type is None:
+            self.conn.execute("RELEASE agent_step")
+        else:
+            self.conn.execute("ROLLBACK TO agent_step")
+            self.conn.execute("RELEASE agent_step")

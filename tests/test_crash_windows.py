@@ -1,0 +1,82 @@
+"""Every multi-step operation is all or nothing: a `kill -9` at an exact point of a fork, of a
+run's start, of a resume from an older checkpoint, and a resume while the disk is full, each
+leave a state that is whole, or that `agent doctor` names a working command for.
+
+The exact point is a SQL statement: tests/stop_at_sql.py stops the process (SIGSTOP) just before
+it executes the statement, the test waits for that stop (waitpid), then kills it (SIGKILL).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shlex
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, agent_env, db_snapshot, queue_input, results_of, status_of
+from tests.test_failures import _can_mount
+
+CHECKPOINT_ROW = r"INSERT\b[^(]*\bINTO\s+checkpoints\b"
+STORE_COPY = r"INSERT\s+INTO\s+store\b"
+
+
+@pytest.fixture
+def kill_at(db_path: Path, tmp_path: Path):
+    """`kill_at(REGEX, *agent_args)`: run the CLI, SIGKILL it just before its first statement
+    that matches REGEX."""
+
+    def kill(pattern: str, *args: str) -> None:
+        out = tmp_path / "stopped.out"  # a file, not a pipe: a full pipe would block the process before it gets there
+        with out.open("w") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.stop_at_sql", pattern, "1", *args],
+                cwd=ROOT, env=agent_env(db_path), stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        if not os.WIFSTOPPED(status):
+            pytest.fail(f"agent {' '.join(args)} ended before {pattern!r}: {out.read_text()}")
+        proc.kill()
+        proc.wait()
+
+    return kill
+
+
+def doctor_fix(cli) -> str:
+    """The fix `agent doctor` names for threads whose runner is gone."""
+    result = cli("doctor", "--json")
+    assert result.exit_code == 1, result.output
+    runners = next(c for c in json.loads(result.stdout)["checks"] if c["check"] == "runners")
+    assert not runners["ok"]
+    return runners["fix"]
+
+
+def run_named(cli, command: str, **fill: str):
+    """Run a command as doctor names it (`agent ...`), its placeholders filled in."""
+    args = shlex.split(command)
+    assert args[0] == "agent", command
+    return cli(*[fill.get(arg, arg) for arg in args[1:]])
+
+
+def test_a_fork_killed_half_way_leaves_no_trace_and_can_be_made_again(cli, db_path, kill_at):
+    assert cli("run", "task_queue", "--thread", "q", "--input", queue_input(4), "--quiet").exit_code == 0
+    before = db_snapshot(db_path)
+
+    # After the new thread and its checkpoint are written, before its items are copied.
+    kill_at(STORE_COPY, "fork", "--thread", "q", "--checkpoint", "1", "--new-thread", "q2")
+
+    assert db_snapshot(db_path) == before
+    assert cli("doctor").exit_code == 0
+    forked = cli("fork", "--thread", "q", "--checkpoint", "1", "--new-thread", "q2")
+    assert forked.exit_code == 0, forked.output
+    assert cli("resume", "--thread", "q2", "--quiet").exit_code == 0
+    assert results_of(cli, "q2") == results_of(cli, "q")
+
