@@ -80,3 +80,28 @@ def test_a_fork_killed_half_way_leaves_no_trace_and_can_be_made_again(cli, db_pa
     assert cli("resume", "--thread", "q2", "--quiet").exit_code == 0
     assert results_of(cli, "q2") == results_of(cli, "q")
 
+
+def test_a_half_made_fork_left_by_an_older_agent_is_named_by_doctor_with_a_fix_that_works(cli, db_path):
+    """What a fork killed between its checkpoint and its items left before forks were one
+    transaction: a thread leased to a dead process, whose items are missing."""
+    assert cli("run", "task_queue", "--thread", "q", "--input", queue_input(4), "--quiet").exit_code == 0
+    assert cli("fork", "--thread", "q", "--checkpoint", "1", "--new-thread", "q2").exit_code == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with closing(sqlite3.connect(db_path)) as conn, conn:
+        conn.execute("DELETE FROM store WHERE prefix LIKE '%.q2'")
+        conn.execute(
+            "UPDATE agent_threads SET status = 'running', owner_pid = ?, owner_host = ?, heartbeat_at = 0 WHERE thread_id = 'q2'",
+            (dead.pid, socket.gethostname()),
+        )
+
+    fix = doctor_fix(cli)
+
+    assert "agent delete --thread q2, then agent fork --thread q" in fix
+    delete, fork = fix.split(" (")[0].split(", then ")
+    assert run_named(cli, delete).exit_code == 0
+    assert run_named(cli, fork).exit_code == 0
+    assert cli("resume", "--thread", "q2", "--quiet").exit_code == 0
+    assert results_of(cli, "q2") == results_of(cli, "q")
+    assert cli("doctor").exit_code == 0
+
