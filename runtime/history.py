@@ -74,8 +74,10 @@ def _spec_for(db: Database, thread_id: str) -> tuple[threads.ThreadRecord, Graph
 
 
 def latest_state(db: Database, spec: GraphSpec, thread_id: str):
+    """The thread's latest state, or None when it has no checkpoint (LangGraph then answers with
+    an empty state, which would read as a thread with nothing left to run)."""
     snapshot = _compiled(db, spec).get_state({"configurable": {"thread_id": thread_id}})
-    return snapshot if snapshot.config else None
+    return snapshot if snapshot.config and snapshot.config["configurable"].get("checkpoint_id") else None
 
 
 def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None, int]]:

@@ -188,7 +188,7 @@ def resume_thread(
         if state is None:
             raise NothingToResume(
                 f"thread {thread_id!r} has no checkpoint: its first run stopped before its input was saved",
-                "start it again under a new --thread with agent run",
+                f"start it again under the same id, which nothing holds now: agent run {record.graph} --thread {thread_id} --input JSON",
             )
         if not state.next and not state.tasks:
             raise NothingToResume(

@@ -114,20 +114,31 @@ def _holder(record: ThreadRecord) -> str:
 
 
 def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any]) -> ThreadRecord:
-    """Register a new thread, leased to this process; refuse an id that exists."""
+    """Register a new thread, leased to this process; refuse an id that exists.
+
+    An id whose earlier run saved nothing (it was stopped before its first checkpoint, and its
+    runner is gone) is free again: the new run takes its place.
+    """
     now = time.time()
-    try:
-        with _immediate(db.conn):
+    row = (graph, graph_version, json.dumps(settings), now, now, os.getpid(), socket.gethostname(), now, now)
+    with _immediate(db.conn):
+        try:
             db.conn.execute(
-                f"INSERT INTO agent_threads ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
-                (thread_id, graph, graph_version, json.dumps(settings), now, now, os.getpid(), socket.gethostname(), now, now),
+                f"INSERT INTO agent_threads ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)", (thread_id, *row)
             )
-    except sqlite3.IntegrityError:
-        existing = get_thread(db, thread_id)
-        raise ThreadExists(
-            f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
-            f"continue it with: agent resume --thread {thread_id}  (or pick a new --thread)",
-        ) from None
+        except sqlite3.IntegrityError:  # undoes the statement only; the transaction goes on
+            existing = get_thread(db, thread_id)
+            if existing.holder_alive() or has_saved_work(db.conn, thread_id):
+                raise ThreadExists(
+                    f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
+                    f"continue it with: agent resume --thread {thread_id}  (or pick a new --thread)",
+                ) from None
+            db.conn.execute(
+                "UPDATE agent_threads SET graph = ?, graph_version = ?, status = 'running', settings = ?, created_at = ?, "
+                "updated_at = ?, steps = 0, error = NULL, owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? "
+                "WHERE thread_id = ?",
+                (*row, thread_id),
+            )
     return get_thread(db, thread_id)
 
 

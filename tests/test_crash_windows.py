@@ -105,3 +105,23 @@ def test_a_half_made_fork_left_by_an_older_agent_is_named_by_doctor_with_a_fix_t
     assert results_of(cli, "q2") == results_of(cli, "q")
     assert cli("doctor").exit_code == 0
 
+
+def test_a_run_killed_before_its_first_checkpoint_is_not_called_completed_and_runs_again(cli, db_path, kill_at):
+    items = queue_input(3)
+    kill_at(CHECKPOINT_ROW, "run", "task_queue", "--thread", "t", "--input", items)
+
+    assert status_of(cli, "t")["status"] == "stale"
+    resumed = cli("resume", "--thread", "t")
+    assert resumed.exit_code == 2
+    assert "has no checkpoint" in resumed.stderr and "completed" not in resumed.stderr
+    assert "agent run task_queue --thread t --input JSON" in resumed.stderr
+    fix = doctor_fix(cli)
+    assert fix.startswith("agent run task_queue --thread t --input JSON")
+
+    rerun = run_named(cli, fix.split(" starts ")[0], JSON=items)
+
+    assert rerun.exit_code == 0, rerun.output
+    assert [r["status"] for r in results_of(cli, "t")] == ["done"] * 3
+    assert status_of(cli, "t")["status"] == "completed"
+    assert cli("doctor").exit_code == 0
+
