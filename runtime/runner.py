@@ -191,6 +191,9 @@ def resume_thread(
                 f"start it again under the same id, which nothing holds now: agent run {record.graph} --thread {thread_id} --input JSON",
             )
         if not state.next and not state.tasks:
+            current = threads.get_thread(db, thread_id)
+            if current.shown_status == "stale" and apply_edits is None and command is None:
+                return _record_completed(db, spec, current, state, on_event)
             raise NothingToResume(
                 f"thread {thread_id!r} has completed; there is nothing to resume",
                 f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",
@@ -201,6 +204,21 @@ def resume_thread(
     return _run_sync(
         _drive(db, spec, resolved, model, thread_id, command, checkpoint_id, on_event, handle_signals, prepare=apply_edits, approve_all=approve_all)
     )
+
+
+def _record_completed(db: Database, spec: GraphSpec, record: threads.ThreadRecord, state: Any, on_event: EventHandler | None) -> RunOutcome:
+    """A stale thread whose latest checkpoint has nothing left to run: its last runner died before
+    it saved a step (a `resume --checkpoint` killed early, say), so the thread stands completed
+    as its checkpoints are. That is recorded, and the lease the dead runner left is let go."""
+    thread_id = record.thread_id
+    step = (state.metadata or {}).get("step", record.steps)
+    values = state.values if isinstance(state.values, dict) else {}
+    error = values.get("give_up_reason")
+    threads.acquire(db, thread_id)
+    threads.release(db, thread_id, "completed", step, error)
+    if on_event:
+        on_event(RunEvent("notice", message=f"thread {thread_id}: its last run stopped before it saved a step, and nothing is left to run; recorded as completed"))
+    return RunOutcome(thread_id, spec.spec, "completed", max(step, 0), state.config["configurable"]["checkpoint_id"], 0.0, error, values)
 
 
 def _check_approve_all(settings: RunSettings, approve_all: bool) -> None:

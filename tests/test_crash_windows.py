@@ -125,3 +125,24 @@ def test_a_run_killed_before_its_first_checkpoint_is_not_called_completed_and_ru
     assert status_of(cli, "t")["status"] == "completed"
     assert cli("doctor").exit_code == 0
 
+
+def test_a_resume_from_an_older_checkpoint_killed_early_leaves_a_thread_that_resume_finishes(cli, db_path, kill_at):
+    assert cli("run", "task_queue", "--thread", "t", "--input", queue_input(3), "--quiet").exit_code == 0
+    history = cli("history", "--thread", "t", "--json").stdout
+
+    # The finished thread is taken over from checkpoint 1; killed before it saves a step.
+    kill_at(CHECKPOINT_ROW, "resume", "--thread", "t", "--checkpoint", "1")
+
+    assert status_of(cli, "t")["status"] == "stale"
+    fix = doctor_fix(cli)
+    assert fix.startswith("agent resume --thread t records it completed")
+
+    resumed = run_named(cli, fix.split(" records ")[0])
+
+    assert resumed.exit_code == 0, resumed.output
+    assert status_of(cli, "t")["status"] == "completed"
+    assert cli("history", "--thread", "t", "--json").stdout == history
+    assert cli("doctor").exit_code == 0
+    # and the resume from the older checkpoint can be asked again
+    assert cli("resume", "--thread", "t", "--checkpoint", "1", "--quiet").exit_code == 0
+
