@@ -16,6 +16,7 @@ in another thread's statements.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import random
@@ -27,7 +28,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
-from runtime.errors import DatabaseMissing, DatabaseUnusable
+from runtime.errors import DatabaseMissing, DatabaseUnusable, StorageFull
 from runtime.redact import redact
 from runtime.schema import SCHEMA_VERSION, create_control_tables, create_schedule_tables, ensure_checkpoint_tables
 
@@ -43,6 +44,9 @@ LOCK_WAIT_SECONDS = 600.0
 """How long one write waits in all for its turn at the write lock before it fails with
 "database is locked": long enough for dozens of processes writing one file at once, or for a
 `vacuum` of a large one."""
+RESERVE_BYTES = 128 * 1024
+"""Disk space a run keeps beside the database (`<file>-reserve`) while the disk has room, and
+gives up when it is full, so that it can still record how it ended (a few pages of the WAL)."""
 _RETRY_FIRST, _RETRY_CAP = 0.002, 0.05
 """Seconds between two attempts: doubling from the first to the cap, with full jitter, so that
 waiters that failed together do not all try again together."""
@@ -119,6 +123,40 @@ class Database:
                 saver.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
                 saver.flush()
             saver.conn.close()
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-reserve")
+
+    def keep_reserve(self, hint: str) -> None:
+        """Make sure the reserve (RESERVE_BYTES beside the file) is there before a run starts;
+        raise StorageFull, naming `hint`, when the disk has no room left for it."""
+        reserve = self.reserve_path
+        try:
+            if reserve.stat().st_size >= RESERVE_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(reserve, os.O_CREAT | os.O_WRONLY, 0o600)
+            try:
+                os.write(fd, bytes(RESERVE_BYTES))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                return  # a place where it cannot be made (read-only, say) fails the run's first write instead
+            with contextlib.suppress(OSError):
+                reserve.unlink()
+            raise StorageFull(f"the disk that holds {self.path} is full", hint) from None
+
+    def give_up_reserve(self) -> bool:
+        """Free the reserve's space for the writes that record how a run ended; False if there was none."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def close(self) -> None:
         with self._conns_lock:
@@ -202,6 +240,14 @@ def is_busy(exc: sqlite3.OperationalError) -> bool:
     if code is not None:
         return code & 0xFF == sqlite3.SQLITE_BUSY
     return "database is locked" in str(exc)
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk (or the file system's quota) has no room for the write."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_FULL
+    return "database or disk is full" in str(exc)
 
 
 def _asked_not_to_wait(conn: sqlite3.Connection) -> bool:

@@ -146,3 +146,67 @@ def test_a_resume_from_an_older_checkpoint_killed_early_leaves_a_thread_that_res
     # and the resume from the older checkpoint can be asked again
     assert cli("resume", "--thread", "t", "--checkpoint", "1", "--quiet").exit_code == 0
 
+
+def _fill(disk: Path) -> None:
+    """Take every byte left on the file system `disk` with a file of its own."""
+    fd = os.open(disk / "filler", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    try:
+        for chunk in (1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    os.write(fd, bytes(chunk))
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+def disk_fills_during_a_run(disk: str) -> None:
+    """Run in a private mount namespace (see the test below); prints what happened as JSON."""
+    disk_path = Path(disk)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk], check=True)
+    db = ["--db", f"{disk}/a.db"]
+    env = agent_env(disk_path / "a.db")
+
+    def agent(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from cli import main; main()", *args, *db], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    def status() -> str:
+        return json.loads(agent("status", "--thread", "f", "--json").stdout)["status"]
+
+    seen: dict[str, object] = {}
+    # Stopped before its first step's checkpoint (its thread and input are saved), the run finds
+    # the disk full when it goes on: the checkpoint does not fit, nor would the record of its end.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.stop_at_sql", CHECKPOINT_ROW, "2", "run", "task_queue", "--thread", "f", "--input", queue_input(3), "--quiet", *db],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _, stopped = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(stopped)
+    _fill(disk_path)
+    proc.send_signal(signal.SIGCONT)
+    out, err = proc.communicate()
+    seen.update(run=proc.returncode, run_stderr=err, after_run=status())
+    full = agent("resume", "--thread", "f", "--quiet")
+    seen.update(full=full.returncode, full_stderr=full.stderr, after_full=status())
+    (disk_path / "filler").unlink()
+    resumed = agent("resume", "--thread", "f", "--quiet")
+    seen.update(resume=resumed.returncode, resume_stderr=resumed.stderr, after_resume=status())
+    seen["results"] = len(agent("results", "--thread", "f").stdout.splitlines())
+    print(json.dumps(seen))
+
+
+@pytest.mark.skipif(not _can_mount(), reason="needs a private mount namespace (unshare -m) for a small file system")
+def test_a_run_that_finds_the_disk_full_and_a_resume_while_it_still_is_both_fail_cleanly(tmp_path):
+    """A real full file system (a tmpfs), filled to the last byte while the run is stopped."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = f"from tests.test_crash_windows import disk_fills_during_a_run; disk_fills_during_a_run({str(disk)!r})"
+    result = subprocess.run(["unshare", "-m", sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert (seen["run"], seen["after_run"]) == (1, "failed"), seen
+    assert "database or disk is full" in seen["run_stderr"] and "Traceback" not in seen["run_stderr"]
+    assert (seen["full"], seen["after_full"]) == (1, "failed"), seen
+    assert "is full" in seen["full_stderr"] and "agent resume --thread f" in seen["full_stderr"]
+    assert (seen["resume"], seen["after_resume"], seen["results"]) == (0, "completed", 3), seen
