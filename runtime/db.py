@@ -391,7 +391,9 @@ def _store_tables(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO store_migrations (v) VALUES (?)", (version,))
 
 
-def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable:
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable | StorageFull:
+    if is_full(exc):  # a new file, or one being converted, on a disk with no room left
+        return StorageFull(f"the disk that holds {path} is full", "free some space, then try again (the file is left as it was)")
     if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
         return DatabaseUnusable(
             f"cannot use {path}: it or its directory is read-only (SQLite writes a -wal and -shm file beside it)",
