@@ -82,9 +82,8 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
 
 
 def _refuse_existing(db: Database, thread_id: str) -> None:
-    """A registered thread, or checkpoints or store data left under the id, make it taken."""
-    from nodes.storage import thread_label
-
+    """A registered thread, or checkpoints or store data left under the id, make it taken (but
+    not a thread whose runner is gone and that has nothing stored: a fork takes its place)."""
     hint = "pick another --new-thread (agent threads lists the taken ones)"
     try:
         record = threads.get_thread(db, thread_id)
