@@ -6,6 +6,7 @@ The file is opened read-only, so a database of another schema version is examine
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -144,13 +145,60 @@ def _dead_runners(conn: sqlite3.Connection) -> Finding:
     shown = ", ".join(
         f"{r.thread_id} (pid {r.owner_pid} on {r.owner_host}, heartbeat {_age(now, r.heartbeat_at)})" for r in dead[:5]
     )
-    first = dead[0].thread_id
+    fixes: dict[str, str] = {}
+    for record in dead:
+        kind, fix = _leftover_fix(conn, record)
+        fixes.setdefault(kind, fix)  # one command for each kind of leftover, naming its first thread
     return Finding(
         "runners",
         False,
         f"{len(dead)} thread(s) are recorded as running but their runner is gone: {shown}",
-        f"agent resume --thread {first} takes it over and continues from its latest checkpoint (or agent delete --thread {first})",
+        "; ".join(fixes.values()),
     )
+
+
+def _leftover_fix(conn: sqlite3.Connection, record: ThreadRecord) -> tuple[str, str]:
+    """What a thread whose runner died left behind, and the command that fixes it."""
+    thread = record.thread_id
+    rows = conn.execute(
+        "SELECT source, metadata, next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 2",
+        (thread,),
+    ).fetchall() if "checkpoints" in _tables(conn) else []
+    if not rows:
+        return "unstarted", (
+            f"agent run {record.graph} --thread {thread} --input JSON starts {thread} again, under the same id "
+            f"(its first run stopped before its input was saved), or agent delete --thread {thread}"
+        )
+    source, metadata, next_json = rows[0]
+    if len(rows) == 1 and source == "fork" and (origin := _half_made_fork(conn, thread, metadata)):
+        return "half fork", (
+            f"agent delete --thread {thread}, then agent fork --thread {origin[0]} --checkpoint {origin[1]} --new-thread {thread} "
+            f"(an older agent was stopped half way through that fork)"
+        )
+    if next_json == "[]":
+        return "finished", f"agent resume --thread {thread} records it completed (its latest checkpoint has nothing left to run)"
+    return "resumable", (
+        f"agent resume --thread {thread} takes it over and continues from its latest checkpoint (or agent delete --thread {thread})"
+    )
+
+
+def _half_made_fork(conn: sqlite3.Connection, thread: str, metadata: str | None) -> tuple[str, str] | None:
+    """(source thread, checkpoint) of a fork whose copy of the source's store data is missing."""
+    from nodes.storage import thread_label
+
+    try:
+        origin = json.loads(metadata or "{}").get("forked_from") or {}
+    except ValueError:
+        return None
+    source, checkpoint = origin.get("thread_id"), origin.get("checkpoint_id")
+    if not source or not checkpoint or "store" not in _tables(conn):
+        return None
+    kinds: dict[str, set[str]] = {}  # label -> the kinds of data stored for it (items, results, ...)
+    for (prefix,) in conn.execute("SELECT DISTINCT prefix FROM store"):
+        kind, label = (prefix.split(".") + [""])[:2]
+        kinds.setdefault(label, set()).add(kind)
+    missing = kinds.get(thread_label(source), set()) - kinds.get(thread_label(thread), set())
+    return (source, checkpoint) if missing else None
 
 
 def _age(now: float, ts: float | None) -> str:

@@ -50,6 +50,12 @@ class DatabaseUnusable(AgentError):
     """The database cannot be opened, is damaged, or comes from a newer version."""
 
 
+class StorageFull(AgentError):
+    """The disk that holds the database is full: a run cannot start or go on (not bad input)."""
+
+    exit_code = 1
+
+
 class ThreadNotFound(AgentError):
     pass
 

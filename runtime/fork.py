@@ -64,38 +64,35 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
         next_tasks = list(graph.get_state(saved.config).next)
     step = saved.metadata.get("step", -1)
 
-    threads.create_thread(db, new_thread_id, record.graph, record.graph_version, record.settings)  # refuses a taken id, atomically
-    try:
-        saver.bind_graph(graph)  # so the copy records the tasks it runs next (agent history)
-        metadata = {**saved.metadata, "source": "fork", "forked_from": {"thread_id": thread_id, "checkpoint_id": checkpoint_id}}
-        copied = copy_checkpoint(saved.checkpoint)
-        config = saver.put(
-            {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": ""}}, copied, metadata, dict(copied["channel_versions"])
-        )
-        store_items = _copy_store_namespaces(db.conn, thread_label(thread_id), thread_label(new_thread_id))
-    except BaseException:
-        _undo(db, new_thread_id, thread_label(new_thread_id))
-        raise
+    saver.bind_graph(graph)  # so the copy records the tasks it runs next (agent history)
+    metadata = {**saved.metadata, "source": "fork", "forked_from": {"thread_id": thread_id, "checkpoint_id": checkpoint_id}}
+    copied = copy_checkpoint(saved.checkpoint)
     status = "forked" if next_tasks else "completed"
-    threads.release(db, new_thread_id, status, step, None)
+    try:
+        with threads._immediate(db.conn):
+            threads.create_thread(db, new_thread_id, record.graph, record.graph_version, record.settings)  # refuses a taken id
+            config = saver.put(
+                {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": ""}}, copied, metadata, dict(copied["channel_versions"])
+            )
+            store_items = _copy_store_namespaces(db.conn, thread_label(thread_id), thread_label(new_thread_id))
+            threads.release(db, new_thread_id, status, step, None)
+    except BaseException:
+        saver._forget(new_thread_id)  # it remembers the checkpoint it put, which is gone
+        raise
     return ForkResult(new_thread_id, thread_id, checkpoint_id, config["configurable"]["checkpoint_id"], step, status, next_tasks, store_items)
 
 
 def _refuse_existing(db: Database, thread_id: str) -> None:
-    """A registered thread, or checkpoints or store data left under the id, make it taken."""
-    from nodes.storage import thread_label
-
+    """A registered thread, or checkpoints or store data left under the id, make it taken (but
+    not a thread whose runner is gone and that has nothing stored: a fork takes its place)."""
     hint = "pick another --new-thread (agent threads lists the taken ones)"
     try:
         record = threads.get_thread(db, thread_id)
     except ThreadNotFound:
         record = None
-    if record is not None:
+    if record is not None and (record.holder_alive() or threads.has_saved_work(db.conn, thread_id)):
         raise ThreadExists(f"thread {thread_id!r} already exists (graph {record.graph}, {record.shown_status})", hint)
-    leftover = db.conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)).fetchone()
-    if leftover is None and _store_prefixes(db.conn, thread_label(thread_id)):
-        leftover = (1,)
-    if leftover is not None:
+    if record is None and threads.has_saved_work(db.conn, thread_id):
         raise ThreadExists(f"thread id {thread_id!r} still has data in the database, though no registry entry", hint)
 
 
@@ -109,30 +106,17 @@ def _store_prefixes(conn: sqlite3.Connection, label: str) -> list[str]:
 
 
 def _copy_store_namespaces(conn: sqlite3.Connection, source: str, target: str) -> int:
+    """Copy the source thread's store rows under the target's namespaces (inside the fork's transaction)."""
     prefixes = _store_prefixes(conn, source)
     if not prefixes:
         return 0
     columns = [row[1] for row in conn.execute("PRAGMA table_info(store)") if row[1] != "prefix"]
     listed = ", ".join(columns)
     copied = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for prefix in prefixes:
-            kind, _, rest = prefix.split(".", 2) + [""] * (3 - len(prefix.split(".", 2)))
-            new_prefix = ".".join(part for part in (kind, target, rest) if part)
-            copied += conn.execute(
-                f"INSERT INTO store (prefix, {listed}) SELECT ?, {listed} FROM store WHERE prefix = ?", (new_prefix, prefix)
-            ).rowcount
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    for prefix in prefixes:
+        kind, _, rest = prefix.split(".", 2) + [""] * (3 - len(prefix.split(".", 2)))
+        new_prefix = ".".join(part for part in (kind, target, rest) if part)
+        copied += conn.execute(
+            f"INSERT INTO store (prefix, {listed}) SELECT ?, {listed} FROM store WHERE prefix = ?", (new_prefix, prefix)
+        ).rowcount
     return copied
-
-
-def _undo(db: Database, thread_id: str, label: str) -> None:
-    """Take back a fork that failed half way: its checkpoints, store data and registry entry."""
-    db.checkpointer().delete_thread(thread_id)
-    for prefix in _store_prefixes(db.conn, label):
-        db.conn.execute("DELETE FROM store WHERE prefix = ?", (prefix,))
-    db.conn.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,))

@@ -129,10 +129,12 @@ def state_at(db: Database, spec: GraphSpec | None, thread_id: str, checkpoint_id
     configurable = {"thread_id": thread_id, **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
     with reading_checkpoints(db, thread_id, checkpoint_id):
         snapshot = _compiled(db, spec).get_state({"configurable": configurable})
-    return snapshot if snapshot.config else None
+    return snapshot if snapshot.config and snapshot.config["configurable"].get("checkpoint_id") else None
 
 
 def latest_state(db: Database, spec: GraphSpec, thread_id: str):
+    """The thread's latest state, or None when it has no checkpoint (LangGraph then answers with
+    an empty state, which would read as a thread with nothing left to run)."""
     return state_at(db, spec, thread_id)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,9 +22,9 @@ from langgraph.runtime import RunControl
 from graphs import GraphLoadError, GraphSpec, load_graph
 from nodes.errors import describe
 from runtime import budget, control as controls, threads
-from runtime.db import Database
+from runtime.db import Database, is_full
 from runtime.edit import edit_step
-from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
+from runtime.errors import BadInput, CannotRetry, NothingToResume, StorageFull, UnknownGraph
 from runtime.history import latest_state, resolve_checkpoint, runnable_spec, state_at
 from runtime.inputs import check_value
 from runtime.limits import RequestLimiter
@@ -148,7 +149,11 @@ def run_thread(
     """Start a new thread of `graph` with `input`, run it to the end (or a stop), and return how it ended."""
     spec, data, resolved = validate_run(graph, input, settings, approve_all)
     model = make_model(resolved.model)
-    threads.create_thread(db, thread_id, spec.spec, spec.version, resolved.as_dict())
+    _take_lease(
+        db,
+        lambda: threads.create_thread(db, thread_id, spec.spec, spec.version, resolved.as_dict()),
+        "free some space, then start the run again (nothing of it was written)",
+    )
     return _run_sync(_drive(db, spec, resolved, model, thread_id, data, None, on_event, handle_signals, approve_all=approve_all))
 
 
@@ -197,19 +202,55 @@ def resume_thread(
         if state is None:
             raise NothingToResume(
                 f"thread {thread_id!r} has no checkpoint: its first run stopped before its input was saved",
-                "start it again under a new --thread with agent run",
+                f"start it again under the same id, which nothing holds now: agent run {record.graph} --thread {thread_id} --input JSON",
             )
         if not state.next and not state.tasks:
+            current = threads.get_thread(db, thread_id)
+            if current.shown_status == "stale" and apply_edits is None and command is None:
+                return _record_completed(db, spec, current, state, on_event)
             raise NothingToResume(
                 f"thread {thread_id!r} has completed; there is nothing to resume",
                 f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",
             )
-    threads.acquire(db, thread_id, resolved.as_dict())
+    _take_lease(
+        db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), f"free some space, then: agent resume --thread {thread_id}"
+    )
     if record.graph_version != spec.version and on_event:
         on_event(RunEvent("warning", message=f"graph {record.graph} changed since this thread started (version {record.graph_version} -> {spec.version})"))
     return _run_sync(
         _drive(db, spec, resolved, model, thread_id, command, checkpoint_id, on_event, handle_signals, prepare=apply_edits, approve_all=approve_all)
     )
+
+
+def _take_lease(db: Database, lease: Callable[[], Any], hint: str) -> None:
+    """Take a thread's lease (`lease()`) for a run, once the database's reserve is in place.
+
+    The reserve is what lets a run stopped by a full disk still record how it ended
+    (`_record_end`); with no room for it, or for the lease, the run does not start: StorageFull,
+    with nothing written.
+    """
+    db.keep_reserve(hint)
+    try:
+        lease()
+    except sqlite3.OperationalError as exc:
+        if is_full(exc):
+            raise StorageFull(f"the disk that holds {db.path} is full", hint) from None
+        raise
+
+
+def _record_completed(db: Database, spec: GraphSpec, record: threads.ThreadRecord, state: Any, on_event: EventHandler | None) -> RunOutcome:
+    """A stale thread whose latest checkpoint has nothing left to run: its last runner died before
+    it saved a step (a `resume --checkpoint` killed early, say), so the thread stands completed
+    as its checkpoints are. That is recorded, and the lease the dead runner left is let go."""
+    thread_id = record.thread_id
+    step = (state.metadata or {}).get("step", record.steps)
+    values = state.values if isinstance(state.values, dict) else {}
+    error = values.get("give_up_reason")
+    _take_lease(db, lambda: threads.acquire(db, thread_id), f"free some space, then: agent resume --thread {thread_id}")
+    threads.release(db, thread_id, "completed", step, error)
+    if on_event:
+        on_event(RunEvent("notice", message=f"thread {thread_id}: its last run stopped before it saved a step, and nothing is left to run; recorded as completed"))
+    return RunOutcome(thread_id, spec.spec, "completed", max(step, 0), state.config["configurable"]["checkpoint_id"], 0.0, error, values)
 
 
 def _check_approve_all(settings: RunSettings, approve_all: bool) -> None:
@@ -258,7 +299,9 @@ def retry_failed(
     failed = stored_counts(db, thread_id, next_round)["stale_failed"]
     if not failed:
         raise CannotRetry(f"thread {thread_id!r} has no failed items to retry", f"agent results --thread {thread_id} lists its results")
-    threads.acquire(db, thread_id, resolved.as_dict())
+    _take_lease(
+        db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), f"free some space, then: agent retry-failed --thread {thread_id}"
+    )
 
     async def start_round(graph: Any, config: dict[str, Any]) -> None:
         await graph.aupdate_state(config, {"cursor": 0, "round": next_round}, as_node="load_items")
@@ -372,12 +415,10 @@ async def _drive(
     finally:
         beat.cancel()
         watcher.cancel()
-        budget.add_spend(db, thread_id, meter.take_pending())
-        controls.clear_request(db, thread_id)
         restore_signals()
         if deadline is not None:
             deadline.cancel()
-        threads.release(db, thread_id, status, progress["step"] if progress["step"] >= 0 else None, error)
+        _record_end(db, thread_id, meter.take_pending(), status, progress["step"] if progress["step"] >= 0 else None, error)
     final = tracker.snapshot() if tracker is not None and tracker.active else None
     if final is not None:
         emit(RunEvent("progress", progress=final))
@@ -391,6 +432,37 @@ async def _drive(
         error=error,
         values=values,
         progress=final,
+    )
+
+
+def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, steps: int | None, error: str | None) -> None:
+    """Record how a run ended, in one transaction: its last spend, its control request cleared,
+    its status, and the lease given up.
+
+    A run stopped by a full disk may find no room even for these few pages: the database's
+    reserve is given up to make some, and the transaction tried again.
+    """
+
+    def record() -> None:
+        with threads._immediate(db.conn):
+            budget.add_spend(db, thread_id, spend)
+            controls.clear_request(db, thread_id)
+            threads.release(db, thread_id, status, steps, error)
+
+    try:
+        return record()
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+    try:
+        if db.give_up_reserve():
+            return record()
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+    raise StorageFull(
+        f"the disk that holds {db.path} is full: the run stopped ({status}), and that could not be recorded",
+        f"free some space, then: agent resume --thread {thread_id}",
     )
 
 

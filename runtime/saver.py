@@ -234,18 +234,24 @@ class AgentSaver(SqliteSaver):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
-        """One write transaction, taking the write lock as it begins."""
+        """One write transaction, taking the write lock as it begins; inside a transaction the
+        connection already has open (a fork writes a thread, its checkpoint and its data as one),
+        a savepoint of it."""
         cur = self.conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        nested = self.conn.in_transaction
+        cur.execute("SAVEPOINT agent_saver" if nested else "BEGIN IMMEDIATE")
         try:
             yield cur
         except BaseException:
-            if self.conn.in_transaction:
+            if nested:
+                self.conn.execute("ROLLBACK TO agent_saver")
+                self.conn.execute("RELEASE agent_saver")
+            elif self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
         else:
-            cur.execute("COMMIT")
-            if self._wal is not None:
+            cur.execute("RELEASE agent_saver" if nested else "COMMIT")
+            if self._wal is not None and not nested:
                 self._wal.committed()
         finally:
             cur.close()
@@ -1250,9 +1256,10 @@ class PrunePlan:
 def open_saver(path: str, *, serde: Any = None, fast_async: bool = False) -> AgentSaver:
     """A saver on its own connection to `path` (an existing database, opened once by
     runtime.open_database so that its tables are in place): WAL, `synchronous=NORMAL`,
-    WAL checkpoints on a background thread."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    conn.execute("PRAGMA synchronous=NORMAL")
+    writes that wait their turn (runtime.db.connect), WAL checkpoints on a background thread."""
+    from runtime.db import connect
+
+    conn = connect(path)
     return AgentSaver(conn, serde=serde, fast_async=fast_async, wal_path=str(path))
 
 

@@ -132,22 +132,48 @@ def _holder(record: ThreadRecord) -> str:
 
 
 def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any]) -> ThreadRecord:
-    """Register a new thread, leased to this process; refuse an id that exists or is not a valid id."""
+    """Register a new thread, leased to this process; refuse an id that exists or is not a valid id.
+
+    An id whose earlier run saved nothing (it was stopped before its first checkpoint, and its
+    runner is gone) is free again: the new run takes its place.
+    """
     check_thread_id(thread_id)
     now = time.time()
-    try:
-        with _immediate(db.conn):
+    row = (graph, graph_version, json.dumps(settings), now, now, os.getpid(), socket.gethostname(), now, now)
+    with _immediate(db.conn):
+        try:
             db.conn.execute(
-                f"INSERT INTO agent_threads ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
-                (thread_id, graph, graph_version, json.dumps(settings), now, now, os.getpid(), socket.gethostname(), now, now),
+                f"INSERT INTO agent_threads ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)", (thread_id, *row)
             )
-    except sqlite3.IntegrityError:
-        existing = get_thread(db, thread_id)
-        raise ThreadExists(
-            f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
-            f"continue it with: agent resume --thread {thread_id}  (or pick a new --thread)",
-        ) from None
+        except sqlite3.IntegrityError:  # undoes the statement only; the transaction goes on
+            existing = get_thread(db, thread_id)
+            if existing.holder_alive() or has_saved_work(db.conn, thread_id):
+                raise ThreadExists(
+                    f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
+                    f"continue it with: agent resume --thread {thread_id}  (or pick a new --thread)",
+                ) from None
+            db.conn.execute(
+                "UPDATE agent_threads SET graph = ?, graph_version = ?, status = 'running', settings = ?, created_at = ?, "
+                "updated_at = ?, steps = 0, error = NULL, owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? "
+                "WHERE thread_id = ?",
+                (*row, thread_id),
+            )
     return get_thread(db, thread_id)
+
+
+def has_saved_work(conn: sqlite3.Connection, thread_id: str) -> bool:
+    """Whether anything of the thread's besides its registry row is stored: a checkpoint, or data
+    in the store under its namespaces (`results.<label>`, `items.<label>`, ...)."""
+    from nodes.storage import thread_label
+
+    if conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)).fetchone():
+        return True
+    label = thread_label(thread_id)
+    try:
+        prefixes = conn.execute("SELECT DISTINCT prefix FROM store").fetchall()
+    except sqlite3.OperationalError:  # no store table yet
+        return False
+    return any(prefix.split(".")[1:2] == [label] for (prefix,) in prefixes)
 
 
 def refuse_if_busy(record: ThreadRecord, now: float | None = None) -> None:
@@ -210,13 +236,26 @@ def release(db: Database, thread_id: str, status: str, steps: int | None, error:
 
 
 class _immediate:
-    """BEGIN IMMEDIATE ... COMMIT: the read-check-write of a lease is one atomic step."""
+    """BEGIN IMMEDIATE ... COMMIT: the read-check-write of a lease is one atomic step.
+
+    Inside a transaction already open on the connection it is a savepoint of that transaction,
+    so that a step made of several of these (a fork: a new thread, its checkpoint and its data)
+    commits as one.
+    """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.nested = False
 
     def __enter__(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.nested = self.conn.in_transaction
+        self.conn.execute("SAVEPOINT agent_step" if self.nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if not self.nested:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        elif exc_type is None:
+            self.conn.execute("RELEASE agent_step")
+        else:
+            self.conn.execute("ROLLBACK TO agent_step")
+            self.conn.execute("RELEASE agent_step")
