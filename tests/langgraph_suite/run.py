@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -104,10 +103,21 @@ def prepare(suite: Suite) -> tuple[Path, str]:
     pin = load_pins()[suite.name]
     check_installed(pin)
     tree = source_tree(pin)
-    shutil.copyfile(HERE / suite.conftest, tree / "tests" / "conftest.py")
-    shutil.copyfile(HERE / "plugin.py", tree / "agent_suite_plugin.py")
-    shutil.copyfile(HERE / "savers.py", tree / "agent_suite_savers.py")
+    install(HERE / suite.conftest, tree / "tests" / "conftest.py")
+    install(HERE / "plugin.py", tree / "agent_suite_plugin.py")
+    install(HERE / "savers.py", tree / "agent_suite_savers.py")
     return tree, pin.version
+
+
+def install(source: Path, target: Path) -> None:
+    """Put `source` at `target` unless it is there already, by an atomic rename: another run of
+    the suite from the same checkout may be importing the file at that moment."""
+    data = source.read_bytes()
+    if target.exists() and target.read_bytes() == data:
+        return
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    partial.write_bytes(data)
+    os.replace(partial, target)
 
 
 def files_to_collect(suite: Suite, tree: Path) -> list[str]:
