@@ -55,6 +55,17 @@ def _as_read_by_a_new_saver(path: str) -> list[tuple]:
         reader.conn.close()
 
 
+def _ours_and_langgraphs(path: str, scenario) -> tuple[list[tuple], list[tuple]]:
+    """The same calls on our saver (read back from its file) and on InMemorySaver."""
+    expected = InMemorySaver()
+    scenario(expected)
+    ours = open_saver(path)
+    scenario(ours)
+    ours.flush()
+    ours.conn.close()
+    return _as_read_by_a_new_saver(path), _everything(expected)
+
+
 def _config(checkpoint_id: str | None, thread: str = "t") -> dict:
     return {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
 
@@ -79,14 +90,8 @@ def _reput_scenario(saver) -> None:
 
 
 def test_a_checkpoint_put_again_keeps_every_value_and_write(saver_path):
-    expected = InMemorySaver()
-    _reput_scenario(expected)
-    ours = open_saver(saver_path)
-    _reput_scenario(ours)
-    ours.flush()
-    ours.conn.close()
-    got = _as_read_by_a_new_saver(saver_path)
-    assert got == _everything(expected)
+    got, expected = _ours_and_langgraphs(saver_path, _reput_scenario)
+    assert got == expected
     assert got[0][2] == {"x": "a", "y": "b", "z": "from task"}  # the latest state keeps every key
     assert got[1][3] == [("task-1", "z", "'from task'")]  # 2's writes, once held in 3's row
 
@@ -99,14 +104,8 @@ def test_a_checkpoint_put_again_with_other_values_is_read_back_as_put(saver_path
         ("2", "3", {"x": "b", "y": "c"}, {"x": 2, "y": 3}, {"y": 3}),
         ("1", "2", {"x": "edited"}, {"x": 4}, {"x": 4}),
     ]
-    expected = InMemorySaver()
-    ours = open_saver(saver_path)
-    for step in scenario_steps:
-        _put(expected, *step)
-        _put(ours, *step)
-    ours.conn.close()
-    got = _as_read_by_a_new_saver(saver_path)
-    assert got == _everything(expected)
+    got, expected = _ours_and_langgraphs(saver_path, lambda saver: [_put(saver, *step) for step in scenario_steps])
+    assert got == expected
     assert got[1][2] == {"x": "edited"} and got[0][2] == {"x": "b", "y": "c"}
 
 
@@ -123,14 +122,8 @@ def test_a_child_older_by_id_than_its_parent_keeps_the_parents_writes(saver_path
         saver.put_writes(_config("1f9"), [("x", "from task")], "task-1")
         _put(saver, "1f9", "1f5", {"x": "from task"}, {"x": 3}, {"x": 3})
 
-    expected = InMemorySaver()
-    scenario(expected)
-    ours = open_saver(saver_path)
-    scenario(ours)
-    ours.flush()
-    ours.conn.close()
-    got = _as_read_by_a_new_saver(saver_path)
-    assert got == _everything(expected)
+    got, expected = _ours_and_langgraphs(saver_path, scenario)
+    assert got == expected
     parent = next(row for row in got if row[0] == "1f9")
     assert parent[3] == [("task-1", "x", "'from task'")]
 
