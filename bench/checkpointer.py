@@ -43,7 +43,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: E402
 
 from bench.loop_graph import build  # noqa: E402
 from runtime import get_history, open_database  # noqa: E402
-from runtime.saver import open_saver  # noqa: E402
+from runtime.store.saver import open_saver  # noqa: E402
 
 GRAPH_SPEC = str(ROOT / "bench" / "loop_graph.py") + ":build"
 

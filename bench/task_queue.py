@@ -46,7 +46,7 @@ from langgraph.graph import END, START, StateGraph  # noqa: E402
 from langgraph.types import Send  # noqa: E402
 
 from runtime import RunSettings, open_database, run_thread  # noqa: E402
-from runtime.models import make_model  # noqa: E402
+from runtime.policy.models import make_model  # noqa: E402
 
 
 @dataclass

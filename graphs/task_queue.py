@@ -15,7 +15,7 @@ from state.task_queue import TaskQueueInput, TaskQueueState
 DESCRIPTION = "Items through a chat model with a prompt template, many at a time; failed items are set aside, the rest go on."
 VERSION = "2"
 DEFAULTS = {"node_timeout": 120.0}
-"""Run settings this graph prefers over the base defaults (runtime.settings.BASE_DEFAULTS)."""
+"""Run settings this graph prefers over the base defaults (runtime.policy.settings.BASE_DEFAULTS)."""
 
 
 def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:

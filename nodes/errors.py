@@ -47,7 +47,7 @@ class OperationError(Exception):
 
 
 class EndpointError(Exception):
-    """A model endpoint's failure as the model factory (runtime/models.py) passes it on: the
+    """A model endpoint's failure as the model factory (runtime/policy/models.py) passes it on: the
     client exception's class name, HTTP status, Retry-After and redacted message, and how it was
     classified. Nothing else of the client's exception is kept: it holds the request (with its
     Authorization header), the response (its headers) and the body, any of which may echo the key.

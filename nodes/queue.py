@@ -28,7 +28,7 @@ from langgraph.store.base import GetOp, PutOp
 from nodes.errors import classify, describe, retry_wait
 from nodes.items import read_items, render_prompt
 from nodes.model_call import call_model
-from nodes.storage import item_key, items_namespace, require_store, results_namespace, thread_of
+from state.storage import item_key, items_namespace, require_store, results_namespace, thread_of
 from nodes.usage import text_of, token_usage
 from state.context import RunContext, WaitInterrupted
 from state.task_queue import TaskQueueState
@@ -175,7 +175,7 @@ async def process_one(
     raised. `attempts` counts every attempt the item has had, over all rounds.
 
     The record is stored compact: its index is its key, the item is in the items namespace,
-    and `error` and `round` are left out when empty (`runtime.history.iter_results` gives
+    and `error` and `round` are left out when empty (`runtime.threads.history.iter_results` gives
     every field back).
     """
     prompt = render_prompt(template, item)

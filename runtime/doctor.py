@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import DatabaseMissing
-from runtime.schema import EXPECTED_TABLES, SCHEMA_VERSION
-from runtime.threads import ThreadRecord, _COLUMNS, _record
+from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
+from runtime.threads.registry import ThreadRecord, _COLUMNS, _record
 
 
 @dataclass
@@ -184,7 +184,7 @@ def _leftover_fix(conn: sqlite3.Connection, record: ThreadRecord) -> tuple[str, 
 
 def _half_made_fork(conn: sqlite3.Connection, thread: str, metadata: str | None) -> tuple[str, str] | None:
     """(source thread, checkpoint) of a fork whose copy of the source's store data is missing."""
-    from nodes.storage import thread_label
+    from state.storage import thread_label
 
     try:
         origin = json.loads(metadata or "{}").get("forked_from") or {}
@@ -210,7 +210,7 @@ def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
         "SELECT r.schedule, r.thread_id, r.worker, t.thread_id IS NOT NULL FROM agent_schedule_runs r "
         "LEFT JOIN agent_threads t ON t.thread_id = r.thread_id WHERE r.status = 'running' ORDER BY r.fire_time"
     ).fetchall()
-    from runtime.worker import _worker_alive
+    from runtime.schedules.worker import _worker_alive
 
     orphans = []
     for schedule, thread_id, worker, exists in rows:
@@ -237,7 +237,7 @@ def _schedule_graphs(conn: sqlite3.Connection) -> Finding:
     if not rows:
         return Finding("schedule graphs", True, "no schedules")
     from graphs import BUILTIN, locate
-    from runtime.trust import TRUSTED_GRAPHS_ENV, is_trusted
+    from runtime.policy.trust import TRUSTED_GRAPHS_ENV, is_trusted
 
     # Looked for, never imported: a check of the database must not run code it names.
     missing = [(name, graph) for name, graph in rows if graph not in BUILTIN and (":" not in graph or locate(graph) is None)]

@@ -39,7 +39,7 @@ class UnknownGraph(AgentError):
 
 
 class GraphNotTrusted(AgentError):
-    """A graph spec read from the database that this command may not import (runtime/trust.py)."""
+    """A graph spec read from the database that this command may not import (runtime/policy/trust.py)."""
 
 
 class DatabaseMissing(AgentError):

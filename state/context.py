@@ -54,7 +54,7 @@ class RequestTicket(Protocol):
 class RequestGate(Protocol):
     """Admits model requests for a whole run: rate limits, a 429's pause, requests in flight.
 
-    `runtime.limits.RequestLimiter` is the implementation the runner puts into the context.
+    `runtime.policy.limits.RequestLimiter` is the implementation the runner puts into the context.
     """
 
     def request(self, estimated_tokens: int) -> AbstractAsyncContextManager[RequestTicket]: ...
@@ -64,7 +64,7 @@ class RequestGate(Protocol):
 
 
 class UsageMeter(Protocol):
-    """Counts what the run's model calls spent (`runtime.budget.SpendMeter`)."""
+    """Counts what the run's model calls spent (`runtime.policy.budget.SpendMeter`)."""
 
     def record(self, model_spec: str | None, input_tokens: int, output_tokens: int) -> None: ...
 
@@ -77,7 +77,7 @@ class RunContext:
     """Settings of one run (not of the thread's state)."""
 
     model: Any = None
-    """A LangChain chat model (`BaseChatModel`); built by `runtime.models.make_model`."""
+    """A LangChain chat model (`BaseChatModel`); built by `runtime.policy.models.make_model`."""
 
     max_attempts: int = 3
     """Attempts per model call or risky operation, the first included."""

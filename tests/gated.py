@@ -26,7 +26,7 @@ def wait_at_gate(gate: str, ready: str) -> None:
 
 def run_cli(gate: str, ready: str, args: list[str]) -> None:
     from cli import main
-    import runtime.runner  # noqa: F401  (what a run imports, loaded before the gate)
+    import runtime.runs.runner  # noqa: F401  (what a run imports, loaded before the gate)
 
     wait_at_gate(gate, ready)
     sys.argv = ["agent", *args]

@@ -112,7 +112,7 @@ def test_a_broken_prices_file_is_a_clear_error(cli, tmp_path: Path, db_path: Pat
     bad.write_text('{"models": {"offline": {"input": "cheap"}}}')
     monkeypatch.setenv("AGENT_PRICES", str(bad))
     result = cli("run", "research", "--thread", "r", "--input", QUESTION, "--max-cost", "1")
-    assert result.exit_code == 2 and "not in the format of runtime/prices.json" in result.stderr
+    assert result.exit_code == 2 and "not in the format of runtime/policy/prices.json" in result.stderr
     assert not db_path.exists()
 
 
@@ -151,8 +151,8 @@ def test_a_queue_with_a_cheap_model_records_which_model_answered_each_item(cli):
 
 def test_a_schema_2_file_gets_the_control_tables(db_path: Path):
     from runtime import open_database
-    from runtime.budget import Spend, add_spend, get_spend
-    from runtime.schema import SCHEMA_VERSION
+    from runtime.policy.budget import Spend, add_spend, get_spend
+    from runtime.store.schema import SCHEMA_VERSION
 
     open_database(db_path, create=True).close()
     conn = sqlite3.connect(db_path)
@@ -172,7 +172,7 @@ def test_a_schema_2_file_gets_the_control_tables(db_path: Path):
 
 
 def test_the_meter_prices_each_call_with_its_model_and_fires_once():
-    from runtime.budget import Limits, Spend, SpendMeter
+    from runtime.policy.budget import Limits, Spend, SpendMeter
 
     fired: list[int] = []
     meter = SpendMeter(Spend(100, 0, 0.0, 1), Limits(max_tokens=200, max_cost=None), on_exceeded=lambda: fired.append(1))

@@ -226,7 +226,7 @@ def test_every_graph_langgraph_json_names_imports_and_compiles():
 def test_studio_graphs_run_on_the_offline_model_without_a_context():
     import asyncio
 
-    from graphs import studio
+    import studio
 
     result = asyncio.run(studio.research.ainvoke({"question": "Why?", "steps": 1}))
     assert result["answer"].startswith("[offline")

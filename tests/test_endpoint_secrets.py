@@ -186,7 +186,7 @@ def test_a_failed_call_leaves_the_model_as_an_endpoint_error_without_the_client_
     import pickle
 
     from nodes.errors import EndpointError, classify
-    from runtime.models import make_model
+    from runtime.policy.models import make_model
 
     for name, value in {"OPENAI_API_KEY": api_key, "OPENAI_BASE_URL": server.base_url, "NO_PROXY": "127.0.0.1"}.items():
         monkeypatch.setenv(name, value)

@@ -1,5 +1,5 @@
 """A graph spec stored in the database is imported only when the one running the command trusts
-it (runtime/trust.py): commands that read a thread never import an untrusted spec, commands that
+it (runtime/policy/trust.py): commands that read a thread never import an untrusted spec, commands that
 run it refuse (exit 2, nothing written), and unattended processes import built-in and listed
 graphs only. Each graph here leaves a mark in a file every time it is imported."""
 
@@ -135,9 +135,9 @@ def test_unattended_only_listed_graphs_run(db_path: Path, tmp_path: Path, monkey
     the user it runs as: the schedules and threads it runs were written by whoever could write
     the database."""
     from runtime import open_database
-    from runtime.clock import ManualClock
-    from runtime.schedules import check_schedule, add_schedule, get_schedule
-    from runtime.worker import Worker
+    from runtime.schedules.clock import ManualClock
+    from runtime.schedules.calendar import check_schedule, add_schedule, get_schedule
+    from runtime.schedules.worker import Worker
 
     graph = tmp_path / "graph.py"
     graph.write_text(MARKED_GRAPH)

@@ -13,8 +13,8 @@ from langgraph.store.memory import InMemoryStore
 from graphs import builtin_names, load_graph
 from runtime import get_history, get_state, iter_results, open_database, resume_thread, run_thread
 from runtime.errors import NothingToResume
-from runtime.models import OfflineChatModel
-from runtime.runner import RunSettings
+from runtime.policy.models import OfflineChatModel
+from runtime.runs.runner import RunSettings
 from state.context import RunContext
 
 INPUTS = {

@@ -15,13 +15,13 @@ from langgraph.store.memory import InMemoryStore
 
 from nodes.errors import OperationError
 from nodes.queue import load_items, process_items
-from runtime.limits import RequestLimiter
-from runtime.models import make_model
+from runtime.policy.limits import RequestLimiter
+from runtime.policy.models import make_model
 
 
 class SteppingClock:
     """Virtual seconds: a sleep moves the clock on at once by its length, then lets the other
-    tasks run (as runtime.clock.ManualClock does for the worker). Never goes back."""
+    tasks run (as runtime.schedules.clock.ManualClock does for the worker). Never goes back."""
 
     def __init__(self) -> None:
         self.current = 0.0

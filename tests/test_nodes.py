@@ -13,7 +13,7 @@ from nodes.queue import chunk_size, load_items, needs_work, process_items, route
 from nodes.research import parse_plan
 from nodes.risky import attempt, backoff_delay, give_up, route_after_attempt
 from runtime.errors import BadInput
-from runtime.models import OfflineChatModel, make_model
+from runtime.policy.models import OfflineChatModel, make_model
 
 
 class _Runtime:

@@ -1,4 +1,4 @@
-"""Every number a user or the environment gives is held to one rule (runtime/numbers.py): NaN,
+"""Every number a user or the environment gives is held to one rule (runtime/policy/numbers.py): NaN,
 infinities and negatives are refused, exit 2 with one line, nothing written; a malformed
 environment variable is an error, never "unset"."""
 

@@ -24,7 +24,7 @@ import pytest
 
 from runtime import get_state, iter_results, open_database, resume_thread, retry_failed, run_thread
 from runtime.errors import CannotRetry
-from runtime.settings import RunSettings
+from runtime.policy.settings import RunSettings
 from tests.conftest import ENDPOINT_MODEL, ROOT, LineReader, agent_cmd, agent_env, finish, wait_for_results
 
 

@@ -19,7 +19,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
 
 from runtime import open_database
-from runtime.saver import AgentSaver, open_saver
+from runtime.store.saver import AgentSaver, open_saver
 
 
 @pytest.fixture

@@ -40,14 +40,14 @@ def db(db_path):
 
 
 def add(db, name, cron, tz="UTC", now="2026-11-02T00:00Z", graph="risky", input=QUICK, **options):
-    from runtime.schedules import add_schedule, check_schedule
+    from runtime.schedules.calendar import add_schedule, check_schedule
 
     return add_schedule(db, check_schedule(name, graph, cron, tz, input, **options), now=ts(now))
 
 
 def worker(db, now, **options):
-    from runtime.clock import ManualClock
-    from runtime.worker import Worker
+    from runtime.schedules.clock import ManualClock
+    from runtime.schedules.worker import Worker
 
     return Worker(db, ManualClock(ts(now)), **options)
 
@@ -60,7 +60,7 @@ def runs(db, name):
 
 
 def schedule(db, name):
-    from runtime.schedules import get_schedule
+    from runtime.schedules.calendar import get_schedule
 
     return get_schedule(db, name)
 
@@ -118,7 +118,7 @@ def test_checks_against_the_database_change_nothing(cli, db_path, monkeypatch):
 
 def test_the_minimum_interval_is_checked_over_the_whole_pattern(monkeypatch):
     from runtime.errors import BadInput
-    from runtime.schedules import check_schedule, shortest_gap
+    from runtime.schedules.calendar import check_schedule, shortest_gap
 
     monkeypatch.setenv("AGENT_SCHEDULE_MIN_INTERVAL", "2h")
     # The first two runs (the 1st at 00:00 and 23:00) are 23 hours apart; the 1st 23:00 and the
@@ -165,7 +165,7 @@ def test_a_due_schedule_fires_once_as_a_background_run_of_its_own_thread(db):
 
 
 def test_overlap_skip_and_allow(db):
-    from runtime.threads import create_thread
+    from runtime.threads.registry import create_thread
 
     for name, overlap in (("skip", "skip"), ("allow", "allow")):
         add(db, name, "0 9 * * *", overlap=overlap)
@@ -232,7 +232,7 @@ def test_fall_back_a_repeated_time_runs_once(db):
 
 
 def test_next_fire_times_in_a_real_zone_across_both_changes():
-    from runtime.schedules import next_fire_after
+    from runtime.schedules.calendar import next_fire_after
 
     berlin = [ts("2026-03-28T12:00Z")]
     for _ in range(3):
@@ -379,7 +379,7 @@ def test_a_claim_whose_worker_died_before_the_thread_existed_is_started(db):
 
 def test_a_schema_3_file_gets_the_schedule_tables(db_path):
     from runtime import open_database
-    from runtime.schema import SCHEMA_VERSION
+    from runtime.store.schema import SCHEMA_VERSION
 
     open_database(db_path, create=True).close()
     conn = sqlite3.connect(db_path)
@@ -441,8 +441,8 @@ def test_schedule_commands(cli, db_path, monkeypatch):
 
 
 def test_costs_add_up_per_schedule_and_per_period(db):
-    from runtime.budget import Spend, add_spend
-    from runtime.schedules import schedule_runs
+    from runtime.policy.budget import Spend, add_spend
+    from runtime.schedules.calendar import schedule_runs
 
     add(db, "c", "0 9 * * *", "Asia/Tokyo")
     for fire, thread, cost in ((ts("2026-11-02T00:00Z"), "c1", 0.5), (ts("2026-11-02T23:00Z"), "c2", 0.25), (ts("2026-11-04T00:00Z"), "c3", 1.0)):

@@ -51,7 +51,7 @@ def _failed_loop(db, thread: str, fail_at: int, limit: int, monkeypatch, spec: s
 def _langgraph_history(db, thread: str) -> list[dict]:
     """History as LangGraph computes it (the slow way), to compare against ours."""
     from graphs import load_graph
-    from runtime.threads import get_thread
+    from runtime.threads.registry import get_thread
 
     graph = load_graph(get_thread(db, thread).graph).build().compile(checkpointer=db.checkpointer())
     snaps = list(graph.get_state_history({"configurable": {"thread_id": thread}}))
@@ -87,7 +87,7 @@ def test_saver_passes_the_conformance_suite_base_and_extended(tmp_path, fast_asy
     from langgraph.checkpoint.conformance import checkpointer_test, validate
 
     from runtime import open_database
-    from runtime.saver import open_saver
+    from runtime.store.saver import open_saver
 
     path = tmp_path / "conformance.db"
     open_database(path, create=True).close()
@@ -155,8 +155,8 @@ def _write_schema_4(path) -> None:
     import ormsgpack
 
     from runtime import open_database
-    from runtime.saver import AgentSaver
-    from runtime.schema import _V4_COLUMNS
+    from runtime.store.saver import AgentSaver
+    from runtime.store.schema import _V4_COLUMNS
 
     def string_version(self, current, channel=None):
         n = 0 if current is None else int(str(current).split(".")[0])
@@ -226,7 +226,7 @@ def build():
 _SIBLINGS_SYNC = """
 import json, sys
 sys.path[:0] = [{root!r}, {here!r}]
-from runtime.saver import open_saver
+from runtime.store.saver import open_saver
 from siblings_graph import build
 
 app = build().compile(checkpointer=open_saver({db!r}))
@@ -288,7 +288,7 @@ def test_sync_api_queued_writes_are_read_back_and_stored_at_once_by_flush(tmp_pa
     from langgraph.checkpoint.base import empty_checkpoint
 
     from runtime import open_database
-    from runtime.saver import JOIN_SECONDS, open_saver
+    from runtime.store.saver import JOIN_SECONDS, open_saver
 
     path = tmp_path / "q.db"
     open_database(path, create=True).close()
@@ -337,7 +337,7 @@ def test_a_subgraph_interrupted_by_an_error_resumes_as_with_langgraphs_in_memory
     from langgraph.graph import END, START, StateGraph
 
     from runtime import open_database
-    from runtime.saver import open_saver
+    from runtime.store.saver import open_saver
 
     def node(name: str, ran: list[str], failing: dict[str, bool]):
         def run(state: _Log) -> _Log:
@@ -393,7 +393,7 @@ def test_values_of_removed_rows_stay_apart_per_branch_although_versions_repeat(t
     from langgraph.checkpoint.base import empty_checkpoint
 
     from runtime import open_database
-    from runtime.saver import open_saver
+    from runtime.store.saver import open_saver
 
     path = tmp_path / "b.db"
     open_database(path, create=True).close()
@@ -427,7 +427,7 @@ def test_values_of_removed_rows_stay_apart_per_branch_although_versions_repeat(t
 ])  # fmt: skip
 def test_history_columns_match_langgraph_including_a_fork(db, graph, data):
     from runtime import get_history, resume_thread, run_thread
-    from runtime.runner import RunSettings
+    from runtime.runs.runner import RunSettings
 
     run_thread(db, graph, "h", data, RunSettings(backoff=0, concurrency=2))
     rows = get_history(db, "h")
@@ -449,7 +449,7 @@ def test_history_computes_what_was_not_recorded(db, monkeypatch):
 
 def test_prune_keeps_the_newest_n_and_the_thread_still_resumes_and_forks(db, monkeypatch):
     from runtime import get_history, get_state, resume_thread
-    from runtime.retention import prune
+    from runtime.threads.retention import prune
 
     _failed_loop(db, "t", fail_at=30, limit=40, monkeypatch=monkeypatch)
     before = get_history(db, "t")
@@ -474,7 +474,7 @@ def test_prune_keeps_the_newest_n_and_the_thread_still_resumes_and_forks(db, mon
 
 def test_prune_keeps_what_a_delta_channel_is_rebuilt_from(db, monkeypatch):
     from runtime import get_history, get_state, resume_thread
-    from runtime.retention import prune
+    from runtime.threads.retention import prune
 
     _failed_loop(db, "d", fail_at=20, limit=25, monkeypatch=monkeypatch, spec=DELTA, env="DELTA_FAIL_AT")
     assert get_state(db, "d").values["log"] == list(range(1, 20))
@@ -537,7 +537,7 @@ def test_bad_retention_input_exits_2_and_changes_nothing(cli, db, db_path, monke
 
 
 def test_delete_removes_everything_of_the_thread_and_nothing_else(cli, db, db_path):
-    from nodes.storage import thread_label
+    from state.storage import thread_label
     from runtime import run_thread
 
     for thread in ("gone.1", "kept"):
@@ -641,8 +641,8 @@ def test_a_database_in_the_old_layout_is_converted_and_keeps_working(db_path):
 
     from graphs import load_graph
     from runtime import get_history, get_state, open_database, resume_thread
-    from runtime.db import _REGISTRY
-    from runtime.schema import SCHEMA_VERSION
+    from runtime.store.database import _REGISTRY
+    from runtime.store.schema import SCHEMA_VERSION
 
     conn = sqlite3.connect(db_path, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")

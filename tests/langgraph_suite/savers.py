@@ -58,7 +58,7 @@ def agent_database() -> Iterator[object]:
 def agent_saver_sync() -> Iterator[object]:
     """AgentSaver on a connection of its own (queued writes joined into the step's row),
     the synchronous form of what a run uses."""
-    from runtime.saver import open_saver
+    from runtime.store.saver import open_saver
 
     with agent_database() as db:
         saver = open_saver(str(db.path), serde=db.checkpointer().serde, fast_async=False)

@@ -1,0 +1,216 @@
+"""Budgets: what a thread's model calls have spent, and the limits a run stops at.
+
+Every model call reports its usage (tokens in and out, as the model counted them) to the run's
+`SpendMeter` (nodes/model_call.py); the meter prices it with the model that answered
+(runtime/policy/prices.py) and the runner adds it to the thread's row of `agent_spend` every
+`FLUSH_SECONDS` and when the run ends. The spend belongs to the thread: retries, resumes,
+forks and `retry-failed` add to it and never reset it.
+
+A run's limits are its `max_tokens` / `max_cost` (run settings, stored with the thread), held
+to the system-wide ceilings (AGENT_MAX_TOKENS_CEILING, AGENT_MAX_COST_CEILING). Once the spend
+reaches a limit, the meter asks the run to drain: no new model call or queue item starts, the
+calls in flight finish and are saved, and the run stops at the next node boundary with status
+`budget_exceeded`. The spend may pass the limit by what was in flight when it was reached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from runtime.store.database import Database
+from runtime.errors import BadInput
+from runtime.policy.numbers import env_number
+from runtime.policy.prices import cost_usd, price_for
+
+if TYPE_CHECKING:  # runtime.policy.settings imports the model factory: not for read-only commands
+    from runtime.policy.settings import RunSettings
+
+BUDGET = "budget"
+"""The drain reason of a run stopped by its budget."""
+LOW_FRACTION = 0.2
+"""Under this share of the budget left, routine and strong steps alike go to the cheap model."""
+FLUSH_SECONDS = 0.5
+COST_CEILING_ENV = "AGENT_MAX_COST_CEILING"
+TOKENS_CEILING_ENV = "AGENT_MAX_TOKENS_CEILING"
+"""System-wide ceilings (set by whoever runs the machine): a run's --max-cost / --max-tokens may not
+exceed them (checked when settings are resolved), and a run given none is held to them."""
+
+
+@dataclass
+class Spend:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    calls: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "tokens": self.tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "calls": self.calls,
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tokens: int | None
+    max_cost: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "max_cost": self.max_cost}
+
+
+def run_limits(settings: RunSettings) -> Limits:
+    """The run's own limits, or the system-wide ceilings where it sets none (settings are
+    checked against the ceilings when they are resolved)."""
+    tokens = settings.max_tokens or system_ceiling(TOKENS_CEILING_ENV)
+    cost = settings.max_cost or system_ceiling(COST_CEILING_ENV)
+    return Limits(int(tokens) if tokens else None, float(cost) if cost else None)
+
+
+def check_budget_settings(settings: RunSettings) -> Limits:
+    """Raise BadInput (before anything is written) when a cost limit cannot be enforced."""
+    limits = run_limits(settings)
+    if limits.max_cost is not None:
+        for spec in filter(None, (settings.model, settings.cheap_model)):
+            if price_for(spec) is None:
+                raise BadInput(
+                    f"a cost budget needs a price for model {spec!r}, and the price table has none",
+                    'add it to a prices file and point AGENT_PRICES at it ({"models": {"NAME": {"input": USD, "output": USD}}}), or use --max-tokens',
+                )
+    return limits
+
+
+def get_spend(db: Database, thread_id: str) -> Spend:
+    row = db.conn.execute(
+        "SELECT input_tokens, output_tokens, cost_usd, calls FROM agent_spend WHERE thread_id = ?", (thread_id,)
+    ).fetchone()
+    return Spend(*row) if row else Spend()
+
+
+def spend_by_thread(db: Database) -> dict[str, Spend]:
+    rows = db.conn.execute("SELECT thread_id, input_tokens, output_tokens, cost_usd, calls FROM agent_spend").fetchall()
+    return {r[0]: Spend(*r[1:]) for r in rows}
+
+
+def add_spend(db: Database, thread_id: str, spend: Spend) -> None:
+    """Add to the thread's spend; one statement, so concurrent adders never lose a count."""
+    if not spend.calls and not spend.tokens:
+        return
+    db.conn.execute(
+        "INSERT INTO agent_spend (thread_id, input_tokens, output_tokens, cost_usd, calls, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(thread_id) DO UPDATE SET input_tokens = input_tokens + excluded.input_tokens, "
+        "output_tokens = output_tokens + excluded.output_tokens, cost_usd = cost_usd + excluded.cost_usd, "
+        "calls = calls + excluded.calls, updated_at = excluded.updated_at",
+        (thread_id, spend.input_tokens, spend.output_tokens, spend.cost_usd, spend.calls, time.time()),
+    )
+
+
+def budget_view(spend: Spend, limits: Limits) -> dict[str, Any]:
+    """What `agent status` and `agent threads --json` show: the spend, the limits, what is left."""
+    view = spend.as_dict()
+    view.update(limits.as_dict())
+    view["exceeded"] = exceeded(spend, limits)
+    return view
+
+
+def exceeded(spend: Spend, limits: Limits) -> bool:
+    return bool(
+        (limits.max_tokens is not None and spend.tokens >= limits.max_tokens)
+        or (limits.max_cost is not None and spend.cost_usd >= limits.max_cost)
+    )
+
+
+def exceeded_message(spend: Spend, limits: Limits) -> str:
+    parts = []
+    if limits.max_cost is not None and spend.cost_usd >= limits.max_cost:
+        parts.append(f"spent ${spend.cost_usd:.4f} of its ${limits.max_cost:g} budget")
+    if limits.max_tokens is not None and spend.tokens >= limits.max_tokens:
+        parts.append(f"spent {spend.tokens:,} of its {limits.max_tokens:,} tokens")
+    return "the thread " + " and ".join(parts) + "; stopped at a node boundary"
+
+
+class SpendMeter:
+    """The spend of one run, over what the thread had spent before it; thread-safe.
+
+    `record` is called once per model call that returned; `on_exceeded` (the run's drain) is
+    called once, the first time the spend reaches a limit (at once, if it already has).
+    """
+
+    def __init__(self, before: Spend, limits: Limits, on_exceeded: Callable[[], None] | None = None) -> None:
+        self.limits = limits
+        self._before = before
+        self._pending = Spend()
+        self._run = Spend()
+        self._lock = threading.Lock()
+        self._on_exceeded = on_exceeded
+        self._fired = False
+        self._check()
+
+    def record(self, model_spec: str | None, input_tokens: int, output_tokens: int) -> None:
+        cost = cost_usd(model_spec, input_tokens, output_tokens) or 0.0
+        with self._lock:
+            for part in (self._pending, self._run):
+                part.input_tokens += input_tokens
+                part.output_tokens += output_tokens
+                part.cost_usd += cost
+                part.calls += 1
+        self._check()
+
+    @property
+    def total(self) -> Spend:
+        with self._lock:
+            b, r = self._before, self._run
+            return Spend(b.input_tokens + r.input_tokens, b.output_tokens + r.output_tokens, b.cost_usd + r.cost_usd, b.calls + r.calls)
+
+    @property
+    def exceeded(self) -> bool:
+        return exceeded(self.total, self.limits)
+
+    def running_low(self) -> bool:
+        """Under LOW_FRACTION of a limit left (or none)."""
+        spent, limits = self.total, self.limits
+        if limits.max_cost and spent.cost_usd >= (1 - LOW_FRACTION) * limits.max_cost:
+            return True
+        return bool(limits.max_tokens and spent.tokens >= (1 - LOW_FRACTION) * limits.max_tokens)
+
+    def take_pending(self) -> Spend:
+        """What was recorded since the last call, for the database."""
+        with self._lock:
+            pending, self._pending = self._pending, Spend()
+        return pending
+
+    def _check(self) -> None:
+        if not self._fired and self.exceeded:
+            self._fired = True
+            if self._on_exceeded is not None:
+                self._on_exceeded()
+
+
+def stored_limits(settings: dict[str, Any]) -> Limits:
+    """The limits of a thread's stored settings (and the ceilings), for showing them."""
+    tokens = settings.get("max_tokens") or system_ceiling(TOKENS_CEILING_ENV)
+    cost = settings.get("max_cost") or system_ceiling(COST_CEILING_ENV)
+    return Limits(int(tokens) if tokens else None, float(cost) if cost else None)
+
+
+def thread_budgets(db: Database, records: list[Any]) -> dict[str, dict[str, Any]]:
+    """thread id -> `budget_view` for registry records (`agent threads`, `agent status`)."""
+    spends = spend_by_thread(db)
+    return {r.thread_id: budget_view(spends.get(r.thread_id, Spend()), stored_limits(r.settings)) for r in records}
+
+
+def system_ceiling(env: str) -> float | None:
+    """The ceiling an environment variable sets (AGENT_MAX_COST_CEILING, AGENT_MAX_TOKENS_CEILING),
+    or None when it is unset. A value that is not a number above 0 is refused (runtime/policy/numbers.py):
+    a malformed ceiling never means "no ceiling"."""
+    return env_number(env, exclusive=True, whole=env == TOKENS_CEILING_ENV, note="unset it for no ceiling")

@@ -1,0 +1,423 @@
+"""Schedules: cron patterns in a time zone, stored in the database, and their run history.
+
+A schedule names a graph, its input and per-run limits; `agent worker` (runtime/schedules/worker.py)
+fires it. Cron patterns are parsed by croniter; this module only turns the wall-clock times a
+pattern names into instants, with one rule for daylight-saving changes:
+
+- Each wall-clock time of the pattern fires at most once a day, read in the schedule's zone.
+- A time that a spring-forward change skips (02:30 when clocks jump from 02:00 to 03:00) is read
+  with the offset in force before the change, as Python's zoneinfo does (fold=0): it fires once,
+  as far after the jump as it was into the gap (03:30 new time). Two pattern times that land on
+  one instant (02:30 and 03:30 that day) fire once.
+- A time that a fall-back change repeats (01:30 when clocks go from 02:00 back to 01:00) fires
+  once, at its first occurrence (summer time); the repeated hour does not fire again.
+
+The minimum interval between runs is checked on wall-clock time over the whole pattern: every
+pair of neighbouring times within a day, and from the last time of a day to the first time of
+the next day the pattern selects. A spring-forward change can bring two runs closer by the
+size of the change (one hour in most zones) on that one day.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from runtime.store.database import Database
+from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
+from runtime.policy.numbers import env_number
+from runtime.policy.settings import parse_duration
+from runtime.threads.registry import _immediate
+
+MIN_INTERVAL_ENV = "AGENT_SCHEDULE_MIN_INTERVAL"
+DEFAULT_MIN_INTERVAL = 3600.0
+MAX_SCHEDULES_ENV = "AGENT_MAX_SCHEDULES"
+DEFAULT_MAX_SCHEDULES = 100
+OVERLAP = ("skip", "allow")
+MISSED = ("skip", "run-once")
+DEFAULT_MAX_FAILURES = 3
+FAILED = ("failed", "timeout", "budget_exceeded", "cancelled")
+"""Run statuses that count towards a schedule's consecutive failures (`completed` resets the count;
+`interrupted`, `paused` and `stopped` leave it)."""
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DST_MARGIN = timedelta(hours=3)
+"""More than any zone's daylight-saving shift: how far back in wall time a search starts."""
+_DAY_SEARCH_YEARS = 28
+"""The Gregorian weekday-and-leap-year pattern repeats every 28 years (1901-2099)."""
+
+
+@dataclass
+class Schedule:
+    name: str
+    graph: str
+    cron: str
+    tz: str
+    input: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    overlap: str = "skip"
+    missed: str = "skip"
+    max_failures: int = DEFAULT_MAX_FAILURES
+    status: str = "active"
+    pause_reason: str | None = None
+    failures: int = 0
+    next_fire: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        view = asdict(self)
+        view["next_run"] = local_iso(self.next_fire, self.tz) if self.next_fire and self.status == "active" else None
+        view["next_run_utc"] = utc_iso(self.next_fire) if self.next_fire and self.status == "active" else None
+        return view
+
+
+_COLUMNS = "name, graph, cron, tz, input, settings, overlap, missed, max_failures, status, pause_reason, failures, next_fire, created_at, updated_at"
+
+
+def _schedule(row: tuple) -> Schedule:
+    values = list(row)
+    values[4], values[5] = json.loads(values[4] or "{}"), json.loads(values[5] or "{}")
+    return Schedule(*values)
+
+
+# -- times ---------------------------------------------------------------------------------------
+
+
+def zone(tz: str) -> ZoneInfo:
+    try:
+        if not tz or tz != tz.strip() or tz.startswith(("/", ".")):
+            raise ValueError(tz)
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadInput(f"--tz {tz!r} is not an IANA time zone", "e.g. --tz Asia/Tokyo, --tz Europe/Berlin or --tz UTC") from None
+
+
+def check_cron(cron: str) -> None:
+    from croniter import croniter
+
+    parts = cron.split()
+    if len(parts) != 5:
+        raise BadInput(
+            f"--cron {cron!r} has {len(parts)} field(s); a schedule takes 5: minute hour day-of-month month day-of-week",
+            'e.g. --cron "0 9 * * 1-5" (09:00 on weekdays)',
+        )
+    if not croniter.is_valid(cron):
+        raise BadInput(f"--cron {cron!r} is not a valid cron pattern", 'e.g. --cron "0 9 * * 1-5" (09:00 on weekdays), "30 6 1 * *" (06:30 on the 1st)')
+
+
+def _walls(cron: str, start: datetime):
+    """The pattern's wall-clock times after `start` (naive: croniter does no zone arithmetic)."""
+    from croniter import croniter
+
+    it = croniter(cron, start)
+    while True:
+        yield it.get_next(datetime)
+
+
+def _instant(wall: datetime, tz: ZoneInfo) -> float:
+    # fold=0: a repeated time is its first occurrence; a skipped one takes the offset before the change.
+    return wall.replace(tzinfo=tz, fold=0).timestamp()
+
+
+def next_fire_after(cron: str, tz: str, after: float) -> float:
+    """The first instant after `after` (epoch seconds) at which the pattern fires, by the rule above."""
+    from croniter import CroniterBadDateError
+
+    zone_ = zone(tz)
+    start = datetime.fromtimestamp(after, zone_).replace(tzinfo=None) - _DST_MARGIN
+    best: float | None = None
+    best_wall: datetime | None = None
+    try:
+        for wall in _walls(cron, start):
+            if best_wall is not None and wall > best_wall + _DST_MARGIN:
+                break
+            instant = _instant(wall, zone_)
+            if instant > after and (best is None or instant < best):
+                best, best_wall = instant, best_wall or wall
+    except (CroniterBadDateError, StopIteration):
+        pass
+    if best is None:
+        raise BadInput(f"--cron {cron!r} never fires", "check the day-of-month and month fields (e.g. 30 February does not exist)")
+    return best
+
+
+def local_iso(ts: float, tz: str) -> str:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="minutes")
+
+
+def utc_iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def thread_name(schedule: str, fire_time: float) -> str:
+    """The thread of one occurrence: the schedule's name and the fire time in UTC."""
+    return f"{schedule}@{datetime.fromtimestamp(fire_time, timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def min_interval() -> float:
+    text = os.environ.get(MIN_INTERVAL_ENV, "").strip()
+    if not text:
+        return DEFAULT_MIN_INTERVAL
+    return parse_duration(text, MIN_INTERVAL_ENV) or 0.0
+
+
+def shortest_gap(cron: str) -> float:
+    """The shortest wall-clock time in seconds between two runs of the pattern, over all of it."""
+    from croniter import croniter
+
+    minute, hour, dom, month, dow = croniter(cron).expanded
+    minutes = list(range(60)) if "*" in minute else [int(m) for m in minute]
+    hours = list(range(24)) if "*" in hour else [int(h) for h in hour]
+    times = sorted({h * 60 + m for h in hours for m in minutes})
+    within = min((b - a for a, b in zip(times, times[1:])), default=None)
+    wrap = 1440 - times[-1] + times[0]
+    if within is not None and within <= wrap:
+        return within * 60.0
+    days = _shortest_day_gap(" ".join(["0", "0", *cron.split()[2:]]))
+    across = days * 1440 - times[-1] + times[0]
+    return min(x for x in (within, across) if x is not None) * 60.0
+
+
+def _shortest_day_gap(day_cron: str) -> int:
+    """The fewest days between two days the pattern selects, over a full calendar cycle."""
+    from croniter import CroniterBadDateError
+
+    start = datetime(2001, 1, 1) - timedelta(minutes=1)
+    end = datetime(2001 + _DAY_SEARCH_YEARS, 1, 1)
+    previous: date | None = None
+    best = 10**6
+    try:
+        for wall in _walls(day_cron, start):
+            if wall >= end:
+                break
+            if previous is not None:
+                best = min(best, (wall.date() - previous).days)
+                if best == 1:
+                    break
+            previous = wall.date()
+    except CroniterBadDateError:
+        pass
+    return best
+
+
+def parse_when(text: str | None, tz: str, now: float, option: str) -> float | None:
+    """`2026-11-01`, `2026-11-01T09:00` (in the schedule's zone unless it names one) or `7d` (ago)."""
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            seconds = parse_duration(text, option)
+        except BadInput:
+            raise BadInput(f"{option} {text!r} is not a date, a time or a duration", f"e.g. {option} 2026-11-01, {option} 2026-11-01T09:00 or {option} 7d (ago)") from None
+        return now - (seconds or 0.0)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo(tz))
+    return parsed.timestamp()
+
+
+# -- the schedules table -----------------------------------------------------------------------------
+
+
+def check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise BadInput(f"invalid schedule name {name!r}", "use up to 64 letters, digits, '-', '_' or '.', starting with a letter or digit, e.g. morning-digest")
+
+
+def max_schedules() -> int:
+    limit = env_number(MAX_SCHEDULES_ENV, whole=True)
+    return DEFAULT_MAX_SCHEDULES if limit is None else int(limit)
+
+
+@dataclass
+class NewSchedule:
+    """A schedule that passed every check that needs no database (`check_schedule`)."""
+
+    name: str
+    graph: str
+    cron: str
+    tz: str
+    input: Any
+    settings: dict[str, Any]
+    overlap: str
+    missed: str
+    max_failures: int
+
+
+def check_schedule(
+    name: str,
+    graph: str,
+    cron: str,
+    tz: str,
+    input: Any,
+    *,
+    max_cost: float | None = None,
+    deadline: str | float | None = None,
+    model: str | None = None,
+    overlap: str = "skip",
+    missed: str = "skip",
+    max_failures: int = DEFAULT_MAX_FAILURES,
+) -> NewSchedule:
+    """Every check of a new schedule but those against the database; raises BadInput/UnknownGraph."""
+    from runtime.runs.runner import validate_run
+    from runtime.policy.settings import RunSettings
+    from runtime.policy.trust import require_trusted
+
+    check_name(name)
+    check_cron(cron)
+    zone(tz)
+    next_fire_after(cron, tz, time.time())  # a pattern that never fires (30 February)
+    limit = min_interval()
+    gap = shortest_gap(cron)
+    if gap < limit:
+        raise BadInput(
+            f"--cron {cron!r} can run {gap / 60:g} minutes apart; schedules may run at most every {limit / 60:g} minutes",
+            f"space the runs out, or lower the minimum with {MIN_INTERVAL_ENV} (e.g. {MIN_INTERVAL_ENV}=15m)",
+        )
+    if overlap not in OVERLAP:
+        raise BadInput(f"--overlap {overlap!r} is not one of: {', '.join(OVERLAP)}")
+    if missed not in MISSED:
+        raise BadInput(f"--missed {missed!r} is not one of: {', '.join(MISSED)}")
+    if not isinstance(max_failures, int) or max_failures < 1:
+        raise BadInput(f"--max-failures must be at least 1, not {max_failures}")
+    deadline_s = parse_duration(deadline, "--deadline")
+    spec, _, _ = validate_run(graph, input, RunSettings(model=model, max_cost=max_cost, deadline=deadline_s, background=True))
+    # Its runs are started unattended, by the worker: the graph must be one it will import.
+    require_trusted(spec.spec, attended=False, owner=f"schedule {name!r}")
+    settings = {k: v for k, v in {"model": model, "max_cost": max_cost, "deadline": deadline_s}.items() if v}
+    return NewSchedule(name, spec.spec, cron, tz, input, settings, overlap, missed, max_failures)
+
+
+def add_schedule(db: Database, new: NewSchedule, now: float | None = None) -> Schedule:
+    """Store a checked schedule; refuse a name that exists and more than AGENT_MAX_SCHEDULES."""
+    now = time.time() if now is None else now
+    next_fire = next_fire_after(new.cron, new.tz, now)
+    with _immediate(db.conn):
+        if db.conn.execute("SELECT 1 FROM agent_schedules WHERE name = ?", (new.name,)).fetchone():
+            raise ScheduleExists(
+                f"schedule {new.name!r} already exists", f"pick another name, or replace it: agent schedule delete {new.name}, then add it again"
+            )
+        count = db.conn.execute("SELECT count(*) FROM agent_schedules").fetchone()[0]
+        if count >= max_schedules():
+            raise BadInput(
+                f"this database has {count} schedule(s), the most allowed ({MAX_SCHEDULES_ENV}={max_schedules()})",
+                "delete one you no longer need (agent schedule list), or raise " + MAX_SCHEDULES_ENV,
+            )
+        db.conn.execute(
+            f"INSERT INTO agent_schedules ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', NULL, 0, ?, ?, ?)",
+            (new.name, new.graph, new.cron, new.tz, json.dumps(new.input), json.dumps(new.settings), new.overlap, new.missed,
+             new.max_failures, next_fire, now, now),
+        )  # fmt: skip
+    return get_schedule(db, new.name)
+
+
+def get_schedule(db: Database, name: str) -> Schedule:
+    row = db.conn.execute(f"SELECT {_COLUMNS} FROM agent_schedules WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise ScheduleNotFound(f"no schedule {name!r} in {db.path}", "agent schedule list lists the schedules")
+    return _schedule(row)
+
+
+def list_schedules(db: Database) -> list[Schedule]:
+    return [_schedule(r) for r in db.conn.execute(f"SELECT {_COLUMNS} FROM agent_schedules ORDER BY name")]
+
+
+def last_runs(db: Database) -> dict[str, dict[str, Any]]:
+    """schedule name -> its latest run row that fired, was skipped or was missed."""
+    rows = db.conn.execute(
+        "SELECT schedule, thread_id, status, fire_time, error FROM agent_schedule_runs r WHERE id = "
+        "(SELECT id FROM agent_schedule_runs WHERE schedule = r.schedule ORDER BY fire_time DESC, id DESC LIMIT 1)"
+    ).fetchall()
+    return {r[0]: {"thread_id": r[1], "status": r[2], "fire_time": r[3], "error": r[4]} for r in rows}
+
+
+def pause_schedule(db: Database, name: str, reason: str | None = None) -> tuple[Schedule, bool]:
+    """Pause it; (schedule, False) when it was paused already (nothing changes)."""
+    with _immediate(db.conn):
+        schedule = get_schedule(db, name)
+        if schedule.status == "paused":
+            return schedule, False
+        db.conn.execute(
+            "UPDATE agent_schedules SET status = 'paused', pause_reason = ?, updated_at = ? WHERE name = ?", (reason, time.time(), name)
+        )
+    return get_schedule(db, name), True
+
+
+def resume_schedule(db: Database, name: str, now: float | None = None) -> tuple[Schedule, bool]:
+    """Make it active again from now (occurrences while paused are not missed runs) and clear its
+    failure count; (schedule, False) when it was active already."""
+    now = time.time() if now is None else now
+    with _immediate(db.conn):
+        schedule = get_schedule(db, name)
+        if schedule.status == "active":
+            return schedule, False
+        db.conn.execute(
+            "UPDATE agent_schedules SET status = 'active', pause_reason = NULL, failures = 0, next_fire = ?, updated_at = ? WHERE name = ?",
+            (next_fire_after(schedule.cron, schedule.tz, now), now, name),
+        )
+    return get_schedule(db, name), True
+
+
+def delete_schedule(db: Database, name: str) -> int:
+    """Delete the schedule and its run history; the threads its runs made stay. Returns the runs removed."""
+    with _immediate(db.conn):
+        get_schedule(db, name)
+        removed = db.conn.execute("DELETE FROM agent_schedule_runs WHERE schedule = ?", (name,)).rowcount
+        db.conn.execute("DELETE FROM agent_schedules WHERE name = ?", (name,))
+    return removed
+
+
+# -- run history ---------------------------------------------------------------------------------------
+
+_PERIODS = {"day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}
+
+
+def schedule_runs(db: Database, name: str, since: float | None = None, until: float | None = None, by: str = "day") -> dict[str, Any]:
+    """The runs of a schedule (fire time in [since, until)), oldest first, with their thread's cost,
+    and the total cost of the schedule and of each period (in the schedule's zone)."""
+    if by not in _PERIODS:
+        raise BadInput(f"--by {by!r} is not one of: {', '.join(_PERIODS)}")
+    schedule = get_schedule(db, name)
+    rows = db.conn.execute(
+        "SELECT r.thread_id, r.fire_time, r.started_at, r.ended_at, r.status, r.error, r.resumes, COALESCE(s.cost_usd, 0), "
+        "COALESCE(s.input_tokens + s.output_tokens, 0) FROM agent_schedule_runs r LEFT JOIN agent_spend s ON s.thread_id = r.thread_id "
+        "WHERE r.schedule = ? AND r.fire_time >= ? AND r.fire_time < ? ORDER BY r.fire_time, r.id",
+        (name, since if since is not None else float("-inf"), until if until is not None else float("inf")),
+    ).fetchall()
+    runs = []
+    periods: dict[str, dict[str, Any]] = {}
+    zone_ = ZoneInfo(schedule.tz)
+    for thread_id, fire, started, ended, status, error, resumes, cost, tokens in rows:
+        runs.append(
+            {
+                "thread_id": thread_id,
+                "fire_time": utc_iso(fire),
+                "started_at": started,
+                "ended_at": ended,
+                "status": status,
+                "cost_usd": round(cost, 6),
+                "tokens": tokens,
+                "resumes": resumes,
+                "error": error,
+            }
+        )
+        period = datetime.fromtimestamp(fire, zone_).strftime(_PERIODS[by])
+        bucket = periods.setdefault(period, {"period": period, "runs": 0, "cost_usd": 0.0})
+        bucket["runs"] += 1
+        bucket["cost_usd"] = round(bucket["cost_usd"] + cost, 6)
+    return {
+        "schedule": name,
+        "tz": schedule.tz,
+        "runs": runs,
+        "total_cost_usd": round(sum(r["cost_usd"] for r in runs), 6),
+        "periods": list(periods.values()),
+        "by": by,
+    }

@@ -1,0 +1,319 @@
+"""The worker: fires due schedules, continues runs whose runner died, stops cleanly on SIGTERM.
+
+One worker runs one schedule's run at a time, in its own process (`agent worker`); a run that
+takes long delays the others, which then fire late (within `grace` they are not missed). For
+more runs side by side, start more workers on the same database: each occurrence is claimed in
+one `BEGIN IMMEDIATE` transaction that re-reads the schedule's next fire time, advances it and
+inserts the run row (UNIQUE (schedule, fire_time)), so two workers never fire one occurrence.
+
+A run row goes `running` -> the thread's final status (`completed`, `failed`, ...). On each tick
+the worker first looks for rows left `running` whose thread's runner is gone (a killed worker:
+stale heartbeat or dead pid), or `stopped` (a worker stopped by SIGTERM), and continues each with
+`resume_thread`, at most `max_resumes` times; then it is marked failed. Runs are background runs:
+budgets apply and sensitive actions wait for `agent approve`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from runtime.threads import registry as threads
+from runtime.schedules.clock import Clock, SystemClock
+from runtime.store.database import Database
+from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
+from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
+from runtime.threads.registry import _immediate
+
+POLL_SECONDS = 15.0
+GRACE_SECONDS = 15 * 60.0
+"""An occurrence found later than this after its time counts as missed (policy `--missed`)."""
+MAX_RESUMES = 3
+MAX_MISSED_COUNTED = 10_000
+
+
+@dataclass
+class WorkerEvent:
+    """Something the worker did: `fired`, `finished`, `skipped`, `missed`, `resumed`, `gave_up`, `paused`."""
+
+    kind: str
+    schedule: str
+    fire_time: float | None = None
+    thread_id: str | None = None
+    status: str | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.kind,
+            "schedule": self.schedule,
+            "fire_time": utc_iso(self.fire_time) if self.fire_time else None,
+            "thread_id": self.thread_id,
+            "status": self.status,
+            "message": self.message,
+        }
+
+
+def _identity() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _worker_alive(identity: str | None) -> bool:
+    pid, _, host = (identity or "").partition("@")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's worker: its thread's heartbeat tells, once the thread exists
+    return threads._pid_alive(int(pid))
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock | None = None,
+        *,
+        grace: float = GRACE_SECONDS,
+        max_resumes: int = MAX_RESUMES,
+        poll: float = POLL_SECONDS,
+        handle_signals: bool = False,
+        on_event: Callable[[WorkerEvent], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.clock = clock or SystemClock()
+        self.grace = grace
+        self.max_resumes = max_resumes
+        self.poll = poll
+        self.handle_signals = handle_signals
+        self.on_event = on_event or (lambda event: None)
+        self.stopping = False
+        self.identity = _identity()
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def serve(self, once: bool = False) -> None:
+        """Tick every `poll` seconds until SIGTERM/SIGINT (or after one tick with `once`)."""
+        while not self.stopping:
+            if self.handle_signals:
+                self._install_signals()  # a run's own handlers are removed when it ends
+            self.tick()
+            if once:
+                return
+            waited = 0.0
+            while not self.stopping and waited < self.poll:
+                step = min(1.0, self.poll - waited)
+                self.clock.sleep(step)
+                waited += step
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, frame: Any) -> None:
+            self.stopping = True
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop)
+
+    def tick(self) -> list[WorkerEvent]:
+        """Continue dead runs, then fire every due schedule, one at a time."""
+        events = self.recover()
+        now = self.clock.now()
+        due = [r[0] for r in self.db.conn.execute(
+            "SELECT name FROM agent_schedules WHERE status = 'active' AND next_fire <= ? ORDER BY next_fire, name", (now,)
+        )]  # fmt: skip
+        for name in due:
+            if self.stopping:
+                break
+            events += self.fire_due(name)
+        return events
+
+    def _emit(self, events: list[WorkerEvent], event: WorkerEvent) -> None:
+        events.append(event)
+        self.on_event(event)
+
+    # -- firing ----------------------------------------------------------------------------------------
+
+    def fire_due(self, name: str) -> list[WorkerEvent]:
+        """Claim the schedule's due occurrence (or record it skipped or missed), then run it."""
+        events: list[WorkerEvent] = []
+        now = self.clock.now()
+        try:
+            with _immediate(self.db.conn):
+                try:
+                    schedule = get_schedule(self.db, name)
+                except AgentError:
+                    return events  # deleted meanwhile
+                if schedule.status != "active" or schedule.next_fire is None or schedule.next_fire > now:
+                    return events  # another worker claimed it first
+                latest, count = schedule.next_fire, 1
+                while count < MAX_MISSED_COUNTED and (following := next_fire_after(schedule.cron, schedule.tz, latest)) <= now:
+                    latest, count = following, count + 1
+                late = now - latest > self.grace
+                fire = latest if (not late or schedule.missed == "run-once") else None
+                missed = count - (1 if fire is not None else 0)
+                if missed:
+                    first = schedule.next_fire
+                    note = f"{missed}{'+' if count >= MAX_MISSED_COUNTED else ''} occurrence(s) from {utc_iso(first)} missed: no worker was running"
+                    if fire is None:
+                        note += f" (--missed skip; the latest, {utc_iso(latest)}, was {now - latest:.0f}s late)"
+                    self._insert(schedule.name, first, None, "missed", note, now)
+                    self._emit(events, WorkerEvent("missed", name, first, message=note))
+                if fire is not None and schedule.overlap == "skip" and (busy := self.run_in_progress(name)):
+                    note = f"the previous run (thread {busy}) was still running (--overlap skip)"
+                    self._insert(name, fire, None, "skipped", note, now)
+                    self._emit(events, WorkerEvent("skipped", name, fire, message=note))
+                    fire = None
+                run_id = thread_id = None
+                if fire is not None:
+                    thread_id = thread_name(name, fire)
+                    run_id = self._insert(name, fire, thread_id, "running", None, now)
+                self.db.conn.execute(
+                    "UPDATE agent_schedules SET next_fire = ?, updated_at = ? WHERE name = ?",
+                    (next_fire_after(schedule.cron, schedule.tz, now), now, name),
+                )
+        except sqlite3.IntegrityError:
+            return events  # the occurrence was claimed by another worker (or a trigger) first
+        if run_id is not None:
+            self._emit(events, WorkerEvent("fired", name, fire, thread_id))
+            self.execute(run_id, schedule, thread_id, events)
+        return events
+
+    def _insert(self, name: str, fire: float, thread_id: str | None, status: str, error: str | None, now: float) -> int:
+        ended = now if status in ("missed", "skipped") else None
+        cursor = self.db.conn.execute(
+            "INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status, started_at, ended_at, error, worker) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, fire, thread_id, status, now, ended, error, self.identity),
+        )
+        return cursor.lastrowid
+
+    def run_in_progress(self, name: str) -> str | None:
+        """The thread of a run of the schedule that is still going, if any."""
+        rows = self.db.conn.execute(
+            "SELECT thread_id, worker FROM agent_schedule_runs WHERE schedule = ? AND status = 'running'", (name,)
+        ).fetchall()
+        for thread_id, worker in rows:
+            try:
+                record = threads.get_thread(self.db, thread_id)
+            except ThreadNotFound:
+                if _worker_alive(worker):
+                    return thread_id  # claimed, its thread not created yet
+                continue
+            if record.status == "running" and record.holder_alive():
+                return thread_id
+        return None
+
+    def trigger(self, name: str) -> Any:
+        """Run the schedule once now, in this process, recorded like a worker's run; returns the RunOutcome."""
+        now = self.clock.now()
+        with _immediate(self.db.conn):
+            schedule = get_schedule(self.db, name)
+            if schedule.overlap == "skip" and (busy := self.run_in_progress(name)):
+                raise ScheduleBusy(
+                    f"schedule {name!r} has a run in progress (thread {busy}) and does not overlap runs",
+                    f"wait for it (agent status --thread {busy}), or stop it: agent cancel --thread {busy}",
+                )
+            thread_id = thread_name(name, now)
+            run_id = self._insert(name, now, thread_id, "running", None, now)
+        return self.execute(run_id, schedule, thread_id, [], reraise=True)
+
+    def execute(self, run_id: int, schedule: Schedule, thread_id: str, events: list[WorkerEvent], *, resume: bool = False, reraise: bool = False) -> Any:
+        """Run (or continue) one claimed occurrence and record how it ended."""
+        from runtime.runs.runner import explain_failure, resume_thread, run_thread
+        from runtime.policy.settings import RunSettings
+        from runtime.policy.trust import require_trusted
+
+        stored = schedule.settings
+        settings = RunSettings(model=stored.get("model"), max_cost=stored.get("max_cost"), deadline=stored.get("deadline"), background=True)
+        outcome = None
+        try:
+            # Unattended: only built-in graphs and those listed in AGENT_TRUSTED_GRAPHS (runtime/policy/trust.py).
+            if resume:
+                outcome = resume_thread(self.db, thread_id, None, settings, handle_signals=self.handle_signals, attended=False)
+            else:
+                require_trusted(schedule.graph, attended=False, owner=f"schedule {schedule.name!r}")
+                outcome = run_thread(self.db, schedule.graph, thread_id, schedule.input, settings, handle_signals=self.handle_signals)
+            status, error = outcome.status, outcome.error
+        except AgentError as exc:
+            status, error = "failed", exc.message
+            if reraise:
+                self.finish(run_id, schedule.name, status, error, events, thread_id)
+                raise
+        except Exception as exc:
+            status, error = "failed", explain_failure(exc)
+        self.finish(run_id, schedule.name, status, error, events, thread_id)
+        if status == "stopped":
+            self.stopping = True  # the run was stopped by SIGTERM/SIGINT: the worker stops too
+        return outcome
+
+    def finish(self, run_id: int, name: str, status: str, error: str | None, events: list[WorkerEvent], thread_id: str | None = None) -> None:
+        """Record a run's end and its effect on the schedule's failure count, in one transaction."""
+        paused = None
+        with _immediate(self.db.conn):
+            fire = self.db.conn.execute("SELECT fire_time FROM agent_schedule_runs WHERE id = ?", (run_id,)).fetchone()
+            self.db.conn.execute(
+                "UPDATE agent_schedule_runs SET status = ?, error = ?, ended_at = ? WHERE id = ?", (status, error, self.clock.now(), run_id)
+            )
+            row = self.db.conn.execute("SELECT failures, max_failures, status FROM agent_schedules WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                failures, max_failures, current = row
+                if status == "completed":
+                    failures = 0
+                elif status in FAILED:
+                    failures += 1
+                    if failures >= max_failures and current == "active":
+                        paused = f"paused after {failures} consecutive failed runs; the last: {status}" + (f": {error}" if error else "")
+                self.db.conn.execute(
+                    "UPDATE agent_schedules SET failures = ?, status = CASE WHEN ? IS NULL THEN status ELSE 'paused' END, "
+                    "pause_reason = COALESCE(?, pause_reason), updated_at = ? WHERE name = ?",
+                    (failures, paused, paused, time.time(), name),
+                )
+        self._emit(events, WorkerEvent("finished", name, fire[0] if fire else None, thread_id, status, error))
+        if paused:
+            self._emit(events, WorkerEvent("paused", name, message=paused))
+
+    # -- recovery --------------------------------------------------------------------------------------
+
+    def recover(self) -> list[WorkerEvent]:
+        """Continue runs whose runner died (or that a stopping worker left `stopped`)."""
+        events: list[WorkerEvent] = []
+        rows = self.db.conn.execute(
+            "SELECT id, schedule, thread_id, status, resumes, worker FROM agent_schedule_runs WHERE status IN ('running', 'stopped') ORDER BY fire_time"
+        ).fetchall()
+        for run_id, name, thread_id, status, resumes, worker in rows:
+            if self.stopping:
+                break
+            try:
+                record = threads.get_thread(self.db, thread_id)
+            except ThreadNotFound:
+                record = None
+            if record is None:
+                if status == "running" and _worker_alive(worker):
+                    continue  # just claimed by a live worker
+                resume = False
+            elif record.status == "running" and record.holder_alive():
+                continue
+            elif record.shown_status == "stale" or record.status == "stopped":
+                resume = True
+            else:  # the thread ended, but its worker died before recording it
+                self.finish(run_id, name, record.status, record.error, events, thread_id)
+                continue
+            if resumes >= self.max_resumes:
+                self.finish(run_id, name, "failed", f"its runner died or was stopped {resumes + 1} times; gave up after {self.max_resumes} resumes", events, thread_id)
+                self._emit(events, WorkerEvent("gave_up", name, thread_id=thread_id))
+                continue
+            with _immediate(self.db.conn):
+                claimed = self.db.conn.execute(
+                    "UPDATE agent_schedule_runs SET resumes = resumes + 1, status = 'running', worker = ? WHERE id = ? AND resumes = ? AND status = ?",
+                    (self.identity, run_id, resumes, status),
+                ).rowcount
+            if not claimed:
+                continue  # another worker took it
+            try:
+                schedule = get_schedule(self.db, name)
+            except AgentError:
+                continue
+            self._emit(events, WorkerEvent("resumed", name, thread_id=thread_id, message=f"resume {resumes + 1} of {self.max_resumes}"))
+            self.execute(run_id, schedule, thread_id, events, resume=resume)
+        return events

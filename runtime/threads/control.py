@@ -1,0 +1,146 @@
+"""Pause and cancel: asked from any process, carried out by the process running the thread.
+
+`request_pause` / `request_cancel` store a request in `agent_control`, addressed to the runner
+that holds the thread's lease (its pid and host). That runner reads it every
+`runtime.policy.budget.FLUSH_SECONDS` (`pending_request`) and asks LangGraph to drain: the nodes in
+flight finish and are saved, the run stops at the next node boundary with status `paused` or
+`cancelled`, and the request is cleared when the runner lets the thread go. A thread nobody is
+running is not asked anything: a cancel marks it `cancelled` at once, a pause leaves it as it is
+(it is not running). Both are idempotent: asking again says what was already asked or done.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from runtime.threads import registry as threads
+from runtime.store.database import Database
+from runtime.errors import BadInput, NothingToResume
+
+PAUSE, CANCEL = "pause", "cancel"
+PAUSED, CANCELLED = "paused", "cancelled"
+
+
+class NotControllable(BadInput):
+    """Pause or cancel of a thread that has already ended for good."""
+
+
+@dataclass
+class ControlResult:
+    thread_id: str
+    action: str
+    """`pause` or `cancel`."""
+    outcome: str
+    """`requested` (its runner will stop at the next node boundary), `already_requested`,
+    `marked` (not running: the status was set), `already` (it already has that status),
+    `not_running` (a pause of a thread that is not running: nothing to do)."""
+    status: str
+    """The thread's status as shown now."""
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return self.__dict__.copy()
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a container without a passwd entry
+        return f"uid {os.getuid()}"
+
+
+def request_pause(db: Database, thread_id: str) -> ControlResult:
+    return _request(db, thread_id, PAUSE)
+
+
+def request_cancel(db: Database, thread_id: str) -> ControlResult:
+    return _request(db, thread_id, CANCEL)
+
+
+def _request(db: Database, thread_id: str, action: str) -> ControlResult:
+    done = PAUSED if action == PAUSE else CANCELLED
+    with threads._immediate(db.conn):  # read the lease and write the request as one step
+        record = threads.get_thread(db, thread_id)
+        shown = record.shown_status
+        existing = db.conn.execute(  # a request left for an earlier runner of the thread does not count
+            "SELECT request FROM agent_control WHERE thread_id = ? AND target_pid IS ? AND target_host IS ?",
+            (thread_id, record.owner_pid, record.owner_host),
+        ).fetchone()
+        if shown == "running":
+            if existing and (existing[0] == action or existing[0] == CANCEL):
+                asked = "a cancel" if existing[0] == CANCEL else f"a {action}"
+                return ControlResult(thread_id, action, "already_requested", shown, f"{asked} of thread {thread_id} was already requested; it stops at the next node boundary")
+            db.conn.execute(
+                "INSERT OR REPLACE INTO agent_control (thread_id, request, target_pid, target_host, requested_by, requested_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (thread_id, action, record.owner_pid, record.owner_host, current_user(), time.time()),
+            )
+            return ControlResult(thread_id, action, "requested", shown, f"asked thread {thread_id} (pid {record.owner_pid}) to {action}; it stops at the next node boundary")
+        if shown == done:
+            return ControlResult(thread_id, action, "already", shown, f"thread {thread_id} is already {done}")
+        if shown in ("completed", CANCELLED):
+            raise NotControllable(f"thread {thread_id!r} is {shown}; there is nothing to {action}", f"agent state --thread {thread_id} shows where it ended")
+        if action == PAUSE:
+            return ControlResult(thread_id, action, "not_running", shown, f"thread {thread_id} is not running ({shown}); nothing to pause")
+        # A cancel of a thread nobody runs (stopped, failed, paused, interrupted, stale...): mark it.
+        db.conn.execute(
+            "UPDATE agent_threads SET status = ?, error = ?, updated_at = ?, owner_pid = NULL, owner_host = NULL, "
+            "owner_since = NULL, heartbeat_at = NULL WHERE thread_id = ?",
+            (CANCELLED, f"cancelled by {current_user()}", time.time(), thread_id),
+        )
+        db.conn.execute("DELETE FROM agent_control WHERE thread_id = ?", (thread_id,))
+        return ControlResult(thread_id, action, "marked", CANCELLED, f"thread {thread_id} was {shown}; it is now cancelled")
+
+
+def pending_request(db: Database, thread_id: str) -> str | None:
+    """The request addressed to this process's run of the thread, if any (read by the runner).
+
+    A request addressed to another runner (one killed before it read it) is ignored.
+    """
+    row = db.conn.execute(
+        "SELECT request, target_pid, target_host FROM agent_control WHERE thread_id = ?", (thread_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    request, pid, host = row
+    if pid is not None and (pid != os.getpid() or host != socket.gethostname()):
+        return None
+    return request
+
+
+def clear_request(db: Database, thread_id: str) -> None:
+    db.conn.execute("DELETE FROM agent_control WHERE thread_id = ? AND (target_pid = ? OR target_pid IS NULL)", (thread_id, os.getpid()))
+
+
+def refuse_if_cancelled(record: threads.ThreadRecord, force: bool, command: str = "resume") -> None:
+    if record.status == CANCELLED and not force:
+        raise NothingToResume(
+            f"thread {record.thread_id!r} was cancelled",
+            f"to continue it anyway: agent {command} --thread {record.thread_id} --force",
+        )
+
+
+async def watch(db: Database, thread_id: str, control, meter, on_request: Callable[[str], Any] | None = None) -> None:
+    """In a run: every FLUSH_SECONDS, add the meter's new spend to the thread's and honour a
+    pause or cancel asked by another process (LangGraph's RunControl drain), telling
+    `on_request` once it has. Off the event loop, like the heartbeat: a write may wait for the
+    store's transaction, which needs the loop."""
+    import asyncio
+
+    from runtime.policy.budget import FLUSH_SECONDS, add_spend
+
+    def once() -> str | None:
+        add_spend(db, thread_id, meter.take_pending())
+        return pending_request(db, thread_id)
+
+    while True:
+        await asyncio.sleep(FLUSH_SECONDS)
+        request = await asyncio.to_thread(once)
+        if request is not None and not control.drain_requested:
+            control.request_drain(request)
+            if on_request is not None:
+                on_request(request)

@@ -1,0 +1,332 @@
+"""Reading threads: history, state at a checkpoint, naming checkpoints, per-item results."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+from state.storage import items_namespace, results_namespace
+from runtime.store.database import Database
+from runtime.policy.numbers import check_number
+from runtime.threads.progress import stored_progress
+from runtime.errors import AgentError, AmbiguousCheckpoint, CheckpointNotFound, CheckpointUnreadable, NoResults, UnknownGraph
+from runtime.threads import registry as threads
+from runtime.threads.history_rows import branch_rows, history_rows
+
+if TYPE_CHECKING:
+    from graphs import GraphSpec
+
+STEP_REF = re.compile(r"^-?\d{1,7}$")
+
+
+@dataclass
+class HistoryRow:
+    checkpoint_id: str
+    parent_id: str | None
+    step: int
+    source: str
+    writers: list[str]
+    next: list[str]
+    created_at: str
+    shown: dict[str, list[Any]] | None = None
+    """With `show`: per state key, what this step's tasks wrote to it (e.g. which model answered,
+    what was decided); None when not asked for."""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = self.__dict__.copy()
+        if data["shown"] is None:
+            del data["shown"]
+        return data
+
+
+@dataclass
+class StateView:
+    thread_id: str
+    graph: str
+    status: str
+    checkpoint_id: str
+    parent_id: str | None
+    step: int
+    created_at: str
+    next: list[str]
+    values: dict[str, Any]
+    tasks: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _compiled(db: Database, spec: GraphSpec):
+    return spec.build().compile(checkpointer=db.checkpointer())
+
+
+def _spec_for(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec | None]:
+    """For reading a thread: its graph when it may be imported here (runtime/policy/trust.py), else
+    None, and the reader shows what the database holds (runtime/threads/stored_state.py)."""
+    from runtime.policy.trust import is_trusted
+
+    record = threads.get_thread(db, thread_id)
+    return record, (_load(record) if is_trusted(record.graph, attended=attended) else None)
+
+
+def runnable_spec(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec]:
+    """For running a thread (or forking it): its graph, or GraphNotTrusted when it may not be
+    imported here (runtime/policy/trust.py); `attended` is False for the worker and the server."""
+    from runtime.policy.trust import require_trusted
+
+    record = threads.get_thread(db, thread_id)
+    require_trusted(record.graph, attended=attended, owner=f"thread {thread_id!r}")
+    return record, _load(record)
+
+
+def _load(record: threads.ThreadRecord) -> GraphSpec:
+    from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+
+    try:
+        return load_graph(record.graph)
+    except GraphLoadError as exc:
+        raise UnknownGraph(f"thread {record.thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+
+
+@contextmanager
+def reading_checkpoints(db: Database, thread_id: str, checkpoint_id: str | None = None) -> Iterator[None]:
+    """Around code that reads stored checkpoints back: a failure to decode one (a format the
+    serializer refuses, data that does not decode or does not fit) is CheckpointUnreadable, bad
+    input (exit 2), not a crash. The database's own errors and the domain's pass through."""
+    try:
+        yield
+    except (AgentError, sqlite3.Error):
+        raise
+    except Exception as exc:
+        raise _unreadable(db, thread_id, checkpoint_id, exc) from exc
+
+
+def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Exception) -> CheckpointUnreadable:
+    if checkpoint_id is None:
+        rows = branch_rows(db, thread_id)
+        checkpoint_id = rows[-1][0] if rows else "?"
+    why = "it is stored in a format agent does not read" if isinstance(exc, NotImplementedError) else "its data does not decode"
+    return CheckpointUnreadable(
+        f"checkpoint {checkpoint_id} of thread {thread_id!r} cannot be read: {why} (changed outside agent, or damaged)",
+        f"restore the database from a backup, or go on from an older checkpoint: agent history --thread {thread_id}, "
+        f"then agent resume --thread {thread_id} --checkpoint ID",
+    )
+
+
+def state_at(db: Database, spec: GraphSpec | None, thread_id: str, checkpoint_id: str | None = None):
+    """LangGraph's snapshot of the thread at a checkpoint (the latest without one), None when the
+    thread has none; CheckpointUnreadable when what is stored cannot be read. Without a graph
+    (one that may not be imported here), what the database holds (runtime/threads/stored_state.py)."""
+    if spec is None:
+        from runtime.threads.stored_state import stored_snapshot
+
+        return stored_snapshot(db, thread_id, checkpoint_id)
+    configurable = {"thread_id": thread_id, **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
+    with reading_checkpoints(db, thread_id, checkpoint_id):
+        snapshot = _compiled(db, spec).get_state({"configurable": configurable})
+    return snapshot if snapshot.config and snapshot.config["configurable"].get("checkpoint_id") else None
+
+
+def latest_state(db: Database, spec: GraphSpec, thread_id: str):
+    """The thread's latest state, or None when it has no checkpoint (LangGraph then answers with
+    an empty state, which would read as a thread with nothing left to run)."""
+    return state_at(db, spec, thread_id)
+
+
+def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None, int]]:
+    return branch_rows(db, thread_id)
+
+
+def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
+    """A checkpoint named by full id, unique id prefix, or step number (on the latest branch)."""
+    threads.get_thread(db, thread_id)
+    rows = _checkpoint_rows(db, thread_id)
+    hint = f"agent history --thread {thread_id} lists its checkpoints"
+    if STEP_REF.match(ref):
+        step = int(ref)
+        by_id = {cid: (parent, s) for cid, parent, s in rows}
+        cursor = rows[-1][0] if rows else None
+        while cursor is not None:
+            parent, s = by_id[cursor]
+            if s == step:
+                return cursor
+            cursor = parent
+        raise CheckpointNotFound(f"thread {thread_id!r} has no step {step} on its latest branch", hint)
+    matches = [cid for cid, _, _ in rows if cid.startswith(ref)]
+    if ref in matches:
+        return ref
+    if not matches:
+        raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint {ref!r}", hint)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:10]) + (" ..." if len(matches) > 10 else "")
+        raise AmbiguousCheckpoint(f"checkpoint prefix {ref!r} matches {len(matches)}: {shown}", "give more characters of the id")
+    return matches[0]
+
+
+def get_history(
+    db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None, *, attended: bool = True
+) -> list[HistoryRow]:
+    """The thread's checkpoints, newest first, every branch included.
+
+    Read from the checkpoint table's columns (runtime/threads/history_rows.py); the graph is loaded only
+    for checkpoints whose next tasks were not recorded when they were written. `show` names
+    state keys whose writes each step should carry (`HistoryRow.shown`): only those writes are
+    deserialised.
+    """
+    if limit is not None:
+        check_number(limit, "limit", minimum=1, whole=True)
+    threads.get_thread(db, thread_id)
+
+    def compute_next(ids: list[str]) -> dict[str, list[str]]:
+        _, spec = _spec_for(db, thread_id, attended=attended)
+        if spec is None:
+            return {}  # shown with no next tasks: only the graph could say
+        return {cid: list(state_at(db, spec, thread_id, cid).next) for cid in ids}
+
+    rows = [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
+    if show:
+        written = _writes_by_parent(db, thread_id, show, {r.parent_id for r in rows if r.source == "loop" and r.parent_id})
+        for row in rows:
+            found = written.get(row.parent_id, {}) if row.source == "loop" else {}
+            row.shown = {key: found.get(key, []) for key in show}
+    return rows
+
+
+def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: set[str]) -> dict[str, dict[str, list[Any]]]:
+    """Per checkpoint, the values its tasks wrote to `keys`, in task order."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    if not parents:
+        return out
+    saver = db.checkpointer()
+    with saver.lock:
+        stored = saver._writes_of(thread_id, "", sorted(parents))
+    for checkpoint_id, rows in stored.items():
+        for _task_id, channel, type_, value, _path, _idx in sorted(rows, key=lambda r: (r[4], r[0], r[5])):
+            if channel in keys:
+                with reading_checkpoints(db, thread_id, checkpoint_id):
+                    decoded = saver.serde.loads_typed((type_, value))
+                out.setdefault(checkpoint_id, {}).setdefault(channel, []).append(decoded)
+    return out
+
+
+def get_state(db: Database, thread_id: str, checkpoint: str | None = None, *, attended: bool = True) -> StateView:
+    """The state at the latest checkpoint, or at the one `checkpoint` names. `attended`: False for
+    the worker and the server, which import fewer graphs (runtime/policy/trust.py)."""
+    record, spec = _spec_for(db, thread_id, attended=attended)
+    snap = state_at(db, spec, thread_id, resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None)
+    if snap is None:
+        raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", "its first run is starting, or stopped before its input was saved")
+    return StateView(
+        thread_id=thread_id,
+        graph=record.graph,
+        status=record.shown_status,
+        checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+        parent_id=snap.parent_config["configurable"]["checkpoint_id"] if snap.parent_config else None,
+        step=(snap.metadata or {}).get("step", -1),
+        created_at=snap.created_at or "",
+        next=list(snap.next),
+        values=snap.values if isinstance(snap.values, dict) else {"value": snap.values},
+        tasks=[
+            {
+                "name": t.name,
+                "error": t.error,
+                "interrupts": [getattr(i, "value", i) for i in t.interrupts],
+            }
+            for t in snap.tasks
+        ],
+    )
+
+
+def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
+    """What `agent status` shows: status, runner, heartbeat, steps, error, settings, progress.
+
+    Read from the database alone, so it works for a thread running in another process.
+    """
+    record = threads.get_thread(db, thread_id)
+    now = time.time()
+    status = record.as_dict()
+    status["runner"] = (
+        {
+            "pid": record.owner_pid,
+            "host": record.owner_host,
+            "since": record.owner_since,
+            "heartbeat_age": round(now - record.heartbeat_at, 1) if record.heartbeat_at else None,
+            "alive": record.holder_alive(now),
+        }
+        if record.owner_pid is not None
+        else None
+    )
+    row = db.conn.execute(
+        "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+        (thread_id,),
+    ).fetchone() if _has_table(db, "checkpoints") else None
+    status["checkpoint_id"] = row[0] if row else None
+    from runtime.policy.budget import thread_budgets
+
+    status["spend"] = thread_budgets(db, [record])[thread_id]
+    status["progress"] = None
+    if row:
+        with reading_checkpoints(db, thread_id, row[0]):
+            tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": row[0]}})
+        values = tuple_.checkpoint.get("channel_values", {}) if tuple_ else {}
+        if tuple_ and (tuple_.metadata or {}).get("step") is not None:
+            status["steps"] = tuple_.metadata["step"]  # fresher than the registry's heartbeat copy
+        if "total" in values:  # a queue: its figures from the results in the store (runtime.threads.progress)
+            run_started = record.owner_since if record.shown_status == "running" else None
+            snapshot = stored_progress(db, thread_id, values, record.settings.get("model"), run_started)
+            status["progress"] = snapshot.as_dict() if snapshot else None
+    return status
+
+
+def _has_table(db: Database, name: str) -> bool:
+    return db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def iter_results(db: Database, thread_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:
+    """The thread's per-item results in item order, streamed from the store, each with its item
+    and every field: index, status, item, output, error, attempts, input_tokens, output_tokens, round,
+    model (which model answered, when the run had a --cheap-model; else None)."""
+    record = threads.get_thread(db, thread_id)
+    prefix = ".".join(results_namespace(thread_id))
+    query = (
+        "SELECT r.key, r.value, i.value FROM store r LEFT JOIN store i ON i.prefix = ? AND i.key = r.key "
+        "WHERE r.prefix = ?" + (" AND json_extract(r.value, '$.status') = ?" if status else "") + " ORDER BY r.key"
+    )
+    try:
+        cursor = db.conn.execute(query, (".".join(items_namespace(thread_id)), prefix, *([status] if status else [])))
+    except sqlite3.OperationalError:  # no store table yet: no graph has written results
+        cursor = iter(())
+    seen = False
+    for key, value, item in cursor:
+        seen = True
+        yield full_result(int(key), json.loads(value), json.loads(item) if item else None)
+    if not seen and record.graph != "task_queue" and not _has_results(db, prefix):
+        raise NoResults(f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results", f"agent state --thread {thread_id} shows its state")
+
+
+def full_result(index: int, stored: dict[str, Any], item: dict[str, Any] | None) -> dict[str, Any]:
+    """A result as stored (compact) with its item, every field present, in a stable order."""
+    return {
+        "index": index,
+        "status": stored.get("status"),
+        "item": stored["item"] if "item" in stored else (item or {}).get("item"),
+        "output": stored.get("output"),
+        "error": stored.get("error"),
+        "attempts": stored.get("attempts"),
+        "input_tokens": stored.get("input_tokens", 0),
+        "output_tokens": stored.get("output_tokens", 0),
+        "round": stored.get("round", 0),
+        "model": stored.get("model"),
+    }
+
+
+def _has_results(db: Database, prefix: str) -> bool:
+    try:
+        return db.conn.execute("SELECT 1 FROM store WHERE prefix = ? LIMIT 1", (prefix,)).fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
