@@ -24,6 +24,7 @@ from nodes.errors import describe
 from runtime.policy import budget
 from runtime.threads import control as controls
 from runtime.threads import registry as threads
+from runtime.store.transaction import immediate
 from runtime.store.database import Database, is_full
 from runtime.threads.edit import edit_step
 from runtime.errors import BadInput, CannotRetry, NothingToResume, StorageFull, UnknownGraph
@@ -446,7 +447,7 @@ def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, 
     """
 
     def record() -> None:
-        with threads._immediate(db.conn):
+        with immediate(db.conn):
             budget.add_spend(db, thread_id, spend)
             controls.clear_request(db, thread_id)
             threads.release(db, thread_id, status, steps, error)

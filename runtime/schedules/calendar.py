@@ -33,7 +33,7 @@ from runtime.store.database import Database
 from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
 from runtime.policy.numbers import env_number
 from runtime.policy.settings import parse_duration
-from runtime.threads.registry import _immediate
+from runtime.store.transaction import immediate
 
 MIN_INTERVAL_ENV = "AGENT_SCHEDULE_MIN_INTERVAL"
 DEFAULT_MIN_INTERVAL = 3600.0
@@ -300,7 +300,7 @@ def add_schedule(db: Database, new: NewSchedule, now: float | None = None) -> Sc
     """Store a checked schedule; refuse a name that exists and more than AGENT_MAX_SCHEDULES."""
     now = time.time() if now is None else now
     next_fire = next_fire_after(new.cron, new.tz, now)
-    with _immediate(db.conn):
+    with immediate(db.conn):
         if db.conn.execute("SELECT 1 FROM agent_schedules WHERE name = ?", (new.name,)).fetchone():
             raise ScheduleExists(
                 f"schedule {new.name!r} already exists", f"pick another name, or replace it: agent schedule delete {new.name}, then add it again"
@@ -341,7 +341,7 @@ def last_runs(db: Database) -> dict[str, dict[str, Any]]:
 
 def pause_schedule(db: Database, name: str, reason: str | None = None) -> tuple[Schedule, bool]:
     """Pause it; (schedule, False) when it was paused already (nothing changes)."""
-    with _immediate(db.conn):
+    with immediate(db.conn):
         schedule = get_schedule(db, name)
         if schedule.status == "paused":
             return schedule, False
@@ -355,7 +355,7 @@ def resume_schedule(db: Database, name: str, now: float | None = None) -> tuple[
     """Make it active again from now (occurrences while paused are not missed runs) and clear its
     failure count; (schedule, False) when it was active already."""
     now = time.time() if now is None else now
-    with _immediate(db.conn):
+    with immediate(db.conn):
         schedule = get_schedule(db, name)
         if schedule.status == "active":
             return schedule, False
@@ -368,7 +368,7 @@ def resume_schedule(db: Database, name: str, now: float | None = None) -> tuple[
 
 def delete_schedule(db: Database, name: str) -> int:
     """Delete the schedule and its run history; the threads its runs made stay. Returns the runs removed."""
-    with _immediate(db.conn):
+    with immediate(db.conn):
         get_schedule(db, name)
         removed = db.conn.execute("DELETE FROM agent_schedule_runs WHERE schedule = ?", (name,)).rowcount
         db.conn.execute("DELETE FROM agent_schedules WHERE name = ?", (name,))

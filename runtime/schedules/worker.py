@@ -28,7 +28,7 @@ from runtime.schedules.clock import Clock, SystemClock
 from runtime.store.database import Database
 from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
-from runtime.threads.registry import _immediate
+from runtime.store.transaction import immediate
 
 POLL_SECONDS = 15.0
 GRACE_SECONDS = 15 * 60.0
@@ -139,7 +139,7 @@ class Worker:
         events: list[WorkerEvent] = []
         now = self.clock.now()
         try:
-            with _immediate(self.db.conn):
+            with immediate(self.db.conn):
                 try:
                     schedule = get_schedule(self.db, name)
                 except AgentError:
@@ -207,7 +207,7 @@ class Worker:
     def trigger(self, name: str) -> Any:
         """Run the schedule once now, in this process, recorded like a worker's run; returns the RunOutcome."""
         now = self.clock.now()
-        with _immediate(self.db.conn):
+        with immediate(self.db.conn):
             schedule = get_schedule(self.db, name)
             if schedule.overlap == "skip" and (busy := self.run_in_progress(name)):
                 raise ScheduleBusy(
@@ -250,7 +250,7 @@ class Worker:
     def finish(self, run_id: int, name: str, status: str, error: str | None, events: list[WorkerEvent], thread_id: str | None = None) -> None:
         """Record a run's end and its effect on the schedule's failure count, in one transaction."""
         paused = None
-        with _immediate(self.db.conn):
+        with immediate(self.db.conn):
             fire = self.db.conn.execute("SELECT fire_time FROM agent_schedule_runs WHERE id = ?", (run_id,)).fetchone()
             self.db.conn.execute(
                 "UPDATE agent_schedule_runs SET status = ?, error = ?, ended_at = ? WHERE id = ?", (status, error, self.clock.now(), run_id)
@@ -303,7 +303,7 @@ class Worker:
                 self.finish(run_id, name, "failed", f"its runner died or was stopped {resumes + 1} times; gave up after {self.max_resumes} resumes", events, thread_id)
                 self._emit(events, WorkerEvent("gave_up", name, thread_id=thread_id))
                 continue
-            with _immediate(self.db.conn):
+            with immediate(self.db.conn):
                 claimed = self.db.conn.execute(
                     "UPDATE agent_schedule_runs SET resumes = resumes + 1, status = 'running', worker = ? WHERE id = ? AND resumes = ? AND status = ?",
                     (self.identity, run_id, resumes, status),

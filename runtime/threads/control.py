@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from runtime.threads import registry as threads
+from runtime.store.transaction import immediate
 from runtime.store.database import Database
 from runtime.errors import BadInput, NothingToResume
 
@@ -64,7 +65,7 @@ def request_cancel(db: Database, thread_id: str) -> ControlResult:
 
 def _request(db: Database, thread_id: str, action: str) -> ControlResult:
     done = PAUSED if action == PAUSE else CANCELLED
-    with threads._immediate(db.conn):  # read the lease and write the request as one step
+    with immediate(db.conn):  # read the lease and write the request as one step
         record = threads.get_thread(db, thread_id)
         shown = record.shown_status
         existing = db.conn.execute(  # a request left for an earlier runner of the thread does not count

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.threads import registry as threads
+from runtime.store.transaction import immediate
 from runtime.store.database import Database
 from runtime.errors import BadInput, ThreadExists, ThreadNotFound
 
@@ -69,7 +70,7 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
     copied = copy_checkpoint(saved.checkpoint)
     status = "forked" if next_tasks else "completed"
     try:
-        with threads._immediate(db.conn):
+        with immediate(db.conn):
             threads.create_thread(db, new_thread_id, record.graph, record.graph_version, record.settings)  # refuses a taken id
             config = saver.put(
                 {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": ""}}, copied, metadata, dict(copied["channel_versions"])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from runtime.store.database import Database
+from runtime.store.transaction import immediate
 from runtime.errors import BadInput, ThreadBusy, ThreadExists, ThreadNotFound
 
 HEARTBEAT_SECONDS = 2.0
@@ -140,7 +141,7 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
     check_thread_id(thread_id)
     now = time.time()
     row = (graph, graph_version, json.dumps(settings), now, now, os.getpid(), socket.gethostname(), now, now)
-    with _immediate(db.conn):
+    with immediate(db.conn):
         try:
             db.conn.execute(
                 f"INSERT INTO agent_threads ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)", (thread_id, *row)
@@ -188,7 +189,7 @@ def refuse_if_busy(record: ThreadRecord, now: float | None = None) -> None:
 def acquire(db: Database, thread_id: str, settings: dict[str, Any] | None = None) -> ThreadRecord:
     """Lease an existing thread to this process; refuse while a live runner holds it."""
     now = time.time()
-    with _immediate(db.conn):
+    with immediate(db.conn):
         record = get_thread(db, thread_id)
         refuse_if_busy(record, now)
         merged = {**record.settings, **(settings or {})}
@@ -233,29 +234,3 @@ def release(db: Database, thread_id: str, status: str, steps: int | None, error:
         "WHERE thread_id = ? AND owner_pid = ?",
         (status, error, steps, time.time(), thread_id, os.getpid()),
     )
-
-
-class _immediate:
-    """BEGIN IMMEDIATE ... COMMIT: the read-check-write of a lease is one atomic step.
-
-    Inside a transaction already open on the connection it is a savepoint of that transaction,
-    so that a step made of several of these (a fork: a new thread, its checkpoint and its data)
-    commits as one.
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.nested = False
-
-    def __enter__(self) -> None:
-        self.nested = self.conn.in_transaction
-        self.conn.execute("SAVEPOINT agent_step" if self.nested else "BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if not self.nested:
-            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        elif exc_type is None:
-            self.conn.execute("RELEASE agent_step")
-        else:
-            self.conn.execute("ROLLBACK TO agent_step")
-            self.conn.execute("RELEASE agent_step")
