@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, Callable, TextIO
 
+from commands.terminal import printable
 from runtime.threads.progress import ProgressSnapshot
 
 MODES = ("live", "plain", "json", "quiet")
@@ -192,8 +193,6 @@ class ProgressDisplay:
         self._live.update(_bar_renderable(progress, status), refresh=False)
 
     def _write(self, line: str) -> None:
-        from commands.output import printable
-
         line = printable(line)
         if self._live is not None and self._console is not None:
             self._console.print(line, markup=False, highlight=False)
@@ -202,8 +201,6 @@ class ProgressDisplay:
             self.stream.flush()
 
     def _json(self, data: dict[str, Any]) -> None:
-        from commands.output import printable
-
         self.stream.write(printable(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
         self.stream.flush()
 
