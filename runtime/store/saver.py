@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import random
 import sqlite3
@@ -71,20 +72,23 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.utils import search_where
 
+from runtime.store.connect import (
+    BUSY_TIMEOUT_MS,
+    NO_WAIT,
+    WORKER_BUSY_TIMEOUT_MS,
+    checkpoint_wal,
+    connect,
+    is_busy_or_locked,
+    set_busy_timeout,
+    stop_automatic_wal_checkpoints,
+)
 from runtime.store.schema import create_checkpoint_tables, needs_conversion, send_targets, table_columns
+from runtime.store.transaction import immediate
 
-BUSY_TIMEOUT_MS = 30_000
 JOIN_SECONDS = 0.005
 """How long a task's queued writes (sync API) wait for the step's checkpoint to take them."""
 _BATCH = 200
 _TASKS = "__pregel_tasks"
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _value_means_available() -> tuple[type, ...]:
@@ -173,7 +177,7 @@ class AgentSaver(SqliteSaver):
         self.fast_async = fast_async
         self._wal = _BackgroundWalCheckpoints(wal_path) if wal_path else None
         if self._wal is not None:
-            conn.execute("PRAGMA wal_autocheckpoint=0")
+            stop_automatic_wal_checkpoints(conn)
         # Mutable holders, shared with the copies LangGraph makes (`with_allowlist` clones the
         # saver when a graph is compiled and on every run).
         self._bound: dict[str, NextTasks] = {}
@@ -182,14 +186,13 @@ class AgentSaver(SqliteSaver):
         self._flusher = _Flusher()
         _FLUSHERS.add(self._flusher)
         self.join_writes = wal_path is not None  # a connection of its own, as for runs
-        self._on_loop = False
         # (thread_id, checkpoint_ns) -> the facts of the last checkpoint put or loaded: a put
         # whose parent it is knows which nodes wrote it (the tasks that ran from its parent) and
         # where its unchanged values are.
         self._last: dict[tuple[str, str], _RowFacts] = {}
         self._put_cursor: dict[sqlite3.Connection, sqlite3.Cursor] = {}
         if fast_async:
-            conn.execute("PRAGMA busy_timeout=0")
+            set_busy_timeout(conn, NO_WAIT)
 
     def get_next_version(self, current: str | int | None, channel: None = None) -> int | str:
         """A counter, as LangGraph's base saver has it: a step's versions are then a few bytes in
@@ -219,24 +222,20 @@ class AgentSaver(SqliteSaver):
         if columns and all(table_columns(self.conn, t) for t in ("checkpoint_blobs", "writes")):
             self.is_setup = True  # the usual case (runtime.open_database made them): no write lock needed
             return
-        in_tx = self.conn.in_transaction
-        if not in_tx:
-            self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self.conn):
             create_checkpoint_tables(self.conn)
-        except BaseException:
-            if not in_tx:
-                self.conn.execute("ROLLBACK")
-            raise
-        if not in_tx:
-            self.conn.execute("COMMIT")
         self.is_setup = True
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
         """One write transaction, taking the write lock as it begins; inside a transaction the
         connection already has open (a fork writes a thread, its checkpoint and its data as one),
-        a savepoint of it."""
+        a savepoint of it.
+
+        Not runtime.store.transaction.immediate: a statement that fails on a full disk or an I/O
+        error may have rolled the transaction back already, and then it is that error, not a
+        failed ROLLBACK, that must reach the caller (runtime.store.connect.is_full); and a commit
+        here counts towards the next background WAL checkpoint."""
         cur = self.conn.cursor()
         nested = self.conn.in_transaction
         cur.execute("SAVEPOINT agent_saver" if nested else "BEGIN IMMEDIATE")
@@ -658,6 +657,14 @@ class AgentSaver(SqliteSaver):
             with self._wal.running:
                 pass
 
+    def close(self) -> None:
+        """Store the queued writes, waiting their turn like any write, then close the connection.
+        If the database refuses them, the run has already failed and the tasks run again on resume."""
+        with contextlib.suppress(sqlite3.Error):
+            set_busy_timeout(self.conn, BUSY_TIMEOUT_MS)
+            self.flush()
+        self.conn.close()
+
     def flush(self, min_age: float = 0.0) -> int:
         """Store the queued writes at least `min_age` seconds old; returns how many tasks' writes."""
         if not self._sync_pending:
@@ -989,29 +996,27 @@ class AgentSaver(SqliteSaver):
             try:
                 if not self.is_setup:
                     self.setup()
-                self._on_loop = True
                 return method(*args, **kwargs)
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
+                if not is_busy_or_locked(exc):
                     raise
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
             finally:
-                self._on_loop = False
                 self.lock.release()
         return await asyncio.to_thread(self._waiting, method, *args, **kwargs)
 
     def _waiting(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         with self.lock:
             if self.fast_async:
-                self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                set_busy_timeout(self.conn, WORKER_BUSY_TIMEOUT_MS)
             try:
                 if not self.is_setup:
                     self.setup()
                 return method(*args, **kwargs)
             finally:
                 if self.fast_async:
-                    self.conn.execute("PRAGMA busy_timeout=0")
+                    set_busy_timeout(self.conn, NO_WAIT)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._arun(self._flushed, self._get_tuple, config)
@@ -1232,11 +1237,7 @@ class _BackgroundWalCheckpoints:
 
     def _checkpoint(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                conn.close()
+            checkpoint_wal(self.path)
         except sqlite3.Error:
             pass  # the next one, or another connection's automatic checkpoint, catches up
         finally:
@@ -1256,9 +1257,7 @@ class PrunePlan:
 def open_saver(path: str, *, serde: Any = None, fast_async: bool = False) -> AgentSaver:
     """A saver on its own connection to `path` (an existing database, opened once by
     runtime.open_database so that its tables are in place): WAL, `synchronous=NORMAL`,
-    writes that wait their turn (runtime.store.database.connect), WAL checkpoints on a background thread."""
-    from runtime.store.database import connect
-
+    writes that wait their turn (runtime.store.connect), WAL checkpoints on a background thread."""
     conn = connect(path)
     return AgentSaver(conn, serde=serde, fast_async=fast_async, wal_path=str(path))
 
