@@ -203,8 +203,7 @@ def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: se
     if not parents:
         return out
     saver = db.checkpointer()
-    with saver.lock:
-        stored = saver._writes_of(thread_id, "", sorted(parents))
+    stored = saver.stored_writes(thread_id, "", sorted(parents))
     for checkpoint_id, rows in stored.items():
         for _task_id, channel, type_, value, _path, _idx in sorted(rows, key=lambda r: (r[4], r[0], r[5])):
             if channel in keys:
