@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable, StorageFull
+from runtime.store.columns import ColumnReader
 from runtime.store.connect import connect, is_full, use_wal
 from runtime.store.item_store import create_item_store_tables, open_item_store
 from runtime.store.schema import SCHEMA_VERSION, create_control_tables, create_schedule_tables, ensure_checkpoint_tables
@@ -62,7 +63,8 @@ def default_db_path() -> Path:
 
 class Database:
     """An open database file. `conn` is the calling thread's sqlite3 connection (for the registry
-    and for reads); `checkpointer()` the calling thread's synchronous saver on it."""
+    and for reads); `checkpointer()` the calling thread's synchronous saver on it, and
+    `checkpoint_columns()` the reads of the checkpoints' plain columns, on it too."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -90,12 +92,17 @@ class Database:
             saver = self._local.saver = AgentSaver(self.conn, serde=redacting_serializer())
         return saver
 
+    def checkpoint_columns(self) -> ColumnReader:
+        """The checkpoint table's plain columns on this thread's connection (history, branches,
+        next tasks), read without importing LangGraph; the saver has the same reads."""
+        return ColumnReader(self.conn)
+
     @asynccontextmanager
     async def open_async(self) -> AsyncIterator[tuple[object, object]]:
         """The async checkpointer and store that runs write through, on their own connections."""
         from runtime.store.saver import open_saver
 
-        # The saver's own sqlite3 connection, used from the event loop (see AgentSaver.arun).
+        # The saver's own sqlite3 connection, used from the event loop (see AgentSaver._arun).
         saver = open_saver(str(self.path), serde=redacting_serializer(), fast_async=True)
         try:
             async with open_item_store(self.path) as store:

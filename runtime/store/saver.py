@@ -13,11 +13,11 @@
 - `write_queue`: a task's writes wait (JOIN_SECONDS) for the step's checkpoint row to take them;
   a flusher thread stores the others.
 - `reading`: loading checkpoints and their writes (`get_tuple`, `list`, `stored_writes`).
-- What history shows (step, source, time, the nodes that wrote a checkpoint and the tasks that
-  run next) is kept in plain columns, written with the checkpoint, so history is one indexed
-  query with nothing to deserialise. `next` is known when the saver is bound to the compiled
-  graph (`bind_graph`, computed by `next_tasks`), which the runtime does; otherwise it is NULL
-  and history computes it.
+- `columns`: what history shows (step, source, time, the nodes that wrote a checkpoint and the
+  tasks that run next), kept in plain columns written with the checkpoint, so history is one
+  indexed query with nothing to deserialise. `next` is known when the saver is bound to the
+  compiled graph (`bind_graph`, computed by `next_tasks`), which the runtime does; otherwise it
+  is NULL and history computes it.
 - `pruning`: `prune`, `copy_thread`, `delete_for_runs`, and `removing()` for the retention
   commands.
 - `wal_checkpoints`: the WAL copied into the file on a worker thread, not inside a commit.
@@ -49,6 +49,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from runtime.store.columns import CheckpointColumns
 from runtime.store.connect import (
     BUSY_TIMEOUT_MS,
     NO_WAIT,
@@ -71,7 +72,7 @@ from runtime.store.writing import CheckpointWrites
 __all__ = ["AgentSaver", "JOIN_SECONDS", "open_saver"]  # JOIN_SECONDS lives in write_queue; the tests read it here
 
 
-class AgentSaver(CheckpointReads, CheckpointWrites, QueuedWrites, CheckpointDeletes, SqliteSaver):
+class AgentSaver(CheckpointReads, CheckpointWrites, QueuedWrites, CheckpointDeletes, CheckpointColumns, SqliteSaver):
     """SqliteSaver with one row per step, history columns, pruning and a direct async path."""
 
     def __init__(

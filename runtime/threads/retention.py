@@ -164,14 +164,13 @@ def _file_bytes(db: Database) -> int:
 
 def _all_threads(db: Database) -> list[str]:
     registered = {r[0] for r in db.conn.execute("SELECT thread_id FROM agent_threads")}
-    stored = {r[0] for r in db.conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
-    return sorted(registered | stored)
+    return sorted(registered | db.checkpoint_columns().checkpointed_threads())
 
 
 def _require_thread(db: Database, thread_id: str) -> None:
-    known = db.conn.execute("SELECT 1 FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone() or db.conn.execute(
-        "SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)
-    ).fetchone()
+    known = db.conn.execute("SELECT 1 FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone() or (
+        db.checkpoint_columns().has_checkpoints(thread_id)
+    )
     if not known:
         raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", "agent threads lists the threads")
 
