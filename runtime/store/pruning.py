@@ -129,8 +129,8 @@ class Removal:
     """Removing checkpoints inside one open transaction (`cur`): what `AgentSaver.removing()` yields."""
 
     def __init__(self, cur: sqlite3.Cursor, loads_typed: Callable[[tuple[str, bytes]], Any]) -> None:
-        self.cur = cur
-        self.loads_typed = loads_typed
+        self._cur = cur
+        self._loads_typed = loads_typed
 
     def prune_thread(self, thread_id: str, *, keep: int | None = None, before: str | None = None) -> PrunedThread | None:
         """Remove every checkpoint of a thread that is neither among the newest `keep` (if given)
@@ -144,13 +144,13 @@ class Removal:
         """Remove every checkpoint, write and blob of a thread; how many of each went."""
         counts = {"checkpoints": 0, "writes": self._writes_in_rows(thread_id), "blobs": 0}
         for table, key in (("checkpoints", "checkpoints"), ("writes", "writes"), ("checkpoint_blobs", "blobs")):
-            counts[key] += self.cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount
+            counts[key] += self._cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount
         return counts
 
     def delete_runs(self, run_ids: Sequence[str]) -> set[str]:
         """Remove the checkpoints the runs wrote (with what only they needed); the threads touched."""
         marks = ",".join("?" * len(run_ids))
-        doomed = self.cur.execute(
+        doomed = self._cur.execute(
             f"SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints WHERE run_id IN ({marks})", tuple(run_ids)
         ).fetchall()
         self._delete_checkpoints(doomed)
@@ -161,7 +161,7 @@ class Removal:
     def remove_orphans(self, skip: set[str]) -> dict[str, int]:
         """Writes whose checkpoint is gone, and blobs that no checkpoint of their thread refers
         to, except those of the threads in `skip`; how many of each went."""
-        orphan_writes = self.cur.execute(
+        orphan_writes = self._cur.execute(
             "SELECT DISTINCT thread_id FROM writes w WHERE NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id "
             "AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)"
         ).fetchall()
@@ -169,12 +169,12 @@ class Removal:
         for (thread_id,) in orphan_writes:
             if thread_id in skip:
                 continue
-            removed["writes"] += self.cur.execute(
+            removed["writes"] += self._cur.execute(
                 "DELETE FROM writes WHERE thread_id = ? AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = writes.thread_id "
                 "AND c.checkpoint_ns = writes.checkpoint_ns AND c.checkpoint_id = writes.checkpoint_id)",
                 (thread_id,),
             ).rowcount
-        for thread_id, ns in self.cur.execute("SELECT DISTINCT thread_id, checkpoint_ns FROM checkpoint_blobs").fetchall():
+        for thread_id, ns in self._cur.execute("SELECT DISTINCT thread_id, checkpoint_ns FROM checkpoint_blobs").fetchall():
             if thread_id not in skip:
                 removed["blobs"] += self._collect_blobs(thread_id, ns)
         return removed
@@ -182,7 +182,7 @@ class Removal:
     def _plan(self, thread_id: str, keep: int | None = None, before: str | None = None) -> _Plan:
         """What pruning one thread would remove, per namespace (see prune_thread)."""
         plan = _Plan(thread_id)
-        rows = self.cur.execute(
+        rows = self._cur.execute(
             "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, created_at FROM checkpoints WHERE thread_id = ? "
             "ORDER BY checkpoint_ns, checkpoint_id DESC",
             (thread_id,),
@@ -233,34 +233,34 @@ class Removal:
         return needed - kept
 
     def _metadata(self, thread_id: str, ns: str, cid: str) -> dict[str, Any]:
-        row = self.cur.execute(
+        row = self._cur.execute(
             "SELECT metadata FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, cid)
         ).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
     def _skeleton(self, thread_id: str, ns: str, cid: str) -> dict[str, Any]:
-        row = self.cur.execute(
+        row = self._cur.execute(
             "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
             (thread_id, ns, cid),
         ).fetchone()
-        return self.loads_typed(row) if row else {}
+        return self._loads_typed(row) if row else {}
 
     def _has_value(self, thread_id: str, ns: str, cid: str, channel: str, version: Any) -> bool:
         """Whether checkpoint `cid` stores a value for `channel` at `version`."""
         if version is None:
             return False
-        where = stored_row_facts(self.cur, self.loads_typed, thread_id, ns, cid).where
+        where = stored_row_facts(self._cur, self._loads_typed, thread_id, ns, cid).where
         loc = where.get(channel, LEGACY)
         if loc == NO_VALUE:
             return False
         if loc != LEGACY:
-            row = self.cur.execute(
+            row = self._cur.execute(
                 "SELECT vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, loc)
             ).fetchone()
             hit = vals_of(row[0] if row else None).get(channel)
             if hit is not None and hit[0] == str(version):
                 return hit[1][0] != "empty"
-        row = self.cur.execute(
+        row = self._cur.execute(
             "SELECT type FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
             (thread_id, ns, channel, blob_version(str(version), loc)),
         ).fetchone()
@@ -281,8 +281,8 @@ class Removal:
             self._keep_referenced_values(key, gone)
             removed_writes += self._keep_parents_writes(key, gone)
             for cid in gone:
-                self.cur.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid))
-                removed_writes += self.cur.execute(
+                self._cur.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid))
+                removed_writes += self._cur.execute(
                     "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid)
                 ).rowcount
         return removed_writes
@@ -291,7 +291,7 @@ class Removal:
         """Move the values that remaining rows of a thread's namespace take from rows that go
         into checkpoint_blobs."""
         needed: dict[str, set[str]] = {}
-        for cid, refs in self.cur.execute(
+        for cid, refs in self._cur.execute(
             "SELECT checkpoint_id, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND refs IS NOT NULL", key
         ).fetchall():
             if cid not in gone:
@@ -299,11 +299,11 @@ class Removal:
                     if loc in gone:
                         needed.setdefault(loc, set()).update(channels)
         for loc, channels in needed.items():
-            row = self.cur.execute(
+            row = self._cur.execute(
                 "SELECT vals FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, loc)
             ).fetchone()
             kept = [(*key, ch, blob_version(v, loc), t, b) for ch, (v, (t, b)) in vals_of(row[0] if row else None).items() if ch in channels]
-            self.cur.executemany(
+            self._cur.executemany(
                 "INSERT OR IGNORE INTO checkpoint_blobs (thread_id, checkpoint_ns, channel, version, type, blob) VALUES (?, ?, ?, ?, ?, ?)",
                 kept,
             )
@@ -312,18 +312,18 @@ class Removal:
         """Move the writes a row that goes holds for a parent that stays into `writes`, and drop
         those a row that stays holds for a parent that goes; returns how many were dropped."""
         dropped = 0
-        for cid, parent, packed in self.cur.execute(
+        for cid, parent, packed in self._cur.execute(
             "SELECT checkpoint_id, parent_checkpoint_id, pwrites FROM checkpoints "
             "WHERE thread_id = ? AND checkpoint_ns = ? AND pwrites IS NOT NULL",
             key,
         ).fetchall():
             rows = unpack(packed)
             if cid in gone and parent not in gone:
-                self.cur.executemany(INSERT_WRITE, [(*key, parent, *row) for row in rows])
+                self._cur.executemany(INSERT_WRITE, [(*key, parent, *row) for row in rows])
             elif parent in gone:
                 dropped += len(rows)
                 if cid not in gone:
-                    self.cur.execute(
+                    self._cur.execute(
                         "UPDATE checkpoints SET pwrites = NULL WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?", (*key, cid)
                     )
         return dropped
@@ -332,26 +332,26 @@ class Removal:
         """How many writes a thread's checkpoint rows hold (`pwrites`)."""
         return sum(
             len(unpack(packed))
-            for (packed,) in self.cur.execute("SELECT pwrites FROM checkpoints WHERE thread_id = ? AND pwrites IS NOT NULL", (thread_id,))
+            for (packed,) in self._cur.execute("SELECT pwrites FROM checkpoints WHERE thread_id = ? AND pwrites IS NOT NULL", (thread_id,))
         )
 
     def _collect_blobs(self, thread_id: str, ns: str) -> int:
         """Delete the blobs of a thread's namespace that no remaining checkpoint refers to."""
         referenced = set(self._referenced_blobs(thread_id, ns))
-        stored = self.cur.execute(
+        stored = self._cur.execute(
             "SELECT channel, version FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
         ).fetchall()
         unused = [(thread_id, ns, ch, v) for ch, v in stored if (ch, v) not in referenced]
-        self.cur.executemany(
+        self._cur.executemany(
             "DELETE FROM checkpoint_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?", unused
         )
         return len(unused)
 
     def _referenced_blobs(self, thread_id: str, ns: str) -> Iterator[tuple[str, str]]:
         """The (channel, version) keys of checkpoint_blobs that a thread's checkpoints may read."""
-        for cid, type_, blob, vals, refs in self.cur.execute(
+        for cid, type_, blob, vals, refs in self._cur.execute(
             "SELECT checkpoint_id, type, checkpoint, vals, refs FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
         ).fetchall():
             where = locations(cid, vals_of(vals), unpack(refs) if refs is not None else None)
-            for ch, version in self.loads_typed((type_, blob)).get("channel_versions", {}).items():
+            for ch, version in self._loads_typed((type_, blob)).get("channel_versions", {}).items():
                 yield ch, blob_version(str(version), where.get(ch, LEGACY))

@@ -48,7 +48,8 @@ from runtime.store.rows import (
 )
 
 _WRITE_COLUMNS = 9
-_WRITES_PER_STATEMENT = 100
+_PARAMS_PER_STATEMENT = _WRITE_COLUMNS * 100
+"""Writes go in statements of up to 100 rows."""
 
 
 class CheckpointWrites:
@@ -230,8 +231,7 @@ class CheckpointWrites:
         verb, params = self._write_rows(config, writes, task_id, task_path)
         if not params:
             return
-        per_statement = _WRITE_COLUMNS * _WRITES_PER_STATEMENT
-        if len(params) <= per_statement and not self.conn.in_transaction:
+        if len(params) <= _PARAMS_PER_STATEMENT and not self.conn.in_transaction:
             # One statement is one (implicit) transaction: the rows commit together, in one call.
             # In autocommit SQLite waits out the busy timeout even for a changed snapshot; on the
             # loop's fast path (timeout 0) a lock found taken sends the call to a thread.
@@ -240,8 +240,8 @@ class CheckpointWrites:
                 self._wal.committed()
             return
         with self._tx() as cur:
-            for start in range(0, len(params), per_statement):
-                self._insert_writes(cur, verb, params[start : start + per_statement])
+            for start in range(0, len(params), _PARAMS_PER_STATEMENT):
+                self._insert_writes(cur, verb, params[start : start + _PARAMS_PER_STATEMENT])
 
     @staticmethod
     def _insert_writes(target: Any, verb: str, params: list[Any]) -> None:
