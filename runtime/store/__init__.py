@@ -1,7 +1,25 @@
 """Storage: the only code that knows SQLite.
 
-`database` opens a file (the one connection factory, its PRAGMAs, immediate transactions) and
-hands out the saver, the store and connections; `schema` creates and converts the tables;
-`saver` is the LangGraph checkpointer (`AgentSaver`). Everything above this package talks to
-storage through the interface written down in `runtime.store.seam`.
+Opening a file:
+- `database`: opens (and makes, and migrates) the file; hands out each thread's connection, the
+  saver, the column reads and, for a run, the async saver and store; the disk-space reserve.
+- `connect`: the one connection factory: its PRAGMAs, its busy timeouts, and the rule by which
+  writers take turns at the write lock (`WaitingConnection`).
+- `transaction`: `immediate`, the write transaction code above the saver takes.
+- `schema`: the tables, and the conversions of older files.
+- `serde`: the serializer every saver uses (secrets redacted from stored errors).
+- `item_store`: LangGraph's store (per-item data), its tables and its async store.
+
+The checkpointer, `saver.AgentSaver`, put together from:
+- `rows`: the checkpoint row's columns and how values, their locations and writes are packed in it.
+- `writing`: the put (a step as one row, one statement) and writes stored on their own.
+- `write_queue`: a task's writes waiting for the step's row to take them, and their flusher thread.
+- `reading`: loading checkpoints and their pending writes.
+- `columns`: the plain columns history reads (also without a saver, from `Database`).
+- `next_tasks`: the tasks that run next from a checkpoint, recorded with it.
+- `pruning`: deleting, copying and pruning threads' checkpoints (`AgentSaver.removing()`).
+- `wal_checkpoints`: copying the WAL into the file on a worker thread.
+
+Everything above this package talks to storage through the interface written down in
+`runtime.store.seam`.
 """

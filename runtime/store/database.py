@@ -1,55 +1,42 @@
 """Opening the database: the one place where the checkpointer and the store are opened.
 
 One SQLite file holds LangGraph's checkpoints and writes (our `AgentSaver`, runtime/store/saver.py,
-tables in runtime/store/schema.py), the LangGraph store (per-item data) and this project's thread
-registry. Nothing from LangGraph is imported here at module level, so that commands which only
-read the registry or the history columns start fast. WAL mode lets readers
-run beside a writer; `synchronous=NORMAL` commits each checkpoint without an fsync per step
-(a power cut may lose the last steps, a crashed process loses nothing that was committed).
+tables in runtime/store/schema.py), the LangGraph store (per-item data, runtime/store/item_store.py)
+and this project's thread registry. Nothing from LangGraph is imported here at module level, so
+that commands which only read the registry or the history columns start fast.
 
-Every connection the project opens comes from `connect` here, so that all writers share one
-rule for taking turns at SQLite's single write lock (`WaitingConnection`), and a `Database`
-gives each Python thread a connection of its own, so that one thread's transaction never takes
-in another thread's statements.
+Connections come from runtime/store/connect.py (the one factory, its PRAGMAs and the rule by
+which writers take turns at the write lock); a `Database` gives each Python thread a connection
+of its own, so that one thread's transaction never takes in another thread's statements.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
-import random
 import sqlite3
 import threading
-import time
 import weakref
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable, StorageFull
-from runtime.redact import redact
+from runtime.store.columns import ColumnReader
+from runtime.store.connect import connect, is_full, use_wal
+from runtime.store.item_store import create_item_store_tables, open_item_store
 from runtime.store.schema import SCHEMA_VERSION, create_control_tables, create_schedule_tables, ensure_checkpoint_tables
+from runtime.store.serde import redacting_serializer
+from runtime.store.transaction import immediate
 
 if TYPE_CHECKING:
     from runtime.store.saver import AgentSaver
 
 DEFAULT_DB = Path("checkpoints") / "agent.db"
-BUSY_TIMEOUT_MS = 250
-"""How long SQLite's own busy handler waits in one attempt at the write lock. It polls often
-only in its first quarter second (later every 100 ms, when a process that is running always
-beats one that sleeps), so `WaitingConnection` retries short attempts instead of one long one."""
-LOCK_WAIT_SECONDS = 600.0
-"""How long one write waits in all for its turn at the write lock before it fails with
-"database is locked": long enough for dozens of processes writing one file at once, or for a
-`vacuum` of a large one."""
 RESERVE_BYTES = 128 * 1024
 """Disk space a run keeps beside the database (`<file>-reserve`) while the disk has room, and
 gives up when it is full, so that it can still record how it ended (a few pages of the WAL)."""
-_RETRY_FIRST, _RETRY_CAP = 0.002, 0.05
-"""Seconds between two attempts: doubling from the first to the cap, with full jitter, so that
-waiters that failed together do not all try again together."""
 
 _REGISTRY = """
 CREATE TABLE IF NOT EXISTS agent_threads (
@@ -76,7 +63,8 @@ def default_db_path() -> Path:
 
 class Database:
     """An open database file. `conn` is the calling thread's sqlite3 connection (for the registry
-    and for reads); `checkpointer()` the calling thread's synchronous saver on it."""
+    and for reads); `checkpointer()` the calling thread's synchronous saver on it, and
+    `checkpoint_columns()` the reads of the checkpoints' plain columns, on it too."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
@@ -101,8 +89,13 @@ class Database:
         if saver is None or saver.conn is not self.conn:
             from runtime.store.saver import AgentSaver
 
-            saver = self._local.saver = AgentSaver(self.conn, serde=_redacting_serializer())
+            saver = self._local.saver = AgentSaver(self.conn, serde=redacting_serializer())
         return saver
+
+    def checkpoint_columns(self) -> ColumnReader:
+        """The checkpoint table's plain columns on this thread's connection (history, branches,
+        next tasks), read without importing LangGraph; the saver has the same reads."""
+        return ColumnReader(self.conn)
 
     @asynccontextmanager
     async def open_async(self) -> AsyncIterator[tuple[object, object]]:
@@ -110,19 +103,15 @@ class Database:
         from runtime.store.saver import open_saver
 
         # The saver's own sqlite3 connection, used from the event loop (see AgentSaver._arun).
-        saver = open_saver(str(self.path), serde=_redacting_serializer(), fast_async=True)
+        saver = open_saver(str(self.path), serde=redacting_serializer(), fast_async=True)
         try:
-            async with _open_store(self.path) as store:
+            async with open_item_store(self.path) as store:
                 yield saver, store
         finally:
             # Writes still queued (a task that finished beside one stopped by an error, a pause
-            # or a signal) are stored before the connection goes, waiting their turn like any
-            # write (the store, whose transactions need the loop, is closed by now); if the
-            # database refuses them, the run has already failed and the task runs again on resume.
-            with contextlib.suppress(sqlite3.Error):
-                saver.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                saver.flush()
-            saver.conn.close()
+            # or a signal) are stored before the connection goes (the store, whose transactions
+            # need the loop, is closed by now).
+            saver.close()
 
     @property
     def reserve_path(self) -> Path:
@@ -171,158 +160,6 @@ class Database:
         self.close()
 
 
-def connect(path: str | os.PathLike) -> sqlite3.Connection:
-    """A connection to an existing database file, as every part of the project opens one:
-    autocommit (transactions are begun explicitly), usable from any thread, writes that wait
-    their turn (`WaitingConnection`), `synchronous=NORMAL` (the file is in WAL mode)."""
-    conn = sqlite3.connect(
-        path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, factory=WaitingConnection
-    )
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-class WaitingConnection(sqlite3.Connection):
-    """A connection whose statements wait their turn at the write lock, within LOCK_WAIT_SECONDS.
-
-    SQLite answers a write that finds the lock taken with SQLITE_BUSY once its busy handler
-    gives up; with many processes writing one file, a waiter can lose every poll of a 30 s
-    wait. A statement that found the database busy did nothing, so it is tried again, after a
-    short sleep with jitter, until LOCK_WAIT_SECONDS have passed. Only a statement that begins
-    its own transaction is retried (`BEGIN IMMEDIATE`, or one statement in autocommit): inside a
-    transaction a statement cannot be repeated alone, which is why every write transaction
-    begins IMMEDIATE. A connection whose busy timeout is 0 asked not to wait (the saver on the
-    event loop, which moves a busy call to a thread): it gets SQLITE_BUSY at once, as asked.
-    """
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return _in_turn(self, super().execute, sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        return _in_turn(self, super().executemany, sql, parameters)
-
-    def cursor(self, factory: Any = None) -> sqlite3.Cursor:
-        return super().cursor(factory or WaitingCursor)
-
-
-class WaitingCursor(sqlite3.Cursor):
-    """A cursor of a WaitingConnection, whose statements wait their turn the same way."""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return _in_turn(self.connection, super().execute, sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        return _in_turn(self.connection, super().executemany, sql, parameters)
-
-
-def _in_turn(conn: sqlite3.Connection, run: Any, sql: str, parameters: Any) -> Any:
-    if conn.in_transaction:
-        return run(sql, parameters)
-    deadline = None
-    attempt = 0
-    while True:
-        try:
-            return run(sql, parameters)
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or conn.in_transaction or _asked_not_to_wait(conn):
-                raise
-            now = time.monotonic()
-            deadline = deadline or now + LOCK_WAIT_SECONDS
-            if now >= deadline:
-                raise
-            time.sleep(random.uniform(0, min(_RETRY_CAP, _RETRY_FIRST * 2**attempt)))
-            attempt += 1
-
-
-def is_busy(exc: sqlite3.OperationalError) -> bool:
-    """SQLITE_BUSY in any of its forms (a taken write lock, a changed snapshot, a recovery)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF == sqlite3.SQLITE_BUSY
-    return "database is locked" in str(exc)
-
-
-def is_full(exc: sqlite3.Error) -> bool:
-    """SQLITE_FULL: the disk (or the file system's quota) has no room for the write."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF == sqlite3.SQLITE_FULL
-    return "database or disk is full" in str(exc)
-
-
-def _asked_not_to_wait(conn: sqlite3.Connection) -> bool:
-    return sqlite3.Connection.execute(conn, "PRAGMA busy_timeout").fetchone()[0] == 0
-
-
-@asynccontextmanager
-async def _open_store(path: Path) -> AsyncIterator[object]:
-    """LangGraph's async SQLite store, on an aiosqlite connection made as `connect` makes one."""
-    import aiosqlite
-
-    async with aiosqlite.connect(
-        str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, factory=WaitingConnection
-    ) as conn:
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        store = _store_class()(conn)
-        await store.setup()
-        yield store
-
-
-def _redacting_serializer() -> Any:
-    return _redacting_serializer_class()()
-
-
-@functools.cache
-def _redacting_serializer_class() -> type:
-    """LangGraph's serializer, keeping secrets out of the errors it stores (built on first use:
-    importing LangGraph is slow, and read-only commands do without it)."""
-    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-
-    class _RedactingSerializer(JsonPlusSerializer):
-        """A failed task's exception is saved (as its repr) among the thread's writes, and an HTTP
-        error can echo a masked API key (OpenAI's 401 does); it is redacted before it is written.
-        """
-
-        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
-            if isinstance(obj, BaseException):
-                obj = redact(repr(obj))  # what JsonPlusSerializer stores for an exception, redacted
-            return super().dumps_typed(obj)
-
-    return _RedactingSerializer
-
-
-@functools.cache
-def _store_class() -> type:
-    """LangGraph's async SQLite store, with transactions that take the write lock as they begin.
-
-    The stock store begins deferred transactions, and one batch may read (an item) before it
-    writes (a result). In WAL mode, when the checkpointer's connection commits in between,
-    SQLite cannot upgrade the transaction and fails at once with SQLITE_BUSY_SNAPSHOT
-    ("database is locked"), never waiting out busy_timeout. BEGIN IMMEDIATE waits instead.
-    """
-    from langgraph.store.sqlite.aio import AsyncSqliteStore
-
-    class ImmediateSqliteStore(AsyncSqliteStore):
-        @asynccontextmanager
-        async def _cursor(self, *, transaction: bool = True) -> AsyncIterator[object]:
-            if not self.is_setup:
-                await self.setup()
-            async with self.lock:
-                if transaction:
-                    await self.conn.execute("BEGIN IMMEDIATE")
-                async with self.conn.cursor() as cur:
-                    try:
-                        yield cur
-                    except BaseException:
-                        if transaction:
-                            await self.conn.execute("ROLLBACK")
-                        raise
-                    if transaction:
-                        await self.conn.execute("COMMIT")
-
-    return ImmediateSqliteStore
-
-
 def open_database(path: str | os.PathLike | None = None, *, create: bool = False) -> Database:
     """Open (and with `create`, make) the database; raise a domain error a user can act on."""
     path = Path(path) if path is not None else default_db_path()
@@ -334,9 +171,7 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
             )
         _create_private_file(path)
     try:
-        conn = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, factory=WaitingConnection
-        )
+        conn = connect(path)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             conn.close()
@@ -344,9 +179,7 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
                 f"{path} was written by a newer version of agent (schema {version}, this one reads {SCHEMA_VERSION})",
                 "upgrade agent (pip install -U agent) or use another --db",
             )
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        use_wal(conn)
         if version < SCHEMA_VERSION:
             _migrate(conn)
     except sqlite3.DatabaseError as exc:
@@ -357,38 +190,17 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring an older (or new, empty) file to SCHEMA_VERSION in one transaction.
 
-    BEGIN IMMEDIATE makes concurrent openers take turns; the second finds the work done.
+    The transaction takes the write lock as it begins, so concurrent openers take turns; the
+    second finds the work done.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn):
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             conn.execute(_REGISTRY)
-            ensure_checkpoint_tables(conn, _redacting_serializer)
-            _store_tables(conn)
+            ensure_checkpoint_tables(conn, redacting_serializer)
+            create_item_store_tables(conn)
             create_control_tables(conn)
             create_schedule_tables(conn)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _store_tables(conn: sqlite3.Connection) -> None:
-    """Apply LangGraph's store migrations here, inside the migration transaction.
-
-    The store's own setup applies them without a transaction: two processes opening a new file at
-    once both try, and one fails on `store_migrations`' primary key. Done here first, each
-    process's setup finds them applied.
-    """
-    from langgraph.store.sqlite.base import MIGRATIONS
-
-    conn.execute("CREATE TABLE IF NOT EXISTS store_migrations (v INTEGER PRIMARY KEY)")
-    row = conn.execute("SELECT v FROM store_migrations ORDER BY v DESC LIMIT 1").fetchone()
-    start = -1 if row is None else row[0]
-    for version, sql in enumerate(MIGRATIONS[start + 1 :], start=start + 1):
-        conn.execute(sql)
-        conn.execute("INSERT INTO store_migrations (v) VALUES (?)", (version,))
 
 
 def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable | StorageFull:

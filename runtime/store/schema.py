@@ -1,6 +1,6 @@
 """The checkpoint tables and their migrations. Plain SQL: importing this module stays cheap.
 
-Layout (schema 5, see runtime/store/saver.py for who writes what):
+Layout (schema 5, see runtime/store/rows.py and writing.py for who writes what):
 
 - `checkpoints`: one row per checkpoint, appended in the order they are written (a rowid table:
   a new row goes at the end of the table instead of into the middle of a B-tree of thread ids;

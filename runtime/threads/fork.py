@@ -78,7 +78,7 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
             store_items = _copy_store_namespaces(db.conn, thread_label(thread_id), thread_label(new_thread_id))
             threads.release(db, new_thread_id, status, step, None)
     except BaseException:
-        saver._forget(new_thread_id)  # it remembers the checkpoint it put, which is gone
+        saver.forget_thread(new_thread_id)  # it remembers the checkpoint it put, which is gone
         raise
     return ForkResult(new_thread_id, thread_id, checkpoint_id, config["configurable"]["checkpoint_id"], step, status, next_tasks, store_items)
 

@@ -6,7 +6,6 @@ import json
 import sqlite3
 import time
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -14,9 +13,10 @@ from state.storage import items_namespace, results_namespace
 from runtime.store.database import Database
 from runtime.policy.numbers import check_number
 from runtime.threads.progress import stored_progress
-from runtime.errors import AgentError, AmbiguousCheckpoint, CheckpointNotFound, CheckpointUnreadable, NoResults, UnknownGraph
+from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, NoResults, UnknownGraph
 from runtime.threads import registry as threads
 from runtime.threads.history_rows import branch_rows, history_rows
+from runtime.threads.stored_state import reading_checkpoints, stored_snapshot  # fork.py takes reading_checkpoints from here too
 
 if TYPE_CHECKING:
     from graphs import GraphSpec
@@ -93,38 +93,11 @@ def _load(record: threads.ThreadRecord) -> GraphSpec:
         raise UnknownGraph(f"thread {record.thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
 
 
-@contextmanager
-def reading_checkpoints(db: Database, thread_id: str, checkpoint_id: str | None = None) -> Iterator[None]:
-    """Around code that reads stored checkpoints back: a failure to decode one (a format the
-    serializer refuses, data that does not decode or does not fit) is CheckpointUnreadable, bad
-    input (exit 2), not a crash. The database's own errors and the domain's pass through."""
-    try:
-        yield
-    except (AgentError, sqlite3.Error):
-        raise
-    except Exception as exc:
-        raise _unreadable(db, thread_id, checkpoint_id, exc) from exc
-
-
-def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Exception) -> CheckpointUnreadable:
-    if checkpoint_id is None:
-        rows = branch_rows(db, thread_id)
-        checkpoint_id = rows[-1][0] if rows else "?"
-    why = "it is stored in a format agent does not read" if isinstance(exc, NotImplementedError) else "its data does not decode"
-    return CheckpointUnreadable(
-        f"checkpoint {checkpoint_id} of thread {thread_id!r} cannot be read: {why} (changed outside agent, or damaged)",
-        f"restore the database from a backup, or go on from an older checkpoint: agent history --thread {thread_id}, "
-        f"then agent resume --thread {thread_id} --checkpoint ID",
-    )
-
-
 def state_at(db: Database, spec: GraphSpec | None, thread_id: str, checkpoint_id: str | None = None):
     """LangGraph's snapshot of the thread at a checkpoint (the latest without one), None when the
     thread has none; CheckpointUnreadable when what is stored cannot be read. Without a graph
     (one that may not be imported here), what the database holds (runtime/threads/stored_state.py)."""
     if spec is None:
-        from runtime.threads.stored_state import stored_snapshot
-
         return stored_snapshot(db, thread_id, checkpoint_id)
     configurable = {"thread_id": thread_id, **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
     with reading_checkpoints(db, thread_id, checkpoint_id):
@@ -203,8 +176,7 @@ def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: se
     if not parents:
         return out
     saver = db.checkpointer()
-    with saver.lock:
-        stored = saver._writes_of(thread_id, "", sorted(parents))
+    stored = saver.stored_writes(thread_id, "", sorted(parents))
     for checkpoint_id, rows in stored.items():
         for _task_id, channel, type_, value, _path, _idx in sorted(rows, key=lambda r: (r[4], r[0], r[5])):
             if channel in keys:
@@ -261,18 +233,15 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
         if record.owner_pid is not None
         else None
     )
-    row = db.conn.execute(
-        "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
-        (thread_id,),
-    ).fetchone() if _has_table(db, "checkpoints") else None
-    status["checkpoint_id"] = row[0] if row else None
+    latest = db.checkpoint_columns().latest_checkpoint_id(thread_id)
+    status["checkpoint_id"] = latest
     from runtime.policy.budget import thread_budgets
 
     status["spend"] = thread_budgets(db, [record])[thread_id]
     status["progress"] = None
-    if row:
-        with reading_checkpoints(db, thread_id, row[0]):
-            tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": row[0]}})
+    if latest:
+        with reading_checkpoints(db, thread_id, latest):
+            tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": latest}})
         values = tuple_.checkpoint.get("channel_values", {}) if tuple_ else {}
         if tuple_ and (tuple_.metadata or {}).get("step") is not None:
             status["steps"] = tuple_.metadata["step"]  # fresher than the registry's heartbeat copy
@@ -281,10 +250,6 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
             snapshot = stored_progress(db, thread_id, values, record.settings.get("model"), run_started)
             status["progress"] = snapshot.as_dict() if snapshot else None
     return status
-
-
-def _has_table(db: Database, name: str) -> bool:
-    return db.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
 
 
 def iter_results(db: Database, thread_id: str, status: str | None = None) -> Iterator[dict[str, Any]]:

@@ -1,21 +1,18 @@
-"""A thread's history read from the checkpoint table's columns: one indexed query, nothing
-deserialised, no LangGraph import (so `agent history` starts fast).
+"""A thread's history read from the checkpoints' plain columns (runtime/store/columns.py): one
+indexed query, nothing deserialised, no LangGraph import (so `agent history` starts fast).
 
 Each row's `next` (the tasks that run from it) and `writers` (the tasks whose writes made it)
-are written with the checkpoint by the saver (runtime/store/saver.py). Where one is not known (a
-checkpoint written by a saver that was not bound to its graph, or the newest checkpoint of a
-database converted from the old layout), it is computed from the graph as LangGraph's own
-`get_state` does, for those rows only.
+are written with the checkpoint by the saver. Where one is not known (a checkpoint written by a
+saver that was not bound to its graph, or the newest checkpoint of a database converted from the
+old layout), it is computed from the graph as LangGraph's own `get_state` does, for those rows
+only.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from runtime.store.database import Database
-
-_COLUMNS = "checkpoint_id, parent_checkpoint_id, step, source, writers, next, created_at"
 
 
 def history_rows(
@@ -25,42 +22,32 @@ def history_rows(
 
     `compute_next(ids)` returns the next tasks of checkpoints whose column is empty.
     """
-    sql = f"SELECT {_COLUMNS} FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC"
-    params: tuple[Any, ...] = (thread_id,)
-    if limit:
-        sql += " LIMIT ?"
-        params += (limit,)
-    rows = db.conn.execute(sql, params).fetchall()
-    next_of = {cid: nxt for cid, _, _, _, _, nxt, _ in rows}
+    columns = db.checkpoint_columns()
+    rows = columns.history_columns(thread_id, limit)
+    next_of = {row.checkpoint_id: row.next for row in rows}
     # A loop checkpoint was written by the tasks that ran from its parent.
-    wanted_parents = {parent for _, parent, _, source, writers, _, _ in rows if source == "loop" and writers is None and parent}
-    for parent in wanted_parents - next_of.keys():
-        found = db.conn.execute(
-            "SELECT next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id = ?", (thread_id, parent)
-        ).fetchone()
-        if found is not None:
-            next_of[parent] = found[0]
-    unknown = sorted(cid for cid in {r[0] for r in rows} | wanted_parents if cid in next_of and next_of[cid] is None)
-    computed = compute_next(unknown) if unknown else {}
-    decoded: dict[str, list[str]] = {cid: json.loads(v) for cid, v in next_of.items() if v is not None}
-    decoded.update(computed)
+    wanted_parents = {r.parent_id for r in rows if r.source == "loop" and r.writers is None and r.parent_id}
+    next_of.update(columns.recorded_next(thread_id, wanted_parents - next_of.keys()))
+    unknown = sorted(cid for cid in {r.checkpoint_id for r in rows} | wanted_parents if cid in next_of and next_of[cid] is None)
+    known: dict[str, list[str]] = {cid: names for cid, names in next_of.items() if names is not None}
+    known.update(compute_next(unknown) if unknown else {})
     result = []
-    for cid, parent, step, source, writers, _, created in rows:
-        if source != "loop":
+    for row in rows:
+        if row.source != "loop":
             wrote: list[str] = []
-        elif writers is not None:
-            wrote = json.loads(writers)
+        elif row.writers is not None:
+            wrote = row.writers
         else:
-            wrote = decoded.get(parent, []) if parent else []
+            wrote = known.get(row.parent_id, []) if row.parent_id else []
         result.append(
             {
-                "checkpoint_id": cid,
-                "parent_id": parent,
-                "step": step if step is not None else -1,
-                "source": source or "",
+                "checkpoint_id": row.checkpoint_id,
+                "parent_id": row.parent_id,
+                "step": row.step if row.step is not None else -1,
+                "source": row.source or "",
                 "writers": wrote,
-                "next": decoded.get(cid, []),
-                "created_at": created or "",
+                "next": known.get(row.checkpoint_id, []),
+                "created_at": row.created_at or "",
             }
         )
     return result
@@ -68,11 +55,4 @@ def history_rows(
 
 def branch_rows(db: Database, thread_id: str) -> list[tuple[str, str | None, int]]:
     """(checkpoint_id, parent_id, step) of every root-namespace checkpoint, oldest first."""
-    return [
-        (cid, parent, step if step is not None else -1)
-        for cid, parent, step in db.conn.execute(
-            "SELECT checkpoint_id, parent_checkpoint_id, step FROM checkpoints "
-            "WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id",
-            (thread_id,),
-        )
-    ]
+    return db.checkpoint_columns().branch_rows(thread_id)

@@ -88,56 +88,20 @@ def prune(
         _require_thread(db, thread)
         _refuse_if_running(db, thread)
     before = (datetime.now(timezone.utc) - timedelta(seconds=older_than)).isoformat() if older_than else None
-    with saver.lock, saver._tx() as cur:
+    with saver.removing(dry_run=dry_run) as removal:
+        # Inside the transaction, which holds the write lock: no runner takes a thread meanwhile.
         busy = {t for t in candidates if _running(db, t)}
         report.skipped = [{"thread_id": t, "reason": "a live process is running it"} for t in sorted(busy)]
         if keep is not None or before is not None:
             for thread_id in candidates:
                 if thread_id in busy:
                     continue
-                plan = saver.plan_prune(cur, thread_id, keep=keep, before=before)
-                if not plan.doomed:
-                    continue
-                writes = saver._delete_checkpoints(cur, plan.doomed)
-                for ns in plan.kept:
-                    plan.blobs_removed += saver._collect_blobs(cur, thread_id, ns)
-                report.threads.append(
-                    {
-                        "thread_id": thread_id,
-                        "checkpoints_removed": len(plan.doomed),
-                        "checkpoints_kept": sum(len(k) for k in plan.kept.values()),
-                        "writes_removed": writes,
-                        "blobs_removed": plan.blobs_removed,
-                    }
-                )
+                pruned = removal.prune_thread(thread_id, keep=keep, before=before)
+                if pruned is not None:
+                    report.threads.append(asdict(pruned))
         if orphans:
-            report.orphans = _remove_orphans(saver, cur, skip=busy)
-        if dry_run:
-            cur.execute("ROLLBACK")
-            cur.execute("BEGIN")  # _tx commits on the way out: let it commit nothing
-    saver._last.clear()
+            report.orphans = removal.remove_orphans(skip=busy)
     return report
-
-
-def _remove_orphans(saver: Any, cur: Any, skip: set[str]) -> dict[str, int]:
-    """Writes whose checkpoint is gone, and blobs that no checkpoint of their thread refers to."""
-    orphan_writes = cur.execute(
-        "SELECT DISTINCT thread_id FROM writes w WHERE NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id "
-        "AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)"
-    ).fetchall()
-    removed = {"writes": 0, "blobs": 0}
-    for (thread_id,) in orphan_writes:
-        if thread_id in skip:
-            continue
-        removed["writes"] += cur.execute(
-            "DELETE FROM writes WHERE thread_id = ? AND NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = writes.thread_id "
-            "AND c.checkpoint_ns = writes.checkpoint_ns AND c.checkpoint_id = writes.checkpoint_id)",
-            (thread_id,),
-        ).rowcount
-    for thread_id, ns in cur.execute("SELECT DISTINCT thread_id, checkpoint_ns FROM checkpoint_blobs").fetchall():
-        if thread_id not in skip:
-            removed["blobs"] += saver._collect_blobs(cur, thread_id, ns)
-    return removed
 
 
 def delete_thread(db: Database, thread_id: str, *, dry_run: bool = False) -> DeleteReport:
@@ -147,19 +111,12 @@ def delete_thread(db: Database, thread_id: str, *, dry_run: bool = False) -> Del
     from state.storage import thread_label
 
     saver = db.checkpointer()
-    counts: dict[str, int] = {}
-    with saver.lock, saver._tx() as cur:
-        # Writes stored with a checkpoint (its parent's) go with its row: count them first.
-        stored_with_rows = saver.writes_in_rows(cur, thread_id)
-        for table, key in (("checkpoints", "checkpoints"), ("writes", "writes"), ("checkpoint_blobs", "blobs")):
-            counts[key] = cur.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,)).rowcount
-        counts["writes"] += stored_with_rows
-        counts["store_items"] = _delete_store_namespaces(cur, thread_label(thread_id))
-        counts["registry"] = cur.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,)).rowcount
-        if dry_run:
-            cur.execute("ROLLBACK")
-            cur.execute("BEGIN")
-    saver._last.clear()
+    # The saver is on this thread's connection (db.conn): the registry's and the store's rows
+    # go in the same transaction as the checkpoints.
+    with saver.removing(dry_run=dry_run) as removal:
+        counts = removal.delete_thread(thread_id)
+        counts["store_items"] = _delete_store_namespaces(db.conn, thread_label(thread_id))
+        counts["registry"] = db.conn.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,)).rowcount
     return DeleteReport(dry_run=dry_run, thread_id=thread_id, **counts)
 
 
@@ -207,14 +164,13 @@ def _file_bytes(db: Database) -> int:
 
 def _all_threads(db: Database) -> list[str]:
     registered = {r[0] for r in db.conn.execute("SELECT thread_id FROM agent_threads")}
-    stored = {r[0] for r in db.conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
-    return sorted(registered | stored)
+    return sorted(registered | db.checkpoint_columns().checkpointed_threads())
 
 
 def _require_thread(db: Database, thread_id: str) -> None:
-    known = db.conn.execute("SELECT 1 FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone() or db.conn.execute(
-        "SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)
-    ).fetchone()
+    known = db.conn.execute("SELECT 1 FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone() or (
+        db.checkpoint_columns().has_checkpoints(thread_id)
+    )
     if not known:
         raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", "agent threads lists the threads")
 

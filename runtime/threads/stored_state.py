@@ -6,24 +6,51 @@ that run next as the saver recorded them, and the errors and interrupts of tasks
 finished, from the pending writes. What only the graph knows is missing: the value of a channel
 that must be rebuilt from earlier checkpoints (a DeltaChannel) shows as stored, and a checkpoint
 written without its next tasks (an old file) shows none.
+
+`reading_checkpoints` guards every reader of stored checkpoints, here and in
+runtime/threads/history.py: a checkpoint that does not decode is bad input, not a crash.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Iterator
 
+from runtime.errors import AgentError, CheckpointUnreadable
 from runtime.store.database import Database
 
 ERROR, INTERRUPT, RESUME = "__error__", "__interrupt__", "__resume__"
 """LangGraph's channels for a task's failure, its interrupts and the answers to them."""
 
 
+@contextmanager
+def reading_checkpoints(db: Database, thread_id: str, checkpoint_id: str | None = None) -> Iterator[None]:
+    """Around code that reads stored checkpoints back: a failure to decode one (a format the
+    serializer refuses, data that does not decode or does not fit) is CheckpointUnreadable, bad
+    input (exit 2), not a crash. The database's own errors and the domain's pass through."""
+    try:
+        yield
+    except (AgentError, sqlite3.Error):
+        raise
+    except Exception as exc:
+        raise _unreadable(db, thread_id, checkpoint_id, exc) from exc
+
+
+def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Exception) -> CheckpointUnreadable:
+    if checkpoint_id is None:
+        checkpoint_id = db.checkpoint_columns().latest_checkpoint_id(thread_id) or "?"
+    why = "it is stored in a format agent does not read" if isinstance(exc, NotImplementedError) else "its data does not decode"
+    return CheckpointUnreadable(
+        f"checkpoint {checkpoint_id} of thread {thread_id!r} cannot be read: {why} (changed outside agent, or damaged)",
+        f"restore the database from a backup, or go on from an older checkpoint: agent history --thread {thread_id}, "
+        f"then agent resume --thread {thread_id} --checkpoint ID",
+    )
+
+
 def stored_snapshot(db: Database, thread_id: str, checkpoint_id: str | None = None) -> Any:
     """A LangGraph StateSnapshot of the checkpoint (the latest without an id), or None."""
     from langgraph.types import StateSnapshot
-
-    from runtime.threads.history import reading_checkpoints
 
     configurable = {"thread_id": thread_id, "checkpoint_ns": "", **({"checkpoint_id": checkpoint_id} if checkpoint_id else {})}
     with reading_checkpoints(db, thread_id, checkpoint_id):
@@ -32,7 +59,8 @@ def stored_snapshot(db: Database, thread_id: str, checkpoint_id: str | None = No
         return None
     channels = saved.checkpoint.get("channel_values", {})
     values = {key: value for key, value in channels.items() if not key.startswith("__") and ":" not in key}
-    next_ = _stored_next(db, thread_id, saved.config["configurable"]["checkpoint_id"])
+    stored_id = saved.config["configurable"]["checkpoint_id"]
+    next_ = db.checkpoint_columns().recorded_next(thread_id, [stored_id]).get(stored_id) or []
     tasks = _waiting_tasks(saved.pending_writes or [], next_)
     return StateSnapshot(
         values=values,
@@ -44,13 +72,6 @@ def stored_snapshot(db: Database, thread_id: str, checkpoint_id: str | None = No
         tasks=tuple(tasks),
         interrupts=tuple(i for task in tasks for i in task.interrupts),
     )
-
-
-def _stored_next(db: Database, thread_id: str, checkpoint_id: str) -> list[str]:
-    row = db.conn.execute(
-        "SELECT next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id = ?", (thread_id, checkpoint_id)
-    ).fetchone()
-    return json.loads(row[0]) if row and row[0] else []
 
 
 def _waiting_tasks(writes: list[tuple[str, str, Any]], next_: list[str]) -> list[Any]:
