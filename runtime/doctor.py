@@ -16,7 +16,8 @@ from typing import Any
 
 from runtime.errors import DatabaseMissing
 from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
-from runtime.threads.registry import ThreadRecord, _COLUMNS, _record
+from runtime.store import registry as thread_rows
+from runtime.threads.registry import ThreadRecord
 
 
 @dataclass
@@ -136,9 +137,7 @@ def _orphaned_blobs(conn: sqlite3.Connection) -> Finding:
 
 def _dead_runners(conn: sqlite3.Connection) -> Finding:
     now = time.time()
-    records: list[ThreadRecord] = [
-        _record(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE status = 'running' ORDER BY thread_id")
-    ]
+    records = [ThreadRecord(*row) for row in thread_rows.running(conn)]
     dead = [r for r in records if not r.holder_alive(now)]
     if not dead:
         return Finding("runners", True, f"{len(records)} thread(s) running, every runner alive")
@@ -215,7 +214,7 @@ def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
     orphans = []
     for schedule, thread_id, worker, exists in rows:
         if exists:
-            record = _record(conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone())
+            record = ThreadRecord(*thread_rows.get(conn, thread_id))
             if record.status == "running" and record.holder_alive():
                 continue
         elif _worker_alive(worker):

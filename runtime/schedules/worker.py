@@ -67,7 +67,7 @@ def _worker_alive(identity: str | None) -> bool:
     pid, _, host = (identity or "").partition("@")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine's worker: its thread's heartbeat tells, once the thread exists
-    return threads._pid_alive(int(pid))
+    return threads.pid_alive(int(pid))
 
 
 class Worker:
