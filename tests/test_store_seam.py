@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from runtime.store import seam
+from runtime.store import seam, sqlite_backend
 from runtime.store.database import connect, open_database
 from runtime.store.schema import SCHEMA_VERSION
 from runtime.store.seam import Backend, OccurrenceTaken, Owner, SpendRow, StorageUnreadable
 
-BACKENDS = {"sqlite": seam.sqlite}
+BACKENDS = {"sqlite": sqlite_backend.BACKEND}
 A, B = Owner(101, "host-a"), Owner(202, "host-b")
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> Backend:
-    return BACKENDS[request.param]()
+    return BACKENDS[request.param]
 
 
 @pytest.fixture

@@ -373,7 +373,8 @@ class Maintenance(Protocol):
 
 @dataclass(frozen=True)
 class Backend:
-    """One backend's parts, but the checkpointer and the store, which its `Database` opens."""
+    """One backend's parts, but the checkpointer and the store, which its `Database` opens
+    (SQLite's: runtime/store/sqlite_backend.py)."""
 
     transactions: Transactions
     threads: ThreadRegistry
@@ -382,13 +383,6 @@ class Backend:
     schedules: Schedules
     namespaces: Namespaces
     checks: Maintenance
-
-
-def sqlite() -> Backend:
-    """SQLite's parts: the modules beside this one."""
-    from runtime.store import checks, control, namespaces, registry, schedules, spend, transaction
-
-    return Backend(transaction, registry, spend, control, schedules, namespaces, checks)
 
 
 def members(part: type) -> list[str]:
