@@ -43,6 +43,14 @@ What each part must guarantee:
 - The store's rows by thread namespace (`namespaces`): a thread's data lives under namespaces
   (kind, thread label, ...), see state/storage.py; copied inside the caller's transaction.
 - Maintenance checks (`checks`): read only; `open_read_only` neither converts nor writes.
+
+How the parts are reached: the rooms import SQLite's modules by name (`from runtime.store import
+registry as thread_rows`) and call them on `db.conn`; runtime/store/sqlite_backend.py names them
+together as one `Backend`. A second backend brings its own modules and its own `Backend`;
+choosing it where the database is opened, and having the rooms take their parts from there
+instead of by module name, comes with it. `differences(implementation, part)` says where an
+implementation departs from a part; tests/test_store_seam.py runs it on every part of every
+backend.
 """
 
 from __future__ import annotations

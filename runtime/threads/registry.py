@@ -17,7 +17,7 @@ from typing import Any, Callable
 from runtime.store import namespaces
 from runtime.store import registry as thread_rows
 from runtime.store.database import Database
-from runtime.store.seam import Owner
+from runtime.store.seam import Connection, Owner
 from runtime.store.transaction import immediate
 from runtime.errors import BadInput, ThreadBusy, ThreadExists, ThreadNotFound
 
@@ -147,7 +147,7 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
     return get_thread(db, thread_id)
 
 
-def has_saved_work(conn: Any, thread_id: str) -> bool:
+def has_saved_work(conn: Connection, thread_id: str) -> bool:
     """Whether anything of the thread's besides its registry row is stored: a checkpoint, or data
     in the store under its namespaces (`results.<label>`, `items.<label>`, ...)."""
     from state.storage import thread_label
