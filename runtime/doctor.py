@@ -1,22 +1,26 @@
 """`agent doctor`: check a database and say what is wrong and how to fix it. Changes nothing.
 
 The file is opened read-only, so a database of another schema version is examined as it is
-(opening it normally would convert an older one).
+(opening it normally would convert an older one). The facts are read by runtime/store/checks.py
+and the stores of the rooms; this module says what they mean and how to fix them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import DatabaseMissing
+from runtime.store import checks, namespaces
+from runtime.store import registry as thread_rows
+from runtime.store import schedules as schedule_rows
 from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
-from runtime.threads.registry import ThreadRecord, _COLUMNS, _record
+from runtime.store.seam import Connection, StorageUnreadable
+from runtime.threads.registry import ThreadRecord
 
 
 @dataclass
@@ -37,9 +41,8 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
     if not path.exists():
         raise DatabaseMissing(f"no database at {path}", "point --db (or AGENT_DB) at the database to check")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.DatabaseError as exc:
+        conn = checks.open_read_only(path)
+    except StorageUnreadable as exc:
         return [Finding("integrity", False, f"{path} is not a usable SQLite database: {exc}", "restore it from a backup")]
     try:
         integrity = _integrity(conn)
@@ -48,7 +51,7 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
             return findings  # the rest would read damaged pages
         schema = _schema(conn)
         findings.append(schema)
-        tables = _tables(conn)
+        tables = checks.tables(conn)
         if {"checkpoints", "writes", "checkpoint_blobs"} <= tables:
             findings.append(_orphaned_writes(conn))
             findings.append(_orphaned_blobs(conn))
@@ -62,9 +65,9 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
         conn.close()
 
 
-def _integrity(conn: sqlite3.Connection) -> Finding:
-    rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
-    if rows == ["ok"]:
+def _integrity(conn: Connection) -> Finding:
+    rows = checks.integrity(conn)
+    if not rows:
         return Finding("integrity", True, "SQLite integrity check passed")
     return Finding(
         "integrity",
@@ -74,12 +77,8 @@ def _integrity(conn: sqlite3.Connection) -> Finding:
     )
 
 
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-def _schema(conn: sqlite3.Connection) -> Finding:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+def _schema(conn: Connection) -> Finding:
+    version = checks.schema_version(conn)
     if version > SCHEMA_VERSION:
         return Finding(
             "schema",
@@ -94,17 +93,14 @@ def _schema(conn: sqlite3.Connection) -> Finding:
             f"schema version {version} is older than this agent's ({SCHEMA_VERSION})",
             "run any agent command on it (e.g. agent threads): the database is converted on opening, in one transaction",
         )
-    missing = [t for t in EXPECTED_TABLES if t not in _tables(conn)]
+    missing = [t for t in EXPECTED_TABLES if t not in checks.tables(conn)]
     if missing:
         return Finding("schema", False, f"schema version {version}, but tables are missing: {', '.join(missing)}", "restore the file from a backup")
     return Finding("schema", True, f"schema version {version}, all tables present")
 
 
-def _orphaned_writes(conn: sqlite3.Connection) -> Finding:
-    rows = conn.execute(
-        "SELECT thread_id, count(*) FROM writes w WHERE NOT EXISTS (SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id "
-        "AND c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id) GROUP BY thread_id ORDER BY thread_id"
-    ).fetchall()
+def _orphaned_writes(conn: Connection) -> Finding:
+    rows = checks.orphaned_writes(conn)
     if not rows:
         return Finding("orphaned writes", True, "every write belongs to a checkpoint")
     total = sum(n for _, n in rows)
@@ -117,12 +113,8 @@ def _orphaned_writes(conn: sqlite3.Connection) -> Finding:
     )
 
 
-def _orphaned_blobs(conn: sqlite3.Connection) -> Finding:
-    rows = conn.execute(
-        "SELECT thread_id, count(*) FROM checkpoint_blobs b WHERE NOT EXISTS "
-        "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns) "
-        "GROUP BY thread_id ORDER BY thread_id"
-    ).fetchall()
+def _orphaned_blobs(conn: Connection) -> Finding:
+    rows = checks.orphaned_blobs(conn)
     if not rows:
         return Finding("orphaned blobs", True, "every stored value belongs to a thread that has checkpoints")
     total = sum(n for _, n in rows)
@@ -134,11 +126,9 @@ def _orphaned_blobs(conn: sqlite3.Connection) -> Finding:
     )
 
 
-def _dead_runners(conn: sqlite3.Connection) -> Finding:
+def _dead_runners(conn: Connection) -> Finding:
     now = time.time()
-    records: list[ThreadRecord] = [
-        _record(r) for r in conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE status = 'running' ORDER BY thread_id")
-    ]
+    records = [ThreadRecord(*row) for row in thread_rows.running(conn)]
     dead = [r for r in records if not r.holder_alive(now)]
     if not dead:
         return Finding("runners", True, f"{len(records)} thread(s) running, every runner alive")
@@ -157,13 +147,10 @@ def _dead_runners(conn: sqlite3.Connection) -> Finding:
     )
 
 
-def _leftover_fix(conn: sqlite3.Connection, record: ThreadRecord) -> tuple[str, str]:
+def _leftover_fix(conn: Connection, record: ThreadRecord) -> tuple[str, str]:
     """What a thread whose runner died left behind, and the command that fixes it."""
     thread = record.thread_id
-    rows = conn.execute(
-        "SELECT source, metadata, next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 2",
-        (thread,),
-    ).fetchall() if "checkpoints" in _tables(conn) else []
+    rows = checks.latest_checkpoints(conn, thread, 2) if "checkpoints" in checks.tables(conn) else []
     if not rows:
         return "unstarted", (
             f"agent run {record.graph} --thread {thread} --input JSON starts {thread} again, under the same id "
@@ -182,7 +169,7 @@ def _leftover_fix(conn: sqlite3.Connection, record: ThreadRecord) -> tuple[str, 
     )
 
 
-def _half_made_fork(conn: sqlite3.Connection, thread: str, metadata: str | None) -> tuple[str, str] | None:
+def _half_made_fork(conn: Connection, thread: str, metadata: str | None) -> tuple[str, str] | None:
     """(source thread, checkpoint) of a fork whose copy of the source's store data is missing."""
     from state.storage import thread_label
 
@@ -191,10 +178,10 @@ def _half_made_fork(conn: sqlite3.Connection, thread: str, metadata: str | None)
     except ValueError:
         return None
     source, checkpoint = origin.get("thread_id"), origin.get("checkpoint_id")
-    if not source or not checkpoint or "store" not in _tables(conn):
+    if not source or not checkpoint or "store" not in checks.tables(conn):
         return None
     kinds: dict[str, set[str]] = {}  # label -> the kinds of data stored for it (items, results, ...)
-    for (prefix,) in conn.execute("SELECT DISTINCT prefix FROM store"):
+    for prefix in namespaces.prefixes(conn):
         kind, label = (prefix.split(".") + [""])[:2]
         kinds.setdefault(label, set()).add(kind)
     missing = kinds.get(thread_label(source), set()) - kinds.get(thread_label(thread), set())
@@ -205,22 +192,20 @@ def _age(now: float, ts: float | None) -> str:
     return "never" if ts is None else f"{now - ts:.0f}s ago"
 
 
-def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
-    rows = conn.execute(
-        "SELECT r.schedule, r.thread_id, r.worker, t.thread_id IS NOT NULL FROM agent_schedule_runs r "
-        "LEFT JOIN agent_threads t ON t.thread_id = r.thread_id WHERE r.status = 'running' ORDER BY r.fire_time"
-    ).fetchall()
-    from runtime.schedules.worker import _worker_alive
+def _orphaned_runs(conn: Connection) -> Finding:
+    rows = schedule_rows.running_runs(conn)
+    from runtime.schedules.worker import worker_alive
 
     orphans = []
-    for schedule, thread_id, worker, exists in rows:
-        if exists:
-            record = _record(conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone())
+    for run in rows:
+        thread = thread_rows.get(conn, run.thread_id)
+        if thread is not None:
+            record = ThreadRecord(*thread)
             if record.status == "running" and record.holder_alive():
                 continue
-        elif _worker_alive(worker):
+        elif worker_alive(run.worker):
             continue  # claimed a moment ago; its thread is being created
-        orphans.append(f"{schedule}: {thread_id}")
+        orphans.append(f"{run.schedule}: {run.thread_id}")
     if not orphans:
         return Finding("schedule runs", True, f"{len(rows)} scheduled run(s) running, each with a live thread")
     shown = ", ".join(orphans[:5]) + (" ..." if len(orphans) > 5 else "")
@@ -232,8 +217,8 @@ def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
     )
 
 
-def _schedule_graphs(conn: sqlite3.Connection) -> Finding:
-    rows = conn.execute("SELECT name, graph FROM agent_schedules ORDER BY name").fetchall()
+def _schedule_graphs(conn: Connection) -> Finding:
+    rows = schedule_rows.graphs(conn)
     if not rows:
         return Finding("schedule graphs", True, "no schedules")
     from graphs import BUILTIN, locate

@@ -20,7 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from runtime.store import spend as spend_rows
 from runtime.store.database import Database
+from runtime.store.seam import SpendRow
 from runtime.errors import BadInput
 from runtime.policy.numbers import env_number
 from runtime.policy.prices import cost_usd, price_for
@@ -91,28 +93,19 @@ def check_budget_settings(settings: RunSettings) -> Limits:
 
 
 def get_spend(db: Database, thread_id: str) -> Spend:
-    row = db.conn.execute(
-        "SELECT input_tokens, output_tokens, cost_usd, calls FROM agent_spend WHERE thread_id = ?", (thread_id,)
-    ).fetchone()
+    row = spend_rows.get(db.conn, thread_id)
     return Spend(*row) if row else Spend()
 
 
 def spend_by_thread(db: Database) -> dict[str, Spend]:
-    rows = db.conn.execute("SELECT thread_id, input_tokens, output_tokens, cost_usd, calls FROM agent_spend").fetchall()
-    return {r[0]: Spend(*r[1:]) for r in rows}
+    return {thread_id: Spend(*row) for thread_id, row in spend_rows.by_thread(db.conn).items()}
 
 
 def add_spend(db: Database, thread_id: str, spend: Spend) -> None:
     """Add to the thread's spend; one statement, so concurrent adders never lose a count."""
     if not spend.calls and not spend.tokens:
         return
-    db.conn.execute(
-        "INSERT INTO agent_spend (thread_id, input_tokens, output_tokens, cost_usd, calls, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(thread_id) DO UPDATE SET input_tokens = input_tokens + excluded.input_tokens, "
-        "output_tokens = output_tokens + excluded.output_tokens, cost_usd = cost_usd + excluded.cost_usd, "
-        "calls = calls + excluded.calls, updated_at = excluded.updated_at",
-        (thread_id, spend.input_tokens, spend.output_tokens, spend.cost_usd, spend.calls, time.time()),
-    )
+    spend_rows.add(db.conn, thread_id, SpendRow(spend.input_tokens, spend.output_tokens, spend.cost_usd, spend.calls), time.time())
 
 
 def budget_view(spend: Spend, limits: Limits) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Schedules: cron patterns in a time zone, stored in the database, and their run history.
 
 A schedule names a graph, its input and per-run limits; `agent worker` (runtime/schedules/worker.py)
-fires it. Cron patterns are parsed by croniter; this module only turns the wall-clock times a
-pattern names into instants, with one rule for daylight-saving changes:
+fires it; the rows are kept by runtime/store/schedules.py. Cron patterns are parsed by croniter;
+this module only turns the wall-clock times a pattern names into instants, with one rule for
+daylight-saving changes:
 
 - Each wall-clock time of the pattern fires at most once a day, read in the schedule's zone.
 - A time that a spring-forward change skips (02:30 when clocks jump from 02:00 to 03:00) is read
@@ -20,7 +21,6 @@ size of the change (one hour in most zones) on that one day.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -29,7 +29,9 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from runtime.store import schedules as schedule_rows
 from runtime.store.database import Database
+from runtime.store.seam import ScheduleRow
 from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
 from runtime.policy.numbers import env_number
 from runtime.policy.settings import parse_duration
@@ -76,15 +78,6 @@ class Schedule:
         view["next_run"] = local_iso(self.next_fire, self.tz) if self.next_fire and self.status == "active" else None
         view["next_run_utc"] = utc_iso(self.next_fire) if self.next_fire and self.status == "active" else None
         return view
-
-
-_COLUMNS = "name, graph, cron, tz, input, settings, overlap, missed, max_failures, status, pause_reason, failures, next_fire, created_at, updated_at"
-
-
-def _schedule(row: tuple) -> Schedule:
-    values = list(row)
-    values[4], values[5] = json.loads(values[4] or "{}"), json.loads(values[5] or "{}")
-    return Schedule(*values)
 
 
 # -- times ---------------------------------------------------------------------------------------
@@ -301,42 +294,41 @@ def add_schedule(db: Database, new: NewSchedule, now: float | None = None) -> Sc
     now = time.time() if now is None else now
     next_fire = next_fire_after(new.cron, new.tz, now)
     with immediate(db.conn):
-        if db.conn.execute("SELECT 1 FROM agent_schedules WHERE name = ?", (new.name,)).fetchone():
+        if schedule_rows.get(db.conn, new.name) is not None:
             raise ScheduleExists(
                 f"schedule {new.name!r} already exists", f"pick another name, or replace it: agent schedule delete {new.name}, then add it again"
             )
-        count = db.conn.execute("SELECT count(*) FROM agent_schedules").fetchone()[0]
+        count = schedule_rows.count(db.conn)
         if count >= max_schedules():
             raise BadInput(
                 f"this database has {count} schedule(s), the most allowed ({MAX_SCHEDULES_ENV}={max_schedules()})",
                 "delete one you no longer need (agent schedule list), or raise " + MAX_SCHEDULES_ENV,
             )
-        db.conn.execute(
-            f"INSERT INTO agent_schedules ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', NULL, 0, ?, ?, ?)",
-            (new.name, new.graph, new.cron, new.tz, json.dumps(new.input), json.dumps(new.settings), new.overlap, new.missed,
-             new.max_failures, next_fire, now, now),
+        schedule_rows.insert(
+            db.conn,
+            ScheduleRow(new.name, new.graph, new.cron, new.tz, new.input, new.settings, new.overlap, new.missed, new.max_failures,
+                        "active", None, 0, next_fire, now, now),
         )  # fmt: skip
     return get_schedule(db, new.name)
 
 
 def get_schedule(db: Database, name: str) -> Schedule:
-    row = db.conn.execute(f"SELECT {_COLUMNS} FROM agent_schedules WHERE name = ?", (name,)).fetchone()
+    row = schedule_rows.get(db.conn, name)
     if row is None:
         raise ScheduleNotFound(f"no schedule {name!r} in {db.path}", "agent schedule list lists the schedules")
-    return _schedule(row)
+    return Schedule(*row)
 
 
 def list_schedules(db: Database) -> list[Schedule]:
-    return [_schedule(r) for r in db.conn.execute(f"SELECT {_COLUMNS} FROM agent_schedules ORDER BY name")]
+    return [Schedule(*row) for row in schedule_rows.list_all(db.conn)]
 
 
 def last_runs(db: Database) -> dict[str, dict[str, Any]]:
     """schedule name -> its latest run row that fired, was skipped or was missed."""
-    rows = db.conn.execute(
-        "SELECT schedule, thread_id, status, fire_time, error FROM agent_schedule_runs r WHERE id = "
-        "(SELECT id FROM agent_schedule_runs WHERE schedule = r.schedule ORDER BY fire_time DESC, id DESC LIMIT 1)"
-    ).fetchall()
-    return {r[0]: {"thread_id": r[1], "status": r[2], "fire_time": r[3], "error": r[4]} for r in rows}
+    return {
+        name: {"thread_id": run.thread_id, "status": run.status, "fire_time": run.fire_time, "error": run.error}
+        for name, run in schedule_rows.last_runs(db.conn).items()
+    }
 
 
 def pause_schedule(db: Database, name: str, reason: str | None = None) -> tuple[Schedule, bool]:
@@ -345,9 +337,7 @@ def pause_schedule(db: Database, name: str, reason: str | None = None) -> tuple[
         schedule = get_schedule(db, name)
         if schedule.status == "paused":
             return schedule, False
-        db.conn.execute(
-            "UPDATE agent_schedules SET status = 'paused', pause_reason = ?, updated_at = ? WHERE name = ?", (reason, time.time(), name)
-        )
+        schedule_rows.pause(db.conn, name, reason, time.time())
     return get_schedule(db, name), True
 
 
@@ -359,10 +349,7 @@ def resume_schedule(db: Database, name: str, now: float | None = None) -> tuple[
         schedule = get_schedule(db, name)
         if schedule.status == "active":
             return schedule, False
-        db.conn.execute(
-            "UPDATE agent_schedules SET status = 'active', pause_reason = NULL, failures = 0, next_fire = ?, updated_at = ? WHERE name = ?",
-            (next_fire_after(schedule.cron, schedule.tz, now), now, name),
-        )
+        schedule_rows.resume(db.conn, name, next_fire_after(schedule.cron, schedule.tz, now), now)
     return get_schedule(db, name), True
 
 
@@ -370,8 +357,7 @@ def delete_schedule(db: Database, name: str) -> int:
     """Delete the schedule and its run history; the threads its runs made stay. Returns the runs removed."""
     with immediate(db.conn):
         get_schedule(db, name)
-        removed = db.conn.execute("DELETE FROM agent_schedule_runs WHERE schedule = ?", (name,)).rowcount
-        db.conn.execute("DELETE FROM agent_schedules WHERE name = ?", (name,))
+        removed = schedule_rows.delete(db.conn, name)
     return removed
 
 
@@ -386,30 +372,24 @@ def schedule_runs(db: Database, name: str, since: float | None = None, until: fl
     if by not in _PERIODS:
         raise BadInput(f"--by {by!r} is not one of: {', '.join(_PERIODS)}")
     schedule = get_schedule(db, name)
-    rows = db.conn.execute(
-        "SELECT r.thread_id, r.fire_time, r.started_at, r.ended_at, r.status, r.error, r.resumes, COALESCE(s.cost_usd, 0), "
-        "COALESCE(s.input_tokens + s.output_tokens, 0) FROM agent_schedule_runs r LEFT JOIN agent_spend s ON s.thread_id = r.thread_id "
-        "WHERE r.schedule = ? AND r.fire_time >= ? AND r.fire_time < ? ORDER BY r.fire_time, r.id",
-        (name, since if since is not None else float("-inf"), until if until is not None else float("inf")),
-    ).fetchall()
     runs = []
     periods: dict[str, dict[str, Any]] = {}
     zone_ = ZoneInfo(schedule.tz)
-    for thread_id, fire, started, ended, status, error, resumes, cost, tokens in rows:
+    for run, cost, tokens in schedule_rows.runs_with_spend(db.conn, name, since, until):
         runs.append(
             {
-                "thread_id": thread_id,
-                "fire_time": utc_iso(fire),
-                "started_at": started,
-                "ended_at": ended,
-                "status": status,
+                "thread_id": run.thread_id,
+                "fire_time": utc_iso(run.fire_time),
+                "started_at": run.started_at,
+                "ended_at": run.ended_at,
+                "status": run.status,
                 "cost_usd": round(cost, 6),
                 "tokens": tokens,
-                "resumes": resumes,
-                "error": error,
+                "resumes": run.resumes,
+                "error": run.error,
             }
         )
-        period = datetime.fromtimestamp(fire, zone_).strftime(_PERIODS[by])
+        period = datetime.fromtimestamp(run.fire_time, zone_).strftime(_PERIODS[by])
         bucket = periods.setdefault(period, {"period": period, "runs": 0, "cost_usd": 0.0})
         bucket["runs"] += 1
         bucket["cost_usd"] = round(bucket["cost_usd"] + cost, 6)

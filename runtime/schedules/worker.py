@@ -4,7 +4,8 @@ One worker runs one schedule's run at a time, in its own process (`agent worker`
 takes long delays the others, which then fire late (within `grace` they are not missed). For
 more runs side by side, start more workers on the same database: each occurrence is claimed in
 one `BEGIN IMMEDIATE` transaction that re-reads the schedule's next fire time, advances it and
-inserts the run row (UNIQUE (schedule, fire_time)), so two workers never fire one occurrence.
+inserts the run row (UNIQUE (schedule, fire_time)), so two workers never fire one occurrence
+(the rows: runtime/store/schedules.py).
 
 A run row goes `running` -> the thread's final status (`completed`, `failed`, ...). On each tick
 the worker first looks for rows left `running` whose thread's runner is gone (a killed worker:
@@ -18,14 +19,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from runtime.threads import registry as threads
 from runtime.schedules.clock import Clock, SystemClock
+from runtime.store import schedules as schedule_rows
 from runtime.store.database import Database
+from runtime.store.seam import OccurrenceTaken
 from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
 from runtime.store.transaction import immediate
@@ -63,11 +65,12 @@ def _identity() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
-def _worker_alive(identity: str | None) -> bool:
+def worker_alive(identity: str | None) -> bool:
+    """Whether the worker `pid@host` may still be running (one on another machine is taken to be)."""
     pid, _, host = (identity or "").partition("@")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine's worker: its thread's heartbeat tells, once the thread exists
-    return threads._pid_alive(int(pid))
+    return threads.pid_alive(int(pid))
 
 
 class Worker:
@@ -119,10 +122,7 @@ class Worker:
         """Continue dead runs, then fire every due schedule, one at a time."""
         events = self.recover()
         now = self.clock.now()
-        due = [r[0] for r in self.db.conn.execute(
-            "SELECT name FROM agent_schedules WHERE status = 'active' AND next_fire <= ? ORDER BY next_fire, name", (now,)
-        )]  # fmt: skip
-        for name in due:
+        for name in schedule_rows.due(self.db.conn, now):
             if self.stopping:
                 break
             events += self.fire_due(name)
@@ -168,11 +168,8 @@ class Worker:
                 if fire is not None:
                     thread_id = thread_name(name, fire)
                     run_id = self._insert(name, fire, thread_id, "running", None, now)
-                self.db.conn.execute(
-                    "UPDATE agent_schedules SET next_fire = ?, updated_at = ? WHERE name = ?",
-                    (next_fire_after(schedule.cron, schedule.tz, now), now, name),
-                )
-        except sqlite3.IntegrityError:
+                schedule_rows.advance(self.db.conn, name, next_fire_after(schedule.cron, schedule.tz, now), now)
+        except OccurrenceTaken:
             return events  # the occurrence was claimed by another worker (or a trigger) first
         if run_id is not None:
             self._emit(events, WorkerEvent("fired", name, fire, thread_id))
@@ -180,24 +177,16 @@ class Worker:
         return events
 
     def _insert(self, name: str, fire: float, thread_id: str | None, status: str, error: str | None, now: float) -> int:
-        ended = now if status in ("missed", "skipped") else None
-        cursor = self.db.conn.execute(
-            "INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status, started_at, ended_at, error, worker) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (name, fire, thread_id, status, now, ended, error, self.identity),
-        )
-        return cursor.lastrowid
+        return schedule_rows.insert_run(self.db.conn, name, fire, thread_id, status, error, self.identity, now)
 
     def run_in_progress(self, name: str) -> str | None:
         """The thread of a run of the schedule that is still going, if any."""
-        rows = self.db.conn.execute(
-            "SELECT thread_id, worker FROM agent_schedule_runs WHERE schedule = ? AND status = 'running'", (name,)
-        ).fetchall()
-        for thread_id, worker in rows:
+        for run in schedule_rows.running_runs(self.db.conn, name):
+            thread_id, worker = run.thread_id, run.worker
             try:
                 record = threads.get_thread(self.db, thread_id)
             except ThreadNotFound:
-                if _worker_alive(worker):
+                if worker_alive(worker):
                     return thread_id  # claimed, its thread not created yet
                 continue
             if record.status == "running" and record.holder_alive():
@@ -251,11 +240,9 @@ class Worker:
         """Record a run's end and its effect on the schedule's failure count, in one transaction."""
         paused = None
         with immediate(self.db.conn):
-            fire = self.db.conn.execute("SELECT fire_time FROM agent_schedule_runs WHERE id = ?", (run_id,)).fetchone()
-            self.db.conn.execute(
-                "UPDATE agent_schedule_runs SET status = ?, error = ?, ended_at = ? WHERE id = ?", (status, error, self.clock.now(), run_id)
-            )
-            row = self.db.conn.execute("SELECT failures, max_failures, status FROM agent_schedules WHERE name = ?", (name,)).fetchone()
+            fire = schedule_rows.fire_time(self.db.conn, run_id)
+            schedule_rows.end_run(self.db.conn, run_id, status, error, self.clock.now())
+            row = schedule_rows.failures(self.db.conn, name)
             if row is not None:
                 failures, max_failures, current = row
                 if status == "completed":
@@ -264,12 +251,8 @@ class Worker:
                     failures += 1
                     if failures >= max_failures and current == "active":
                         paused = f"paused after {failures} consecutive failed runs; the last: {status}" + (f": {error}" if error else "")
-                self.db.conn.execute(
-                    "UPDATE agent_schedules SET failures = ?, status = CASE WHEN ? IS NULL THEN status ELSE 'paused' END, "
-                    "pause_reason = COALESCE(?, pause_reason), updated_at = ? WHERE name = ?",
-                    (failures, paused, paused, time.time(), name),
-                )
-        self._emit(events, WorkerEvent("finished", name, fire[0] if fire else None, thread_id, status, error))
+                schedule_rows.set_failures(self.db.conn, name, failures, paused, time.time())
+        self._emit(events, WorkerEvent("finished", name, fire, thread_id, status, error))
         if paused:
             self._emit(events, WorkerEvent("paused", name, message=paused))
 
@@ -278,10 +261,8 @@ class Worker:
     def recover(self) -> list[WorkerEvent]:
         """Continue runs whose runner died (or that a stopping worker left `stopped`)."""
         events: list[WorkerEvent] = []
-        rows = self.db.conn.execute(
-            "SELECT id, schedule, thread_id, status, resumes, worker FROM agent_schedule_runs WHERE status IN ('running', 'stopped') ORDER BY fire_time"
-        ).fetchall()
-        for run_id, name, thread_id, status, resumes, worker in rows:
+        for run in schedule_rows.unfinished_runs(self.db.conn):
+            run_id, name, thread_id, status, resumes, worker = run.id, run.schedule, run.thread_id, run.status, run.resumes, run.worker
             if self.stopping:
                 break
             try:
@@ -289,7 +270,7 @@ class Worker:
             except ThreadNotFound:
                 record = None
             if record is None:
-                if status == "running" and _worker_alive(worker):
+                if status == "running" and worker_alive(worker):
                     continue  # just claimed by a live worker
                 resume = False
             elif record.status == "running" and record.holder_alive():
@@ -304,10 +285,7 @@ class Worker:
                 self._emit(events, WorkerEvent("gave_up", name, thread_id=thread_id))
                 continue
             with immediate(self.db.conn):
-                claimed = self.db.conn.execute(
-                    "UPDATE agent_schedule_runs SET resumes = resumes + 1, status = 'running', worker = ? WHERE id = ? AND resumes = ? AND status = ?",
-                    (self.identity, run_id, resumes, status),
-                ).rowcount
+                claimed = schedule_rows.claim_resume(self.db.conn, run_id, resumes, status, self.identity)
             if not claimed:
                 continue  # another worker took it
             try:

@@ -7,6 +7,7 @@ flight finish and are saved, the run stops at the next node boundary with status
 `cancelled`, and the request is cleared when the runner lets the thread go. A thread nobody is
 running is not asked anything: a cancel marks it `cancelled` at once, a pause leaves it as it is
 (it is not running). Both are idempotent: asking again says what was already asked or done.
+The requests are kept by runtime/store/control.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from runtime.threads import registry as threads
+from runtime.store import control as control_rows
+from runtime.store import registry as thread_rows
+from runtime.store.seam import Owner
 from runtime.store.transaction import immediate
 from runtime.store.database import Database
 from runtime.errors import BadInput, NothingToResume
@@ -68,18 +72,14 @@ def _request(db: Database, thread_id: str, action: str) -> ControlResult:
     with immediate(db.conn):  # read the lease and write the request as one step
         record = threads.get_thread(db, thread_id)
         shown = record.shown_status
-        existing = db.conn.execute(  # a request left for an earlier runner of the thread does not count
-            "SELECT request FROM agent_control WHERE thread_id = ? AND target_pid IS ? AND target_host IS ?",
-            (thread_id, record.owner_pid, record.owner_host),
-        ).fetchone()
+        existing = control_rows.get(db.conn, thread_id)
+        if existing and (existing.target_pid, existing.target_host) != (record.owner_pid, record.owner_host):
+            existing = None  # a request left for an earlier runner of the thread does not count
         if shown == "running":
             if existing and (existing[0] == action or existing[0] == CANCEL):
                 asked = "a cancel" if existing[0] == CANCEL else f"a {action}"
                 return ControlResult(thread_id, action, "already_requested", shown, f"{asked} of thread {thread_id} was already requested; it stops at the next node boundary")
-            db.conn.execute(
-                "INSERT OR REPLACE INTO agent_control (thread_id, request, target_pid, target_host, requested_by, requested_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (thread_id, action, record.owner_pid, record.owner_host, current_user(), time.time()),
-            )
+            control_rows.put(db.conn, thread_id, action, Owner(record.owner_pid, record.owner_host), current_user(), time.time())
             return ControlResult(thread_id, action, "requested", shown, f"asked thread {thread_id} (pid {record.owner_pid}) to {action}; it stops at the next node boundary")
         if shown == done:
             return ControlResult(thread_id, action, "already", shown, f"thread {thread_id} is already {done}")
@@ -88,12 +88,8 @@ def _request(db: Database, thread_id: str, action: str) -> ControlResult:
         if action == PAUSE:
             return ControlResult(thread_id, action, "not_running", shown, f"thread {thread_id} is not running ({shown}); nothing to pause")
         # A cancel of a thread nobody runs (stopped, failed, paused, interrupted, stale...): mark it.
-        db.conn.execute(
-            "UPDATE agent_threads SET status = ?, error = ?, updated_at = ?, owner_pid = NULL, owner_host = NULL, "
-            "owner_since = NULL, heartbeat_at = NULL WHERE thread_id = ?",
-            (CANCELLED, f"cancelled by {current_user()}", time.time(), thread_id),
-        )
-        db.conn.execute("DELETE FROM agent_control WHERE thread_id = ?", (thread_id,))
+        thread_rows.end_unowned(db.conn, thread_id, CANCELLED, f"cancelled by {current_user()}", time.time())
+        control_rows.delete(db.conn, thread_id)
         return ControlResult(thread_id, action, "marked", CANCELLED, f"thread {thread_id} was {shown}; it is now cancelled")
 
 
@@ -102,19 +98,17 @@ def pending_request(db: Database, thread_id: str) -> str | None:
 
     A request addressed to another runner (one killed before it read it) is ignored.
     """
-    row = db.conn.execute(
-        "SELECT request, target_pid, target_host FROM agent_control WHERE thread_id = ?", (thread_id,)
-    ).fetchone()
+    row = control_rows.get(db.conn, thread_id)
     if row is None:
         return None
-    request, pid, host = row
+    request, pid, host = row.request, row.target_pid, row.target_host
     if pid is not None and (pid != os.getpid() or host != socket.gethostname()):
         return None
     return request
 
 
 def clear_request(db: Database, thread_id: str) -> None:
-    db.conn.execute("DELETE FROM agent_control WHERE thread_id = ? AND (target_pid = ? OR target_pid IS NULL)", (thread_id, os.getpid()))
+    control_rows.clear(db.conn, thread_id, os.getpid())
 
 
 def refuse_if_cancelled(record: threads.ThreadRecord, force: bool, command: str = "resume") -> None:

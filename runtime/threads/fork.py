@@ -11,11 +11,11 @@ T2's.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from runtime.threads import registry as threads
+from runtime.store import namespaces
 from runtime.store.transaction import immediate
 from runtime.store.database import Database
 from runtime.errors import BadInput, ThreadExists, ThreadNotFound
@@ -75,7 +75,7 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
             config = saver.put(
                 {"configurable": {"thread_id": new_thread_id, "checkpoint_ns": ""}}, copied, metadata, dict(copied["channel_versions"])
             )
-            store_items = _copy_store_namespaces(db.conn, thread_label(thread_id), thread_label(new_thread_id))
+            store_items = namespaces.copy(db.conn, thread_label(thread_id), thread_label(new_thread_id))
             threads.release(db, new_thread_id, status, step, None)
     except BaseException:
         saver.forget_thread(new_thread_id)  # it remembers the checkpoint it put, which is gone
@@ -95,29 +95,3 @@ def _refuse_existing(db: Database, thread_id: str) -> None:
         raise ThreadExists(f"thread {thread_id!r} already exists (graph {record.graph}, {record.shown_status})", hint)
     if record is None and threads.has_saved_work(db.conn, thread_id):
         raise ThreadExists(f"thread id {thread_id!r} still has data in the database, though no registry entry", hint)
-
-
-def _store_prefixes(conn: sqlite3.Connection, label: str) -> list[str]:
-    """The thread's store namespaces are (kind, label, ...): `results.<label>`, `items.<label>`."""
-    try:
-        rows = conn.execute("SELECT DISTINCT prefix FROM store").fetchall()
-    except sqlite3.OperationalError:  # no store table yet
-        return []
-    return [prefix for (prefix,) in rows if prefix.split(".")[1:2] == [label]]
-
-
-def _copy_store_namespaces(conn: sqlite3.Connection, source: str, target: str) -> int:
-    """Copy the source thread's store rows under the target's namespaces (inside the fork's transaction)."""
-    prefixes = _store_prefixes(conn, source)
-    if not prefixes:
-        return 0
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(store)") if row[1] != "prefix"]
-    listed = ", ".join(columns)
-    copied = 0
-    for prefix in prefixes:
-        kind, _, rest = prefix.split(".", 2) + [""] * (3 - len(prefix.split(".", 2)))
-        new_prefix = ".".join(part for part in (kind, target, rest) if part)
-        copied += conn.execute(
-            f"INSERT INTO store (prefix, {listed}) SELECT ?, {listed} FROM store WHERE prefix = ?", (new_prefix, prefix)
-        ).rowcount
-    return copied

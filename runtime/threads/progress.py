@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from state.storage import results_namespace
+from runtime.store import namespaces
 from runtime.store.database import Database
 from runtime.policy.prices import cost_usd
 
@@ -145,21 +146,7 @@ def stored_counts(db: Database, thread_id: str, round_: int = 0, since: float | 
     """Counts from the thread's results in the store: done, failed (and of those, given up
     before round `round_`), tokens, and results written at or after `since` (epoch seconds)."""
     counts = {"done": 0, "failed": 0, "stale_failed": 0, "input_tokens": 0, "output_tokens": 0, "recent": 0}
-    since_text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since)) if since is not None else None
-    try:
-        rows = db.conn.execute(
-            "SELECT json_extract(value, '$.status'), "
-            "SUM(COALESCE(json_extract(value, '$.round'), 0) < ?), COUNT(*), "
-            "SUM(COALESCE(json_extract(value, '$.input_tokens'), 0)), "
-            "SUM(COALESCE(json_extract(value, '$.output_tokens'), 0)), "
-            "SUM(updated_at >= ?) "
-            "FROM store WHERE prefix = ? GROUP BY 1",
-            (round_, since_text, ".".join(results_namespace(thread_id))),
-        ).fetchall()
-    except Exception as exc:  # no store table yet: nothing was written
-        if "no such table" in str(exc):
-            return counts
-        raise
+    rows = namespaces.result_counts(db.conn, ".".join(results_namespace(thread_id)), round_, since)
     for status, stale, count, input_tokens, output_tokens, recent in rows:
         if status in ("done", "failed"):
             counts[status] += count

@@ -2,20 +2,22 @@
 
 A thread has at most one runner. The runner holds a lease (pid, host, heartbeat) in the
 registry row; a second runner is refused while the holder is alive, and may take the thread
-over once the holder's process is gone or its heartbeat has stopped.
+over once the holder's process is gone or its heartbeat has stopped. The rows are kept by
+runtime/store/registry.py; this module decides who may hold a thread and what to refuse.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from runtime.store import namespaces
+from runtime.store import registry as thread_rows
 from runtime.store.database import Database
+from runtime.store.seam import Connection, Owner
 from runtime.store.transaction import immediate
 from runtime.errors import BadInput, ThreadBusy, ThreadExists, ThreadNotFound
 
@@ -53,7 +55,7 @@ class ThreadRecord:
         now = time.time() if now is None else now
         fresh = self.heartbeat_at is not None and now - self.heartbeat_at < STALE_AFTER_SECONDS
         if self.owner_host == socket.gethostname():
-            return fresh and _pid_alive(self.owner_pid)
+            return fresh and pid_alive(self.owner_pid)
         return fresh
 
     @property
@@ -77,7 +79,8 @@ class ThreadRecord:
         }
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine with that pid is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -87,16 +90,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-_COLUMNS = (
-    "thread_id, graph, graph_version, status, settings, created_at, updated_at, steps, error, "
-    "owner_pid, owner_host, owner_since, heartbeat_at"
-)
-
-
-def _record(row: tuple) -> ThreadRecord:
-    values = list(row)
-    values[4] = json.loads(values[4] or "{}")
-    return ThreadRecord(*values)
+def this_process() -> Owner:
+    """This process, as the holder of a lease."""
+    return Owner(os.getpid(), socket.gethostname())
 
 
 def check_thread_id(thread_id: str) -> None:
@@ -116,15 +112,14 @@ def check_thread_id(thread_id: str) -> None:
 
 
 def get_thread(db: Database, thread_id: str) -> ThreadRecord:
-    row = db.conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone()
+    row = thread_rows.get(db.conn, thread_id)
     if row is None:
         raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", "agent threads lists the threads")
-    return _record(row)
+    return ThreadRecord(*row)
 
 
 def list_threads(db: Database) -> list[ThreadRecord]:
-    rows = db.conn.execute(f"SELECT {_COLUMNS} FROM agent_threads ORDER BY updated_at DESC").fetchall()
-    return [_record(r) for r in rows]
+    return [ThreadRecord(*row) for row in thread_rows.list_all(db.conn)]
 
 
 def _holder(record: ThreadRecord) -> str:
@@ -140,41 +135,24 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
     """
     check_thread_id(thread_id)
     now = time.time()
-    row = (graph, graph_version, json.dumps(settings), now, now, os.getpid(), socket.gethostname(), now, now)
     with immediate(db.conn):
-        try:
-            db.conn.execute(
-                f"INSERT INTO agent_threads ({_COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)", (thread_id, *row)
-            )
-        except sqlite3.IntegrityError:  # undoes the statement only; the transaction goes on
+        if not thread_rows.insert(db.conn, thread_id, graph, graph_version, settings, this_process(), now):
             existing = get_thread(db, thread_id)
             if existing.holder_alive() or has_saved_work(db.conn, thread_id):
                 raise ThreadExists(
                     f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
                     f"continue it with: agent resume --thread {thread_id}  (or pick a new --thread)",
                 ) from None
-            db.conn.execute(
-                "UPDATE agent_threads SET graph = ?, graph_version = ?, status = 'running', settings = ?, created_at = ?, "
-                "updated_at = ?, steps = 0, error = NULL, owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? "
-                "WHERE thread_id = ?",
-                (*row, thread_id),
-            )
+            thread_rows.reuse(db.conn, thread_id, graph, graph_version, settings, this_process(), now)
     return get_thread(db, thread_id)
 
 
-def has_saved_work(conn: sqlite3.Connection, thread_id: str) -> bool:
+def has_saved_work(conn: Connection, thread_id: str) -> bool:
     """Whether anything of the thread's besides its registry row is stored: a checkpoint, or data
     in the store under its namespaces (`results.<label>`, `items.<label>`, ...)."""
     from state.storage import thread_label
 
-    if conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)).fetchone():
-        return True
-    label = thread_label(thread_id)
-    try:
-        prefixes = conn.execute("SELECT DISTINCT prefix FROM store").fetchall()
-    except sqlite3.OperationalError:  # no store table yet
-        return False
-    return any(prefix.split(".")[1:2] == [label] for (prefix,) in prefixes)
+    return thread_rows.has_checkpoints(conn, thread_id) or bool(namespaces.of_thread(conn, thread_label(thread_id)))
 
 
 def refuse_if_busy(record: ThreadRecord, now: float | None = None) -> None:
@@ -193,11 +171,7 @@ def acquire(db: Database, thread_id: str, settings: dict[str, Any] | None = None
         record = get_thread(db, thread_id)
         refuse_if_busy(record, now)
         merged = {**record.settings, **(settings or {})}
-        db.conn.execute(
-            "UPDATE agent_threads SET status = 'running', settings = ?, error = NULL, updated_at = ?, "
-            "owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? WHERE thread_id = ?",
-            (json.dumps(merged), now, os.getpid(), socket.gethostname(), now, now, thread_id),
-        )
+        thread_rows.take_lease(db.conn, thread_id, merged, this_process(), now)
     return get_thread(db, thread_id)
 
 
@@ -218,19 +192,10 @@ def wait_until_free(db: Database, thread_id: str, timeout: float, notify: Callab
 
 
 def heartbeat(db: Database, thread_id: str, steps: int | None = None) -> None:
-    now = time.time()
-    db.conn.execute(
-        "UPDATE agent_threads SET heartbeat_at = ?, updated_at = ?, steps = COALESCE(?, steps) "
-        "WHERE thread_id = ? AND owner_pid = ?",
-        (now, now, steps, thread_id, os.getpid()),
-    )
+    """Renew this process's lease (a thread it no longer holds is left alone)."""
+    thread_rows.heartbeat(db.conn, thread_id, os.getpid(), time.time(), steps)
 
 
 def release(db: Database, thread_id: str, status: str, steps: int | None, error: str | None) -> None:
     """Record how the run ended and give up the lease."""
-    db.conn.execute(
-        "UPDATE agent_threads SET status = ?, error = ?, steps = COALESCE(?, steps), updated_at = ?, "
-        "owner_pid = NULL, owner_host = NULL, owner_since = NULL, heartbeat_at = NULL "
-        "WHERE thread_id = ? AND owner_pid = ?",
-        (status, error, steps, time.time(), thread_id, os.getpid()),
-    )
+    thread_rows.release(db.conn, thread_id, os.getpid(), status, error, steps, time.time())

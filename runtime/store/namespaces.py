@@ -1,0 +1,61 @@
+"""The LangGraph store's rows in SQLite (its `store` table), read and copied by thread namespace.
+
+A thread keeps its data under namespaces (kind, thread label, ...), stored dotted in `prefix`:
+`items.<label>`, `results.<label>` (state/storage.py). The store table is made when a database
+is first set up; before that there is nothing to find (runtime/store/seam.py, `Namespaces`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+
+def prefixes(conn: sqlite3.Connection) -> list[str]:
+    try:
+        return [prefix for (prefix,) in conn.execute("SELECT DISTINCT prefix FROM store").fetchall()]
+    except sqlite3.OperationalError:  # no store table yet
+        return []
+
+
+def of_thread(conn: sqlite3.Connection, label: str) -> list[str]:
+    """The namespaces whose second part is the thread's label."""
+    return [prefix for prefix in prefixes(conn) if prefix.split(".")[1:2] == [label]]
+
+
+def copy(conn: sqlite3.Connection, source_label: str, target_label: str) -> int:
+    """Copy the source thread's rows under the target's namespaces (inside the caller's transaction)."""
+    found = of_thread(conn, source_label)
+    if not found:
+        return 0
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(store)") if row[1] != "prefix"]
+    listed = ", ".join(columns)
+    copied = 0
+    for prefix in found:
+        kind, _, rest = prefix.split(".", 2) + [""] * (3 - len(prefix.split(".", 2)))
+        new_prefix = ".".join(part for part in (kind, target_label, rest) if part)
+        copied += conn.execute(
+            f"INSERT INTO store (prefix, {listed}) SELECT ?, {listed} FROM store WHERE prefix = ?", (new_prefix, prefix)
+        ).rowcount
+    return copied
+
+
+def result_counts(conn: sqlite3.Connection, prefix: str, round_: int, since: float | None) -> list[tuple]:
+    """Per `status` of the results under `prefix`: (status, given up before round `round_`,
+    count, input tokens, output tokens, written at or after `since`)."""
+    # The store writes its times as SQLite's CURRENT_TIMESTAMP does: UTC text.
+    since_text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since)) if since is not None else None
+    try:
+        return conn.execute(
+            "SELECT json_extract(value, '$.status'), "
+            "SUM(COALESCE(json_extract(value, '$.round'), 0) < ?), COUNT(*), "
+            "SUM(COALESCE(json_extract(value, '$.input_tokens'), 0)), "
+            "SUM(COALESCE(json_extract(value, '$.output_tokens'), 0)), "
+            "SUM(updated_at >= ?) "
+            "FROM store WHERE prefix = ? GROUP BY 1",
+            (round_, since_text, prefix),
+        ).fetchall()
+    except sqlite3.OperationalError as exc:  # no store table yet: nothing was written
+        if "no such table" in str(exc):
+            return []
+        raise

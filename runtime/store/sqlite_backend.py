@@ -1,0 +1,20 @@
+"""SQLite's parts of the storage seam, as one `Backend`: the modules beside this one.
+
+The checkpointer and the store are not among them: `Database` (runtime/store/database.py) opens
+those on its file.
+"""
+
+from __future__ import annotations
+
+from runtime.store import checks, control, namespaces, registry, schedules, spend, transaction
+from runtime.store.seam import Backend
+
+BACKEND = Backend(
+    transactions=transaction,
+    threads=registry,
+    spend=spend,
+    control=control,
+    schedules=schedules,
+    namespaces=namespaces,
+    checks=checks,
+)
