@@ -20,13 +20,11 @@ The checkpointer, `saver.AgentSaver`, put together from:
 - `pruning`: deleting, copying and pruning threads' checkpoints (`AgentSaver.removing()`).
 - `wal_checkpoints`: copying the WAL into the file on a worker thread.
 
-
 The seam: everything above this package talks to storage through the interface written down in
 `seam`, which writes the parts down as Protocols, with what each must guarantee, so that another
 backend can provide them. SQLite's parts besides the checkpointer and the store are modules of
 plain functions on a connection, named for what they hold: `registry` (threads and their
 leases), `spend`, `control` (pause and cancel requests), `schedules` (schedules, their
 occurrences and runs), `namespaces` (a thread's rows in the LangGraph store) and `checks` (what
-`agent doctor` reads); `sqlite_backend` names
-them together as one `seam.Backend`.
+`agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`.
 """
