@@ -210,7 +210,7 @@ def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
         "SELECT r.schedule, r.thread_id, r.worker, t.thread_id IS NOT NULL FROM agent_schedule_runs r "
         "LEFT JOIN agent_threads t ON t.thread_id = r.thread_id WHERE r.status = 'running' ORDER BY r.fire_time"
     ).fetchall()
-    from runtime.schedules.worker import _worker_alive
+    from runtime.schedules.worker import worker_alive
 
     orphans = []
     for schedule, thread_id, worker, exists in rows:
@@ -218,7 +218,7 @@ def _orphaned_runs(conn: sqlite3.Connection) -> Finding:
             record = _record(conn.execute(f"SELECT {_COLUMNS} FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone())
             if record.status == "running" and record.holder_alive():
                 continue
-        elif _worker_alive(worker):
+        elif worker_alive(worker):
             continue  # claimed a moment ago; its thread is being created
         orphans.append(f"{schedule}: {thread_id}")
     if not orphans:

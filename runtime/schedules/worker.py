@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from runtime.threads import registry as threads
-from runtime.schedules.clock import Clock, SystemClock
+from runtime.schedules.clock import SystemClock, WorkerClock
 from runtime.store.database import Database
 from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
@@ -63,7 +63,8 @@ def _identity() -> str:
     return f"{os.getpid()}@{socket.gethostname()}"
 
 
-def _worker_alive(identity: str | None) -> bool:
+def worker_alive(identity: str | None) -> bool:
+    """Whether the worker `pid@host` that claimed a run may still be running it."""
     pid, _, host = (identity or "").partition("@")
     if host != socket.gethostname() or not pid.isdigit():
         return True  # another machine's worker: its thread's heartbeat tells, once the thread exists
@@ -74,7 +75,7 @@ class Worker:
     def __init__(
         self,
         db: Database,
-        clock: Clock | None = None,
+        clock: WorkerClock | None = None,
         *,
         grace: float = GRACE_SECONDS,
         max_resumes: int = MAX_RESUMES,
@@ -197,7 +198,7 @@ class Worker:
             try:
                 record = threads.get_thread(self.db, thread_id)
             except ThreadNotFound:
-                if _worker_alive(worker):
+                if worker_alive(worker):
                     return thread_id  # claimed, its thread not created yet
                 continue
             if record.status == "running" and record.holder_alive():
@@ -289,7 +290,7 @@ class Worker:
             except ThreadNotFound:
                 record = None
             if record is None:
-                if status == "running" and _worker_alive(worker):
+                if status == "running" and worker_alive(worker):
                     continue  # just claimed by a live worker
                 resume = False
             elif record.status == "running" and record.holder_alive():
