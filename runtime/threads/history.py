@@ -145,6 +145,11 @@ def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None
 def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     """A checkpoint named by full id, unique id prefix, or step number (on the latest branch)."""
     threads.get_thread(db, thread_id)
+    return find_checkpoint(db, thread_id, ref)
+
+
+def find_checkpoint(db: Database, thread_id: str, ref: str) -> str:
+    """`resolve_checkpoint` for a caller that has read the thread's row already."""
     rows = _checkpoint_rows(db, thread_id)
     hint = f"agent history --thread {thread_id} lists its checkpoints"
     if STEP_REF.match(ref):
