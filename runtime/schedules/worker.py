@@ -221,7 +221,8 @@ class Worker:
 
     def execute(self, run_id: int, schedule: Schedule, thread_id: str, events: list[WorkerEvent], *, resume: bool = False, reraise: bool = False) -> Any:
         """Run (or continue) one claimed occurrence and record how it ended."""
-        from runtime.runs.runner import explain_failure, resume_thread, run_thread
+        from runtime.runs.outcome import explain_failure
+        from runtime.runs.runner import resume_thread, run_thread
         from runtime.policy.settings import RunSettings
         from runtime.policy.trust import require_trusted
 
