@@ -1,4 +1,4 @@
-"""Running threads: run, resume and retry-failed (runtime/runs/runner.py).
+"""Running threads: run, resume and retry-failed (runtime/runs/runner.py, runtime/runs/plan.py).
 
 All three take the run settings (commands/options.py); progress goes to stderr and the end of
 the run is reported by `finish` (commands/output.py).
@@ -51,13 +51,13 @@ def run(
 
     Example: agent run task_queue --thread docs --input '{"items": ["a", "b"], "prompt": "Summarize: {item}"}'
     """
-    from runtime import run_thread, validate_run
+    from runtime import prepare_run, run_plan
 
     check_thread_id(thread)
     data = parse_input(input)
-    validate_run(graph, data, settings, yes)  # a bad graph, input or model fails here, before the database is touched
+    plan = prepare_run(graph, thread, data, settings, approve_all=yes)  # a bad graph, input or model fails here, before the database is touched
     with progress_display(quiet, as_json) as display, open_db(db, create=True) as database:  # a bad AGENT_PROGRESS_EVERY fails before the file is made
-        outcome = run_thread(database, graph, thread, data, settings, on_event=display, handle_signals=True, approve_all=yes)
+        outcome = run_plan(database, plan, on_event=display, handle_signals=True)
     finish(outcome, as_json)
 
 

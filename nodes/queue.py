@@ -18,7 +18,7 @@ fails the run, which resumes where it stopped once the cause is fixed.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
@@ -108,20 +108,41 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
         )
         return record
 
+    done, stopped, started = await run_window(todo, one, ctx.concurrency, lambda: runtime.drain_requested)
+    results.update(done)
+    cursor = min(stopped + todo[started : started + 1], default=end)
+    update: dict[str, Any] = {"cursor": cursor, "done": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}
+    for index in range(start, cursor):
+        for key, change in _counted(results.get(index), round_).items():
+            update[key] += change
+    return update
+
+
+async def run_window(
+    todo: list[int], work: Callable[[int], Awaitable[Any]], concurrency: int, draining: Callable[[], bool]
+) -> tuple[dict[int, Any], list[int], int]:
+    """`work(index)` for the indexes of `todo` in order, up to `concurrency` at a time, the next
+    started the moment one finishes, until `draining()` says to start no more.
+
+    Returns what each finished item gave (by index), the items stopped while they were waiting
+    (`WaitInterrupted`), and how many items were started. The first other error stops new items
+    from starting and is raised once those in flight have finished.
+    """
     started = 0
     running: dict[asyncio.Task, int] = {}
     fatal: BaseException | None = None
     stopped: list[int] = []
+    done: dict[int, Any] = {}
 
     def may_start() -> bool:
-        if started >= len(todo) or fatal is not None or runtime.drain_requested:
+        if started >= len(todo) or fatal is not None or draining():
             return False
-        return len(running) < max(1, ctx.concurrency)
+        return len(running) < max(1, concurrency)
 
     try:
         while started < len(todo) or running:
             while may_start():
-                running[asyncio.ensure_future(one(todo[started]))] = todo[started]
+                running[asyncio.ensure_future(work(todo[started]))] = todo[started]
                 started += 1
             if not running:
                 break
@@ -133,7 +154,7 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
                 elif task.exception() is not None:
                     fatal = fatal or task.exception()
                 else:
-                    results[index] = task.result()
+                    done[index] = task.result()
     finally:
         for task in running:
             task.cancel()
@@ -141,12 +162,7 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
             await asyncio.gather(*running, return_exceptions=True)
     if fatal is not None:
         raise fatal
-    cursor = min(stopped + todo[started : started + 1], default=end)
-    update: dict[str, Any] = {"cursor": cursor, "done": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}
-    for index in range(start, cursor):
-        for key, change in _counted(results.get(index), round_).items():
-            update[key] += change
-    return update
+    return done, stopped, started
 
 
 def _counted(result: dict[str, Any] | None, round_: int) -> dict[str, int]:

@@ -6,6 +6,9 @@
     for row in get_history(db, "docs"):
         print(row.step, row.writers, row.checkpoint_id)
     resume_thread(db, "docs", checkpoint="3")   # fork from step 3
+
+    plan = prepare_run("task_queue", "later", {"items": ["c"], "prompt": "Summarize: {item}"})  # checked, nothing written
+    run_plan(db, plan)
 """
 
 import os
@@ -34,13 +37,18 @@ _LAZY = {
     "thread_status": "runtime.threads.history",
     "make_model": "runtime.policy.models",
     "ProgressSnapshot": "runtime.threads.progress",
-    "RunEvent": "runtime.runs.runner",
-    "RunOutcome": "runtime.runs.runner",
-    "RunSettings": "runtime.runs.runner",
+    "RunEvent": "runtime.runs.outcome",
+    "RunOutcome": "runtime.runs.outcome",
+    "RunPlan": "runtime.runs.plan",
+    "RunSettings": "runtime.policy.settings",
+    "prepare_resume": "runtime.runs.plan",
+    "prepare_retry": "runtime.runs.plan",
+    "prepare_run": "runtime.runs.plan",
+    "validate_run": "runtime.runs.plan",
     "resume_thread": "runtime.runs.runner",
     "retry_failed": "runtime.runs.runner",
+    "run_plan": "runtime.runs.runner",
     "run_thread": "runtime.runs.runner",
-    "validate_run": "runtime.runs.runner",
     "add_schedule": "runtime.schedules.calendar",
     "check_schedule": "runtime.schedules.calendar",
     "list_schedules": "runtime.schedules.calendar",
@@ -69,6 +77,7 @@ __all__ = [
     "ProgressSnapshot",
     "RunEvent",
     "RunOutcome",
+    "RunPlan",
     "RunSettings",
     "ThreadRecord",
     "Worker",
@@ -89,9 +98,13 @@ __all__ = [
     "list_threads",
     "make_model",
     "open_database",
+    "prepare_resume",
+    "prepare_retry",
+    "prepare_run",
     "resolve_checkpoint",
     "resume_thread",
     "retry_failed",
+    "run_plan",
     "run_thread",
     "schedule_runs",
     "thread_status",

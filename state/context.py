@@ -20,7 +20,9 @@ class WaitInterrupted(Exception):
 
 
 class Clock(Protocol):
-    """Where nodes get time from, so tests can control it."""
+    """Where a run's nodes get time from, so tests can control it. Its waits are async and, in
+    a run, end when the run is asked to stop (the scheduling worker, which blocks between its
+    ticks, has a clock of its own)."""
 
     def now(self) -> float: ...
 

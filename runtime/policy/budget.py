@@ -7,10 +7,10 @@ Every model call reports its usage (tokens in and out, as the model counted them
 forks and `retry-failed` add to it and never reset it.
 
 A run's limits are its `max_tokens` / `max_cost` (run settings, stored with the thread), held
-to the system-wide ceilings (AGENT_MAX_TOKENS_CEILING, AGENT_MAX_COST_CEILING). Once the spend
-reaches a limit, the meter asks the run to drain: no new model call or queue item starts, the
-calls in flight finish and are saved, and the run stops at the next node boundary with status
-`budget_exceeded`. The spend may pass the limit by what was in flight when it was reached.
+to the system-wide ceilings (runtime/policy/ceilings.py). Once the spend reaches a limit, the
+meter asks the run to drain: no new model call or queue item starts, the calls in flight finish
+and are saved, and the run stops at the next node boundary with status `budget_exceeded`. The
+spend may pass the limit by what was in flight when it was reached.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from runtime.store import spend as spend_rows
 from runtime.store.database import Database
 from runtime.store.seam import SpendRow
 from runtime.errors import BadInput
-from runtime.policy.numbers import env_number
+from runtime.policy.ceilings import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
 from runtime.policy.prices import cost_usd, price_for
 
 if TYPE_CHECKING:  # runtime.policy.settings imports the model factory: not for read-only commands
@@ -35,10 +35,6 @@ BUDGET = "budget"
 LOW_FRACTION = 0.2
 """Under this share of the budget left, routine and strong steps alike go to the cheap model."""
 FLUSH_SECONDS = 0.5
-COST_CEILING_ENV = "AGENT_MAX_COST_CEILING"
-TOKENS_CEILING_ENV = "AGENT_MAX_TOKENS_CEILING"
-"""System-wide ceilings (set by whoever runs the machine): a run's --max-cost / --max-tokens may not
-exceed them (checked when settings are resolved), and a run given none is held to them."""
 
 
 @dataclass
@@ -200,10 +196,3 @@ def thread_budgets(db: Database, records: list[Any]) -> dict[str, dict[str, Any]
     """thread id -> `budget_view` for registry records (`agent threads`, `agent status`)."""
     spends = spend_by_thread(db)
     return {r.thread_id: budget_view(spends.get(r.thread_id, Spend()), stored_limits(r.settings)) for r in records}
-
-
-def system_ceiling(env: str) -> float | None:
-    """The ceiling an environment variable sets (AGENT_MAX_COST_CEILING, AGENT_MAX_TOKENS_CEILING),
-    or None when it is unset. A value that is not a number above 0 is refused (runtime/policy/numbers.py):
-    a malformed ceiling never means "no ceiling"."""
-    return env_number(env, exclusive=True, whole=env == TOKENS_CEILING_ENV, note="unset it for no ceiling")

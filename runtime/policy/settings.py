@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from runtime.policy.budget import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
+from runtime.policy.ceilings import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
 from runtime.errors import BadInput
 from runtime.policy.numbers import check_number
 from runtime.policy.models import model_label

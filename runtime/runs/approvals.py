@@ -18,9 +18,9 @@ from runtime.errors import BadInput, NothingToResume
 
 def pending_approvals(db: Database, thread_id: str, *, attended: bool = True) -> list[dict[str, Any]]:
     """The thread's pending interrupts at its latest checkpoint: `id` and what each asks about."""
-    from runtime.threads.history import _spec_for, state_at
+    from runtime.threads.history import readable_spec, state_at
 
-    _, spec = _spec_for(db, thread_id, attended=attended)
+    _, spec = readable_spec(db, thread_id, attended=attended)
     snapshot = state_at(db, spec, thread_id)
     pending = []
     for interrupt in snapshot.interrupts if snapshot is not None else ():

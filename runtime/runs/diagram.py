@@ -45,7 +45,7 @@ def _ascii(drawable: Any) -> str:
 
 
 def _drawable(graph: str) -> tuple[Any, Any]:
-    from runtime.runs.runner import load_spec
+    from runtime.runs.plan import load_spec
 
     spec = load_spec(graph)
     # No checkpointer: drawing reads the structure only.

@@ -1,5 +1,9 @@
 """The worker's clock: the one place scheduled work gets the time from, so tests control it.
 
+A `WorkerClock` tells the wall-clock time that schedules fire at and blocks the worker between
+its ticks. It is not the clock of a run's nodes (`state.context.Clock`), whose waits are async
+and end the moment the run is asked to stop.
+
 `SystemClock` is wall-clock time and real sleeping. `ManualClock` stands still until it is
 moved (or slept on, which moves it): the tests drive the worker through days of schedules with
 it, and `agent worker --once --now ISO` runs a real process at a chosen instant.
@@ -11,12 +15,13 @@ import time
 from typing import Protocol
 
 
-class Clock(Protocol):
+class WorkerClock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch (UTC)."""
         ...
 
-    def sleep(self, seconds: float) -> None: ...
+    def sleep(self, seconds: float) -> None:
+        """Block the worker (it does nothing else meanwhile)."""
 
 
 class SystemClock:

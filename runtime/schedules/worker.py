@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from runtime.threads import registry as threads
-from runtime.schedules.clock import Clock, SystemClock
+from runtime.schedules.clock import SystemClock, WorkerClock
 from runtime.store import schedules as schedule_rows
 from runtime.store.database import Database
 from runtime.store.seam import OccurrenceTaken
@@ -77,7 +77,7 @@ class Worker:
     def __init__(
         self,
         db: Database,
-        clock: Clock | None = None,
+        clock: WorkerClock | None = None,
         *,
         grace: float = GRACE_SECONDS,
         max_resumes: int = MAX_RESUMES,
@@ -209,7 +209,8 @@ class Worker:
 
     def execute(self, run_id: int, schedule: Schedule, thread_id: str, events: list[WorkerEvent], *, resume: bool = False, reraise: bool = False) -> Any:
         """Run (or continue) one claimed occurrence and record how it ended."""
-        from runtime.runs.runner import explain_failure, resume_thread, run_thread
+        from runtime.runs.outcome import explain_failure
+        from runtime.runs.runner import resume_thread, run_thread
         from runtime.policy.settings import RunSettings
         from runtime.policy.trust import require_trusted
 

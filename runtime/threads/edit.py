@@ -15,15 +15,13 @@ from __future__ import annotations
 import json
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from runtime.errors import BadInput
 from runtime.policy.inputs import check_value, decode_json
 
 if TYPE_CHECKING:
     from graphs import GraphSpec
-
-Prepare = Callable[[Any, dict[str, Any]], Awaitable[None]]
 
 _JSON_START = ('{', '[', '"')
 
@@ -80,28 +78,20 @@ def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
     return edits
 
 
-def edit_step(spec: GraphSpec, edits: dict[str, Any] | None) -> Prepare | None:
-    """What `resume_thread` runs before the graph streams (None without edits). The edits are
-    checked here, so bad ones fail before the thread is touched."""
-    if not edits:
-        return None
-    edits = check_edits(spec, dict(edits))
-
-    async def apply(graph: Any, config: dict[str, Any]) -> None:
-        configurable = config["configurable"]
-        target = {"configurable": dict(configurable)}
-        values, as_node = _as_update(graph, edits), None
-        snapshot = await graph.aget_state(target)
-        if tuple(snapshot.next) == ("__start__",):
-            # The input checkpoint: the input is still waiting in __start__, not yet in the
-            # state; the edit is applied to it and stands for the input.
-            saved = await graph.checkpointer.aget_tuple(target)
-            pending = saved.checkpoint["channel_values"].get("__start__") if saved else None
-            values, as_node = {**(pending if isinstance(pending, dict) else {}), **values}, "__start__"
-        updated = await graph.aupdate_state(target, values, as_node=as_node)
-        configurable["checkpoint_id"] = updated["configurable"]["checkpoint_id"]  # the run goes on from the edit
-
-    return apply
+async def apply_edits(graph: Any, config: dict[str, Any], edits: dict[str, Any]) -> str:
+    """Write `edits` (checked by `check_edits`) at the checkpoint `config` names, the latest
+    without one, as a checkpoint of their own; returns its id, which the run goes on from."""
+    target = {"configurable": dict(config["configurable"])}
+    values, as_node = _as_update(graph, edits), None
+    snapshot = await graph.aget_state(target)
+    if tuple(snapshot.next) == ("__start__",):
+        # The input checkpoint: the input is still waiting in __start__, not yet in the
+        # state; the edit is applied to it and stands for the input.
+        saved = await graph.checkpointer.aget_tuple(target)
+        pending = saved.checkpoint["channel_values"].get("__start__") if saved else None
+        values, as_node = {**(pending if isinstance(pending, dict) else {}), **values}, "__start__"
+    updated = await graph.aupdate_state(target, values, as_node=as_node)
+    return updated["configurable"]["checkpoint_id"]
 
 
 def _as_update(graph: Any, edits: dict[str, Any]) -> dict[str, Any]:

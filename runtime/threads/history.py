@@ -65,7 +65,7 @@ def _compiled(db: Database, spec: GraphSpec):
     return spec.build().compile(checkpointer=db.checkpointer())
 
 
-def _spec_for(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec | None]:
+def readable_spec(db: Database, thread_id: str, *, attended: bool = True) -> tuple[threads.ThreadRecord, GraphSpec | None]:
     """For reading a thread: its graph when it may be imported here (runtime/policy/trust.py), else
     None, and the reader shows what the database holds (runtime/threads/stored_state.py)."""
     from runtime.policy.trust import is_trusted
@@ -118,6 +118,11 @@ def _checkpoint_rows(db: Database, thread_id: str) -> list[tuple[str, str | None
 def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     """A checkpoint named by full id, unique id prefix, or step number (on the latest branch)."""
     threads.get_thread(db, thread_id)
+    return find_checkpoint(db, thread_id, ref)
+
+
+def find_checkpoint(db: Database, thread_id: str, ref: str) -> str:
+    """`resolve_checkpoint` for a caller that has read the thread's row already."""
     rows = _checkpoint_rows(db, thread_id)
     hint = f"agent history --thread {thread_id} lists its checkpoints"
     if STEP_REF.match(ref):
@@ -156,7 +161,7 @@ def get_history(
     threads.get_thread(db, thread_id)
 
     def compute_next(ids: list[str]) -> dict[str, list[str]]:
-        _, spec = _spec_for(db, thread_id, attended=attended)
+        _, spec = readable_spec(db, thread_id, attended=attended)
         if spec is None:
             return {}  # shown with no next tasks: only the graph could say
         return {cid: list(state_at(db, spec, thread_id, cid).next) for cid in ids}
@@ -189,7 +194,7 @@ def _writes_by_parent(db: Database, thread_id: str, keys: list[str], parents: se
 def get_state(db: Database, thread_id: str, checkpoint: str | None = None, *, attended: bool = True) -> StateView:
     """The state at the latest checkpoint, or at the one `checkpoint` names. `attended`: False for
     the worker and the server, which import fewer graphs (runtime/policy/trust.py)."""
-    record, spec = _spec_for(db, thread_id, attended=attended)
+    record, spec = readable_spec(db, thread_id, attended=attended)
     snap = state_at(db, spec, thread_id, resolve_checkpoint(db, thread_id, checkpoint) if checkpoint else None)
     if snap is None:
         raise CheckpointNotFound(f"thread {thread_id!r} has no checkpoint yet", "its first run is starting, or stopped before its input was saved")

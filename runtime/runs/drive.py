@@ -1,0 +1,297 @@
+"""Driving a compiled graph: one run of a plan on its leased thread, to its end or a stop.
+
+Every run streams with `durability="sync"`: the checkpoint of a step is committed before the
+next step starts, and each finished task's writes are saved as it finishes, so a crash loses
+only the tasks that were still running. Ctrl-C and SIGTERM ask LangGraph to drain: the run
+stops at the next step boundary with everything before it saved. The deadline, the budget and
+a pause or cancel asked from another process drain it the same way. Meanwhile a heartbeat keeps
+the thread's lease; however the run ends, that is recorded in one transaction (`_record_end`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import time
+from typing import Any, AsyncIterator, Callable
+
+from langgraph.errors import GraphDrained
+from langgraph.runtime import RunControl
+
+from nodes.errors import describe
+from runtime.errors import StorageFull
+from runtime.policy import budget
+from runtime.policy.limits import RequestLimiter
+from runtime.policy.waits import InterruptibleControl, RunClock
+from runtime.redact import redact
+from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome, explain_failure
+from runtime.runs.plan import RunPlan
+from runtime.store.database import Database, is_full
+from runtime.store.transaction import immediate
+from runtime.threads import control as controls
+from runtime.threads import registry as threads
+from runtime.threads.edit import apply_edits
+from runtime.threads.progress import ProgressTracker, stored_counts
+from state.context import RunContext, WaitInterrupted
+
+RECURSION_LIMIT = 10_000_000
+"""Steps one invocation may take: queues of many items legitimately loop for long."""
+DEADLINE = "deadline"
+"""The drain reason of a run stopped by its deadline."""
+DRAINED_STATUS = {DEADLINE: "timeout", budget.BUDGET: "budget_exceeded", controls.PAUSE: "paused", controls.CANCEL: "cancelled"}
+"""The status of a run drained for a reason (any other reason, a signal's name: `stopped`)."""
+PROGRESS_EVERY = 0.2
+"""Seconds between two `progress` events of a queue."""
+
+
+async def drive(db: Database, plan: RunPlan, on_event: EventHandler | None = None, handle_signals: bool = False) -> RunOutcome:
+    """Run the plan's graph on its thread, whose lease this process holds, and record how it ended."""
+    return await Drive(db, plan, on_event).run(handle_signals)
+
+
+class Drive:
+    """One run of a plan: what drains it (its control), what it spends (its meter), the step it
+    has reached, and how it ended. Made inside the run's event loop, which the control binds to."""
+
+    def __init__(self, db: Database, plan: RunPlan, on_event: EventHandler | None) -> None:
+        self.db, self.plan = db, plan
+        self.emit: EventHandler = on_event or (lambda event: None)
+        self.control = InterruptibleControl()  # a drain also ends every wait of the run (runtime/policy/waits.py)
+        self.limits = budget.run_limits(plan.settings)
+        spent = budget.get_spend(db, plan.thread_id)
+        self.meter = budget.SpendMeter(spent, self.limits, on_exceeded=lambda: self.control.request_drain(budget.BUDGET))
+        self.step, self.checkpoint_id = -1, plan.checkpoint_id
+        self.status, self.error, self.values = "failed", None, {}
+        self.tracker: ProgressTracker | None = None
+        self.task_started: dict[str, float] = {}
+        self.progress_shown = 0.0
+
+    async def run(self, handle_signals: bool) -> RunOutcome:
+        started = time.monotonic()
+        try:
+            async with self.watched(handle_signals):
+                await self.run_graph()
+        finally:
+            steps = self.step if self.step >= 0 else None
+            _record_end(self.db, self.plan.thread_id, self.meter.take_pending(), self.status, steps, self.error)
+        final = self.tracker.snapshot() if self.tracker is not None and self.tracker.active else None
+        if final is not None:
+            self.emit(RunEvent("progress", progress=final))
+        return RunOutcome(
+            thread_id=self.plan.thread_id,
+            graph=self.plan.spec.spec,
+            status=self.status,
+            steps=max(self.step, 0),
+            checkpoint_id=self.checkpoint_id,
+            seconds=time.monotonic() - started,
+            error=self.error,
+            values=self.values,
+            progress=final,
+        )
+
+    @contextlib.asynccontextmanager
+    async def watched(self, handle_signals: bool) -> AsyncIterator[None]:
+        """Around the run: the signals, the deadline, the heartbeat, and the watcher of the spend
+        and of what other processes ask (runtime/threads/control.py)."""
+        restore_signals = _install_signals(self.control, self.emit) if handle_signals else (lambda: None)
+        seconds = self.plan.settings.deadline
+        deadline = asyncio.get_running_loop().call_later(seconds, self.control.request_drain, DEADLINE) if seconds else None
+        beat = asyncio.create_task(self.heartbeat())
+        watcher = asyncio.create_task(
+            controls.watch(self.db, self.plan.thread_id, self.control, self.meter, on_request=lambda request: self.emit(_asked_to_stop(request)))
+        )
+        try:
+            yield
+        finally:
+            beat.cancel()
+            watcher.cancel()
+            restore_signals()
+            if deadline is not None:
+                deadline.cancel()
+
+    async def heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(threads.HEARTBEAT_SECONDS)
+            # Off the event loop: the write may have to wait for the store's transaction, which
+            # needs the loop to reach its COMMIT; waiting on the loop would stall both for the
+            # whole busy timeout.
+            await asyncio.to_thread(threads.heartbeat, self.db, self.plan.thread_id, max(self.step, 0))
+
+    async def run_graph(self) -> None:
+        """Compile the graph on the database, stream it, and note how the run ended."""
+        settings = self.plan.settings
+        async with self.db.open_async() as (saver, store):
+            builder = self.plan.spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
+            graph = builder.compile(checkpointer=saver, store=store)
+            saver.bind_graph(graph)  # so each checkpoint records the tasks that run next (agent history)
+            context = self.context() if builder.context_schema is RunContext else None
+            try:
+                await self.stream(graph, context)
+            except (GraphDrained, WaitInterrupted):  # a node that was waiting when the drain came ends it too
+                self.status, self.values = DRAINED_STATUS.get(self.control.drain_reason, "stopped"), {}
+                self.error = self.drained_error()
+            except asyncio.CancelledError:
+                self.status, self.values = "stopped", {}
+                asyncio.current_task().uncancel()
+            except Exception as exc:
+                self.status, self.error, self.values = "failed", explain_failure(exc), {}
+
+    def context(self) -> RunContext:
+        """What the graph's nodes get from the run: its models, limits, clock and meter."""
+        settings, plan = self.plan.settings, self.plan
+        return RunContext(
+            model=plan.model,
+            max_attempts=settings.max_attempts,
+            concurrency=settings.concurrency,
+            backoff=settings.backoff,
+            node_timeout=settings.node_timeout,
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm, until_stopped=self.control.until_stopped),
+            clock=RunClock(self.control),
+            model_spec=settings.model,
+            cheap_model=plan.cheap_model,
+            cheap_model_spec=settings.cheap_model,
+            meter=self.meter,
+            background=settings.background,
+            approved_by=controls.current_user() if plan.approve_all else None,
+        )
+
+    def drained_error(self) -> str | None:
+        if self.status == "timeout":
+            return f"deadline of {self.plan.settings.deadline:g}s passed; stopped at a node boundary"
+        if self.status == "budget_exceeded":
+            return budget.exceeded_message(self.meter.total, self.limits)
+        if self.status == "cancelled":
+            return "cancelled at a node boundary"
+        return self.error
+
+    async def stream(self, graph: Any, context: RunContext | None) -> None:
+        """Stream the graph from where the plan starts to its end (or a drain, which raises)."""
+        plan = self.plan
+        configurable: dict[str, Any] = {"thread_id": plan.thread_id}
+        if plan.checkpoint_id:
+            configurable["checkpoint_id"] = plan.checkpoint_id
+        config = {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
+        await self.before_stream(graph, config)
+        # A new thread has no progress yet; its total comes with its first checkpoint.
+        priced_as = plan.settings.cheap_model or plan.settings.model  # with a cheap model, a queue's items all go to it
+        self.tracker = ProgressTracker(priced_as) if isinstance(plan.input, dict) else await _queue_tracker(self.db, graph, config, priced_as)
+        modes = ["tasks", "checkpoints", "custom"]
+        async for mode, payload in graph.astream(plan.input, config, context=context, durability="sync", stream_mode=modes, control=self.control):
+            self.streamed(mode, payload)
+        state = await graph.aget_state({"configurable": {"thread_id": plan.thread_id}})
+        self.status = "interrupted" if (state.next or state.interrupts) else "completed"
+        self.values = state.values if isinstance(state.values, dict) else {}
+        self.error = self.values.get("give_up_reason")  # a graph that gave up says why
+
+    async def before_stream(self, graph: Any, config: dict[str, Any]) -> None:
+        """A resume's edits, a checkpoint of their own that the run goes on from; or a retry's new round."""
+        if self.plan.edits:
+            config["configurable"]["checkpoint_id"] = await apply_edits(graph, config, self.plan.edits)
+        elif self.plan.retry_round is not None:
+            await graph.aupdate_state(config, {"cursor": 0, "round": self.plan.retry_round}, as_node="load_items")
+
+    def streamed(self, mode: str, payload: Any) -> None:
+        """One part of the stream: a queue item's result, a committed step, a task started or ended."""
+        if mode == "custom":
+            if isinstance(payload, dict) and "queue_item" in payload:  # else a user graph's own custom events
+                self.item_done(payload)
+        elif mode == "checkpoints":
+            self.step = payload["metadata"].get("step", self.step)
+            self.checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
+            if self.tracker.total is None and isinstance(payload.get("values"), dict) and "total" in payload["values"]:
+                self.tracker.total = payload["values"]["total"]
+            self.emit(RunEvent("checkpoint", step=self.step))
+        elif "triggers" in payload:  # a task started
+            self.task_started[payload["id"]] = time.monotonic()
+        else:
+            began = self.task_started.pop(payload["id"], None)
+            err = payload.get("error")
+            seconds = (time.monotonic() - began) if began else None
+            self.emit(RunEvent("node", step=self.step + 1, node=payload["name"], seconds=seconds, error=redact(describe(err)) if err else None))
+
+    def item_done(self, item: dict[str, Any]) -> None:
+        self.tracker.record(item)
+        self.emit(RunEvent("item", item=item, error=item.get("error")))
+        if time.monotonic() - self.progress_shown >= PROGRESS_EVERY:
+            self.progress_shown = time.monotonic()
+            self.emit(RunEvent("progress", progress=self.tracker.snapshot()))
+
+
+def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, steps: int | None, error: str | None) -> None:
+    """Record how a run ended, in one transaction: its last spend, its control request cleared,
+    its status, and the lease given up.
+
+    A run stopped by a full disk may find no room even for these few pages: the database's
+    reserve is given up to make some, and the transaction tried again.
+    """
+
+    def record() -> None:
+        with immediate(db.conn):
+            budget.add_spend(db, thread_id, spend)
+            controls.clear_request(db, thread_id)
+            threads.release(db, thread_id, status, steps, error)
+
+    try:
+        return record()
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+    try:
+        if db.give_up_reserve():
+            return record()
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc):
+            raise
+    raise StorageFull(
+        f"the disk that holds {db.path} is full: the run stopped ({status}), and that could not be recorded",
+        f"free some space, then: agent resume --thread {thread_id}",
+    )
+
+
+async def _queue_tracker(db: Database, graph: Any, config: dict[str, Any], model: str | None) -> ProgressTracker:
+    """A queue's progress so far, from the latest checkpoint and the results in the store."""
+    state = await graph.aget_state(config)
+    values = state.values if isinstance(state.values, dict) else {}
+    if "total" not in values:
+        return ProgressTracker(model)  # not a queue, or one stopped before it loaded its items
+    counts = stored_counts(db, config["configurable"]["thread_id"], values.get("round", 0) or 0)
+    counts.pop("recent")
+    return ProgressTracker(model, counts, total=values["total"])
+
+
+def _asked_to_stop(request: str) -> RunEvent:
+    """Shown where the run goes when another process asked it to pause or cancel: it will stop,
+    and why (the same moment as the first Ctrl-C's message)."""
+    return RunEvent("stopping", message=f"a {request} was requested from another process; stopping after the node in flight")
+
+
+def _install_signals(control: RunControl, emit: EventHandler) -> Callable[[], None]:
+    """First Ctrl-C/SIGTERM: drain at the next step boundary. Second: stop now."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            control.request_drain(signal.Signals(signum).name)
+            emit(RunEvent("stopping", message="stopping after the node in flight (Ctrl-C again to stop now)"))
+        elif task is not None:
+            task.cancel()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    def restore() -> None:
+        # Put back what the caller had (say, `agent worker`'s own handlers), not the defaults.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+            if previous[sig] is not None:
+                signal.signal(sig, previous[sig])
+
+    return restore
