@@ -12,52 +12,54 @@
 """
 
 import os
+from typing import TYPE_CHECKING
 
 # Checkpoints are read back with only known-safe types (plus those the graph's own schemas name),
 # so a tampered database cannot make the runner construct arbitrary objects. This must be set
 # before LangGraph's serializer is imported; set LANGGRAPH_STRICT_MSGPACK=false to opt out.
 os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
-# Names resolve on first use (PEP 562), so that `agent --help`, `agent threads` and
-# `agent history` do not import LangGraph, the graphs or the model factory they never use.
-_LAZY = {
-    "Database": "runtime.store.database",
-    "default_db_path": "runtime.store.database",
-    "open_database": "runtime.store.database",
-    "AgentError": "runtime.errors",
-    "diff_checkpoints": "runtime.threads.diff",
-    "draw_graph": "runtime.runs.diagram",
-    "graph_structure": "runtime.runs.diagram",
-    "parse_assignments": "runtime.threads.edit",
-    "fork_thread": "runtime.threads.fork",
-    "get_history": "runtime.threads.history",
-    "get_state": "runtime.threads.history",
-    "iter_results": "runtime.threads.history",
-    "resolve_checkpoint": "runtime.threads.history",
-    "thread_status": "runtime.threads.history",
-    "make_model": "runtime.policy.models",
-    "ProgressSnapshot": "runtime.threads.progress",
-    "RunEvent": "runtime.runs.outcome",
-    "RunOutcome": "runtime.runs.outcome",
-    "RunPlan": "runtime.runs.plan",
-    "RunSettings": "runtime.policy.settings",
-    "prepare_resume": "runtime.runs.plan",
-    "prepare_retry": "runtime.runs.plan",
-    "prepare_run": "runtime.runs.plan",
-    "validate_run": "runtime.runs.plan",
-    "resume_thread": "runtime.runs.runner",
-    "retry_failed": "runtime.runs.runner",
-    "run_plan": "runtime.runs.runner",
-    "run_thread": "runtime.runs.runner",
-    "add_schedule": "runtime.schedules.calendar",
-    "check_schedule": "runtime.schedules.calendar",
-    "list_schedules": "runtime.schedules.calendar",
-    "schedule_runs": "runtime.schedules.calendar",
-    "Worker": "runtime.schedules.worker",
-    "ThreadRecord": "runtime.threads.registry",
-    "get_thread": "runtime.threads.registry",
-    "list_threads": "runtime.threads.registry",
+# The public API, module by module: what notebooks, the CLI and later the HTTP API import. Names
+# resolve on first use (PEP 562), so that `agent --help`, `agent threads` and `agent history` do
+# not import LangGraph, the graphs or the model factory they never use; the block under
+# TYPE_CHECKING names the same things for editors and type checkers (a test keeps the two equal).
+_PUBLIC: dict[str, tuple[str, ...]] = {
+    "runtime.store.database": ("Database", "default_db_path", "open_database"),
+    "runtime.errors": ("AgentError",),
+    "runtime.threads.diff": ("diff_checkpoints",),
+    "runtime.runs.diagram": ("draw_graph", "graph_structure"),
+    "runtime.threads.edit": ("parse_assignments",),
+    "runtime.threads.fork": ("fork_thread",),
+    "runtime.threads.history": ("get_history", "get_state", "iter_results", "resolve_checkpoint", "thread_status"),
+    "runtime.policy.models": ("make_model",),
+    "runtime.threads.progress": ("ProgressSnapshot",),
+    "runtime.runs.outcome": ("RunEvent", "RunOutcome"),
+    "runtime.runs.plan": ("prepare_resume", "prepare_retry", "prepare_run", "RunPlan", "validate_run"),
+    "runtime.policy.settings": ("RunSettings",),
+    "runtime.runs.runner": ("resume_thread", "retry_failed", "run_plan", "run_thread"),
+    "runtime.schedules.calendar": ("add_schedule", "check_schedule", "list_schedules", "schedule_runs"),
+    "runtime.schedules.worker": ("Worker",),
+    "runtime.threads.registry": ("get_thread", "list_threads", "ThreadRecord"),
 }
+_LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
+
+if TYPE_CHECKING:
+    from runtime.store.database import Database, default_db_path, open_database
+    from runtime.errors import AgentError
+    from runtime.threads.diff import diff_checkpoints
+    from runtime.runs.diagram import draw_graph, graph_structure
+    from runtime.threads.edit import parse_assignments
+    from runtime.threads.fork import fork_thread
+    from runtime.threads.history import get_history, get_state, iter_results, resolve_checkpoint, thread_status
+    from runtime.policy.models import make_model
+    from runtime.threads.progress import ProgressSnapshot
+    from runtime.runs.outcome import RunEvent, RunOutcome
+    from runtime.runs.plan import prepare_resume, prepare_retry, prepare_run, RunPlan, validate_run
+    from runtime.policy.settings import RunSettings
+    from runtime.runs.runner import resume_thread, retry_failed, run_plan, run_thread
+    from runtime.schedules.calendar import add_schedule, check_schedule, list_schedules, schedule_runs
+    from runtime.schedules.worker import Worker
+    from runtime.threads.registry import get_thread, list_threads, ThreadRecord
 
 
 def __getattr__(name: str):
@@ -71,45 +73,7 @@ def __getattr__(name: str):
     return value
 
 
-__all__ = [
-    "AgentError",
-    "Database",
-    "ProgressSnapshot",
-    "RunEvent",
-    "RunOutcome",
-    "RunPlan",
-    "RunSettings",
-    "ThreadRecord",
-    "Worker",
-    "add_schedule",
-    "check_schedule",
-    "default_db_path",
-    "diff_checkpoints",
-    "draw_graph",
-    "fork_thread",
-    "get_history",
-    "graph_structure",
-    "parse_assignments",
-    "get_state",
-    "get_thread",
-    "iter_results",
-    "list_graphs",
-    "list_schedules",
-    "list_threads",
-    "make_model",
-    "open_database",
-    "prepare_resume",
-    "prepare_retry",
-    "prepare_run",
-    "resolve_checkpoint",
-    "resume_thread",
-    "retry_failed",
-    "run_plan",
-    "run_thread",
-    "schedule_runs",
-    "thread_status",
-    "validate_run",
-]
+__all__ = sorted([*_LAZY, "list_graphs"])
 
 
 def list_graphs() -> list[dict[str, str]]:
