@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import DatabaseMissing
-from runtime.store import checks, namespaces
-from runtime.store import registry as thread_rows
-from runtime.store import schedules as schedule_rows
+from runtime.store.parts import checks, namespaces
+from runtime.store.parts import threads as thread_rows
+from runtime.store.parts import schedules as schedule_rows
 from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
 from runtime.store.seam import Connection, StorageUnreadable
 from runtime.threads.registry import ThreadRecord

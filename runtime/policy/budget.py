@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from runtime.store import spend as spend_rows
+from runtime.store.parts import spend as spend_rows
 from runtime.store.database import Database
 from runtime.store.seam import SpendRow
 from runtime.errors import BadInput

@@ -29,7 +29,7 @@ from runtime.redact import redact
 from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome, explain_failure
 from runtime.runs.plan import RunPlan
 from runtime.store.database import Database, is_full
-from runtime.store.transaction import immediate
+from runtime.store.parts import immediate
 from runtime.threads import control as controls
 from runtime.threads import registry as threads
 from runtime.threads.edit import apply_edits

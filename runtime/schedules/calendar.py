@@ -29,13 +29,13 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from runtime.store import schedules as schedule_rows
+from runtime.store.parts import schedules as schedule_rows
 from runtime.store.database import Database
 from runtime.store.seam import ScheduleRow
 from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
 from runtime.policy.numbers import env_number
 from runtime.policy.settings import parse_duration
-from runtime.store.transaction import immediate
+from runtime.store.parts import immediate
 
 MIN_INTERVAL_ENV = "AGENT_SCHEDULE_MIN_INTERVAL"
 DEFAULT_MIN_INTERVAL = 3600.0

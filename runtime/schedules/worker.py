@@ -25,12 +25,12 @@ from typing import Any, Callable
 
 from runtime.threads import registry as threads
 from runtime.schedules.clock import SystemClock, WorkerClock
-from runtime.store import schedules as schedule_rows
+from runtime.store.parts import schedules as schedule_rows
 from runtime.store.database import Database
 from runtime.store.seam import OccurrenceTaken
 from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
-from runtime.store.transaction import immediate
+from runtime.store.parts import immediate
 
 POLL_SECONDS = 15.0
 GRACE_SECONDS = 15 * 60.0

@@ -26,5 +26,6 @@ backend can provide them. SQLite's parts besides the checkpointer and the store 
 plain functions on a connection, named for what they hold: `registry` (threads and their
 leases), `spend`, `control` (pause and cancel requests), `schedules` (schedules, their
 occurrences and runs), `namespaces` (a thread's rows in the LangGraph store) and `checks` (what
-`agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`.
+`agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`, and
+`parts` hands the rooms the parts of the backend in use.
 """

@@ -44,13 +44,14 @@ What each part must guarantee:
   (kind, thread label, ...), see state/storage.py; copied inside the caller's transaction.
 - Maintenance checks (`checks`): read only; `open_read_only` neither converts nor writes.
 
-How the parts are reached: the rooms import SQLite's modules by name (`from runtime.store import
-registry as thread_rows`) and call them on `db.conn`; runtime/store/sqlite_backend.py names them
-together as one `Backend`. A second backend brings its own modules and its own `Backend`;
-choosing it where the database is opened, and having the rooms take their parts from there
-instead of by module name, comes with it. `differences(implementation, part)` says where an
-implementation departs from a part; tests/test_store_seam.py runs it on every part of every
-backend.
+How the parts are reached: the rooms import them from runtime/store/parts.py (`from
+runtime.store.parts import threads as thread_rows`) and call them on `db.conn`; that module takes
+them from runtime/store/sqlite_backend.py, which names SQLite's modules together as one `Backend`.
+A second backend brings its own modules and its own `Backend`, and is chosen in parts.py: no room
+above names an implementation. The checkpointer and the store come from the `Database` that
+opens the file (`Database.checkpointer()`, `Database.open_async()`).
+`differences(implementation, part)` says where an implementation departs from a part;
+tests/test_store_seam.py runs it on every part of every backend.
 """
 
 from __future__ import annotations
@@ -166,8 +167,6 @@ class Checkpointer(Protocol):
     `Database.open_async()`)."""
 
     serde: Any
-    lock: Any
-    """Held while a room reads or changes rows beneath the saver (history, retention)."""
 
     def get_tuple(self, config: Any) -> Any: ...
     def list(self, config: Any, *, filter: Any = None, before: Any = None, limit: int | None = None) -> Iterator[Any]: ...
@@ -191,22 +190,37 @@ class Checkpointer(Protocol):
     def settle(self) -> None:
         """Wait until every queued write is stored."""
 
-    def plan_prune(self, cur: Any, thread_id: str, keep: int | None = None, before: str | None = None) -> Any:
-        """Which checkpoints of a thread pruning removes, and which it keeps."""
+    def close(self) -> None:
+        """Store what is queued and let go of the connection."""
 
-    def apply_prune(self, cur: Any, plan: Any) -> None:
-        """Remove what a plan names."""
+    def stored_writes(self, thread_id: str, checkpoint_ns: str, checkpoint_ids: Sequence[str]) -> dict[str, list[tuple]]:
+        """The pending writes of given checkpoints, undecoded: (task_id, channel, type, value,
+        task_path, idx) per checkpoint id (history shows what each step wrote)."""
 
-    def writes_in_rows(self, cur: Any, thread_id: str) -> int:
-        """How many writes are stored inside the thread's checkpoint rows."""
+    def forget_thread(self, thread_id: str) -> None:
+        """Drop what the saver remembers of a thread after its rows were changed beneath it (a
+        fork rolled back)."""
 
-    # The rooms also use these roles, under names still private to the saver; each becomes a
-    # member here under the public name the saver gives it:
-    # - the transaction: a cursor in one write transaction under the saver's lock (retention);
-    # - delete checkpoints: remove planned rows and their writes, returning the writes removed;
-    # - collect values: remove stored values no kept checkpoint refers to, returning how many;
-    # - writes of: the pending writes of given checkpoints of a thread (history);
-    # - forget: drop what the saver remembers of one thread, or of all, after rows went beneath it.
+    def removing(self, *, dry_run: bool = False) -> ContextManager[Any]:
+        """One removal transaction under the saver's lock, rolled back at its end on a dry run.
+        It yields an object with `prune_thread(thread_id, keep=, before=)` (the checkpoints
+        neither kept nor needed by a kept one, with their writes and unreferenced values; None
+        when nothing would go), `delete_thread(thread_id)` and `remove_orphans(skip)`, each
+        returning what went. Pruning never removes a thread's latest checkpoint."""
+
+    def history_columns(self, thread_id: str, limit: int | None = None) -> list[Any]:
+        """The plain columns `agent history` lists, newest first, read without decoding values
+        (also offered without a saver by `Database.checkpoint_columns()`)."""
+
+    def recorded_next(self, thread_id: str, checkpoint_ids: list[str] | set[str]) -> dict[str, list[str] | None]:
+        """The tasks recorded to run next after each checkpoint; None where none were recorded."""
+
+    def branch_rows(self, thread_id: str) -> list[tuple[str, str | None, int]]:
+        """(checkpoint id, parent id, step) of every checkpoint of a thread, oldest first."""
+
+    def latest_checkpoint_id(self, thread_id: str) -> str | None: ...
+    def has_checkpoints(self, thread_id: str) -> bool: ...
+    def checkpointed_threads(self) -> set[str]: ...
 
 
 @runtime_checkable

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from runtime.threads import registry as threads
-from runtime.store import control as control_rows
-from runtime.store import registry as thread_rows
+from runtime.store.parts import control as control_rows
+from runtime.store.parts import threads as thread_rows
 from runtime.store.seam import Owner
-from runtime.store.transaction import immediate
+from runtime.store.parts import immediate
 from runtime.store.database import Database
 from runtime.errors import BadInput, NothingToResume
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.threads import registry as threads
-from runtime.store import namespaces
-from runtime.store.transaction import immediate
+from runtime.store.parts import namespaces
+from runtime.store.parts import immediate
 from runtime.store.database import Database
 from runtime.errors import BadInput, ThreadExists, ThreadNotFound
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from state.storage import results_namespace
-from runtime.store import namespaces
+from runtime.store.parts import namespaces
 from runtime.store.database import Database
 from runtime.policy.prices import cost_usd
 

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from runtime.store import namespaces
-from runtime.store import registry as thread_rows
+from runtime.store.parts import namespaces
+from runtime.store.parts import threads as thread_rows
 from runtime.store.database import Database
 from runtime.store.seam import Connection, Owner
-from runtime.store.transaction import immediate
+from runtime.store.parts import immediate
 from runtime.errors import BadInput, ThreadBusy, ThreadExists, ThreadNotFound
 
 HEARTBEAT_SECONDS = 2.0
