@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from runtime.errors import Command, Duration, Face, ForShell, Message, Setting
+from runtime.errors import Command, Duration, Face, ForShell, Message, OneOf, Setting, Verb
 
 FLAGS = {
     "thread_id": "thread",
@@ -29,7 +29,8 @@ ASSIGNED = {"edits"}
 POSITIONAL = {"run": ("graph",), "schedule delete": ("name",)}
 """Arguments a verb takes by position, before its flags (`agent run GRAPH --thread ID`)."""
 
-_BARE = re.compile(r"[\w@%+=:,./<>-]+")
+_BARE = re.compile(r"[^\s\"'`$\\*;&|(){}!]+")
+"""A word the shell takes as it is: no space, quote, or character it expands or splits on."""
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -78,7 +79,10 @@ class CliFace(Face):
         words += [self.option(name, value) for name, value in args.items()]
         return " ".join(words)
 
-    def one_of(self, choice) -> str:
+    def verb(self, verb: Verb) -> str:
+        return verb.verb
+
+    def one_of(self, choice: OneOf) -> str:
         """`agent approve / agent reject --thread T --id ID`: the verbs, then the arguments they share."""
         *others, last = choice.commands
         return " / ".join([f"agent {c.verb}" for c in others] + [self.command(last)])

@@ -6,9 +6,11 @@ a template whose fields may be plain values or these terms, never a face's spell
 - `Setting("max_cost")`: a setting, by its runtime (Python) name; `Setting("keep", 100)` gives
   it a value (an example or the value to give), `Setting("edits", key="steps")` names one key.
 - `Command("resume", thread_id=T, checkpoint="ID")`: the next command, a verb and its arguments
-  by the runtime's parameter names; `OneOf(...)` offers verbs that take the same arguments.
-- `Duration(600)`: seconds, as a face writes a time span; `ForShell(text)`: advice that holds
-  only where a shell reads what is typed; a `Message` may be a field of another.
+  by the runtime's parameter names; `OneOf(...)` offers verbs that take the same arguments;
+  `Verb("retry-failed")` names a command in passing.
+- `Duration(600)`: seconds, as a face writes a time span; `Placeholder("N")`: a value the user
+  chooses; `ForShell(text)`: advice that holds only where a shell reads what is typed; a
+  `Message` may be a field of another.
 
 A face renders each term; the message is the template filled with the renderings:
 
@@ -66,6 +68,15 @@ class Command:
         return f"Command({self.verb!r}{''.join(f', {k}={v!r}' for k, v in self.args.items())})"
 
 
+class Verb:
+    """A command named in passing, without arguments (`retry-failed works on task_queue threads`)."""
+
+    __slots__ = ("verb",)
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+
+
 class OneOf:
     """Commands of which the user runs one (`approve` or `reject`), taking the same arguments."""
 
@@ -84,6 +95,10 @@ class Duration:
         self.seconds = seconds
 
 
+class Placeholder(str):
+    """A stand-in for a value the user chooses (`N`, `JSON`), written as it is, never quoted."""
+
+
 class ForShell:
     """Advice that only holds where a shell reads what the user types (quoting); other faces omit it."""
 
@@ -94,39 +109,50 @@ class ForShell:
 
 
 class Message:
-    """A template (`str.format` syntax) and its fields; plain values keep their format spec
-    (`{value!r}`, `{ceiling:g}`), terms are rendered by the face first."""
+    """A template (`str.format` syntax) and its fields, by position (`{}`) or by name; plain
+    values keep their format spec (`{value!r}`, `{ceiling:g}`), terms are rendered by the face."""
 
-    __slots__ = ("template", "fields")
+    __slots__ = ("template", "args", "fields")
 
-    def __init__(self, template: str, **fields: Any) -> None:
-        self.template, self.fields = template, fields
+    def __init__(self, template: str, *args: Any, **fields: Any) -> None:
+        self.template, self.args, self.fields = template, args, fields
 
     def render(self, face: "Face") -> str:
-        return self.template.format(**{name: face.render(value) if isinstance(value, TERMS) else value for name, value in self.fields.items()})
+        def shown(value: Any) -> Any:
+            return face.render(value) if isinstance(value, TERMS) else value
 
-    def terms(self) -> Iterator[tuple[str, Any]]:
-        """(field name, term) in the order the template uses them, nested messages included."""
+        return self.template.format(*map(shown, self.args), **{name: shown(value) for name, value in self.fields.items()})
+
+    def terms(self) -> Iterator[Any]:
+        """The terms in the order the template uses them, nested messages' included."""
+        position = 0
         for _, name, _, _ in string.Formatter().parse(self.template):
-            value = self.fields.get(name) if name else None
+            if name is None:
+                continue
+            if name == "" or name.isdigit():
+                index, position = (position, position + 1) if name == "" else (int(name), position)
+                value = self.args[index]
+            else:
+                value = self.fields.get(name)
             if isinstance(value, Message):
                 yield from value.terms()
             elif isinstance(value, TERMS):
-                yield name, value
+                yield value
 
     def __str__(self) -> str:
         return self.render(PYTHON)
 
     def __repr__(self) -> str:
-        return f"Message({self.template!r}{''.join(f', {k}={v!r}' for k, v in self.fields.items())})"
+        shown = [repr(v) for v in self.args] + [f"{k}={v!r}" for k, v in self.fields.items()]
+        return f"Message({', '.join([repr(self.template), *shown])})"
 
 
-TERMS = (Setting, Command, OneOf, Duration, ForShell, Message)
+TERMS = (Setting, Command, Verb, OneOf, Duration, ForShell, Message)
 
 
 def joined(separator: str, parts: list[Any]) -> Message:
     """One message of `parts` (messages or text) with `separator` between them."""
-    return Message(separator.join(f"{{p{i}}}" for i in range(len(parts))), **{f"p{i}": part for i, part in enumerate(parts)})
+    return Message(separator.join("{}" for _ in parts), *parts)
 
 
 def setting_or_text(name: str) -> Any:
@@ -161,6 +187,8 @@ class Face:
             return self.setting(term)
         if isinstance(term, Command):
             return self.command(term)
+        if isinstance(term, Verb):
+            return self.verb(term)
         if isinstance(term, OneOf):
             return self.one_of(term)
         if isinstance(term, Duration):
@@ -173,6 +201,9 @@ class Face:
         raise NotImplementedError
 
     def command(self, command: Command) -> str:
+        raise NotImplementedError
+
+    def verb(self, verb: Verb) -> str:
         raise NotImplementedError
 
     def one_of(self, choice: OneOf) -> str:
@@ -224,6 +255,10 @@ CALLS: dict[str, Call] = {
 """Verb -> the runtime function a Python caller calls for it (the Python face's only table)."""
 
 
+def _call(verb: str) -> Call:
+    return CALLS.get(verb) or Call("", verb.replace("-", "_").replace(" ", "_"))
+
+
 class PythonFace(Face):
     """The wording for a Python caller: settings as keyword arguments, commands as runtime calls."""
 
@@ -232,8 +267,11 @@ class PythonFace(Face):
             return f"{setting.name}[{self.value(setting.key)}]"
         return f"{setting.name}={self.value(setting.value)}" if setting.has_value else setting.name
 
+    def verb(self, verb: Verb) -> str:
+        return _call(verb.verb).name
+
     def command(self, command: Command) -> str:
-        call = CALLS.get(command.verb) or Call("", command.verb.replace("-", "_").replace(" ", "_"))
+        call = _call(command.verb)
         args = dict(command.args)
         shown = ["db"] if call.db and "." not in call.name else []
         for name in call.positional:
@@ -248,6 +286,8 @@ class PythonFace(Face):
         """A Python literal: strings in double quotes, a Duration as its seconds."""
         if isinstance(value, Duration):
             value = int(value.seconds) if float(value.seconds).is_integer() else value.seconds
+        if isinstance(value, Placeholder):
+            return str(value)
         if isinstance(value, str):
             return json.dumps(value, ensure_ascii=False)
         if isinstance(value, dict):
@@ -272,8 +312,8 @@ class AgentError(Exception):
 
     def __init__(self, message: str | Message, hint: str | Message | None = None) -> None:
         super().__init__(message)
-        self.problem = message if isinstance(message, Message) else Message("{text}", text=message)
-        self.fix = hint if hint is None or isinstance(hint, Message) else Message("{text}", text=hint)
+        self.problem = message if isinstance(message, Message) else Message("{}", message)
+        self.fix = hint if hint is None or isinstance(hint, Message) else Message("{}", hint)
 
     @property
     def message(self) -> str:
@@ -292,12 +332,12 @@ class AgentError(Exception):
 
     def setting(self) -> Setting | None:
         """The setting the problem is about: the first one it names."""
-        return next((term for _, term in self.problem.terms() if isinstance(term, Setting)), None)
+        return next((term for term in self.problem.terms() if isinstance(term, Setting)), None)
 
     def next_commands(self) -> list[Command]:
         """The commands the fix names, in order."""
         found: list[Command] = []
-        for _, term in self.fix.terms() if self.fix is not None else ():
+        for term in self.fix.terms() if self.fix is not None else ():
             found.extend(term.commands if isinstance(term, OneOf) else [term] if isinstance(term, Command) else [])
         return found
 
