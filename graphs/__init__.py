@@ -35,6 +35,14 @@ BUILTIN = {
 class GraphLoadError(ValueError):
     """A graph name or spec that names no usable graph; the message says what to do."""
 
+    def __init__(self, message: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        """Text, or a runtime.errors.Message that each face words its own way."""
+
+    def __str__(self) -> str:
+        return str(self.message)
+
 
 @dataclass(frozen=True)
 class GraphSpec:
@@ -112,9 +120,13 @@ def load_graph(spec: str) -> GraphSpec:
             protected=frozenset(getattr(module, "PROTECTED_KEYS", ())),
         )
     if ":" not in spec:
+        from runtime.errors import Command, Message
+
         raise GraphLoadError(
-            f"unknown graph {spec!r}; choose one of {', '.join(BUILTIN)} "
-            "(agent graphs lists them) or name your own as path/to/file.py:attr or package.module:attr"
+            Message(
+                "unknown graph {spec!r}; choose one of {names} ({graphs} lists them) or name your own as path/to/file.py:attr or package.module:attr",
+                spec=spec, names=", ".join(BUILTIN), graphs=Command("graphs"),
+            )
         )
     path, target, attr = split_spec(spec)
     if path is not None:

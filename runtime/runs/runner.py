@@ -27,7 +27,7 @@ from runtime.threads import registry as threads
 from runtime.store.transaction import immediate
 from runtime.store.database import Database, is_full
 from runtime.threads.edit import edit_step
-from runtime.errors import BadInput, CannotRetry, NothingToResume, StorageFull, UnknownGraph
+from runtime.errors import BadInput, CannotRetry, Command, Message, NothingToResume, OneOf, Placeholder, Setting, StorageFull, UnknownGraph, Verb
 from runtime.threads.history import latest_state, resolve_checkpoint, runnable_spec, state_at
 from runtime.policy.inputs import check_value
 from runtime.policy.limits import RequestLimiter
@@ -102,14 +102,16 @@ def load_spec(spec: str) -> GraphSpec:
     try:
         return load_graph(spec)
     except GraphLoadError as exc:
-        hint = "agent graphs lists the built-in graphs" if ":" not in spec else "name a StateGraph, a compiled graph or a function that builds one"
-        raise UnknownGraph(str(exc), hint) from None
+        hint = "name a StateGraph, a compiled graph or a function that builds one"
+        if ":" not in spec:
+            hint = Message("{} lists the built-in graphs", Command("graphs"))
+        raise UnknownGraph(exc.message, hint) from None
 
 
 def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
     """Check an input against the graph before anything is written."""
     if not isinstance(data, dict):
-        raise BadInput("the input must be a JSON object", 'e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
+        raise BadInput("the input must be a JSON object", Message("e.g. {}", Setting("input", {"items": ["a"], "prompt": "Summarize: {item}"})))
     check_value(data, "the input")
     keys = spec.input_keys()
     if keys is not None and (unknown := sorted(set(data) - keys)):
@@ -205,7 +207,10 @@ def resume_thread(
         if state is None:
             raise NothingToResume(
                 f"thread {thread_id!r} has no checkpoint: its first run stopped before its input was saved",
-                f"start it again under the same id, which nothing holds now: agent run {record.graph} --thread {thread_id} --input JSON",
+                Message(
+                    "start it again under the same id, which nothing holds now: {}",
+                    Command("run", graph=record.graph, thread_id=thread_id, input=Placeholder("JSON")),
+                ),
             )
         if not state.next and not state.tasks:
             current = threads.get_thread(db, thread_id)
@@ -213,10 +218,13 @@ def resume_thread(
                 return _record_completed(db, spec, current, state, on_event)
             raise NothingToResume(
                 f"thread {thread_id!r} has completed; there is nothing to resume",
-                f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",
+                Message(
+                    "to run again from an earlier point: {} ({})",
+                    Command("resume", thread_id=thread_id, checkpoint="ID"), Command("history", thread_id=thread_id),
+                ),
             )
     _take_lease(
-        db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), f"free some space, then: agent resume --thread {thread_id}"
+        db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), Message("free some space, then: {}", Command("resume", thread_id=thread_id))
     )
     if record.graph_version != spec.version and on_event:
         on_event(RunEvent("warning", message=f"graph {record.graph} changed since this thread started (version {record.graph_version} -> {spec.version})"))
@@ -249,7 +257,7 @@ def _record_completed(db: Database, spec: GraphSpec, record: threads.ThreadRecor
     step = (state.metadata or {}).get("step", record.steps)
     values = state.values if isinstance(state.values, dict) else {}
     error = values.get("give_up_reason")
-    _take_lease(db, lambda: threads.acquire(db, thread_id), f"free some space, then: agent resume --thread {thread_id}")
+    _take_lease(db, lambda: threads.acquire(db, thread_id), Message("free some space, then: {}", Command("resume", thread_id=thread_id)))
     threads.release(db, thread_id, "completed", step, error)
     if on_event:
         on_event(RunEvent("notice", message=f"thread {thread_id}: its last run stopped before it saved a step, and nothing is left to run; recorded as completed"))
@@ -259,8 +267,11 @@ def _record_completed(db: Database, spec: GraphSpec, record: threads.ThreadRecor
 def _check_approve_all(settings: RunSettings, approve_all: bool) -> None:
     if approve_all and settings.background:
         raise BadInput(
-            "--yes cannot approve the actions of a --background run: nobody is at the terminal",
-            "leave out --yes and answer each action with agent approve / agent reject --thread T --id ID",
+            Message("{} cannot approve the actions of a {} run: nobody is at the terminal", Setting("approve_all"), Setting("background")),
+            Message(
+                "leave out {} and answer each action with {}",
+                Setting("approve_all"), OneOf(Command("approve", thread_id="T", ids=["ID"]), Command("reject", thread_id="T", ids=["ID"])),
+            ),
         )
 
 
@@ -292,18 +303,20 @@ def retry_failed(
     state = latest_state(db, spec, thread_id)
     values = state.values if state is not None and isinstance(state.values, dict) else {}
     if "cursor" not in values or "total" not in values:
-        raise CannotRetry(f"thread {thread_id!r} (graph {record.graph}) has no queue of items to retry", "retry-failed works on task_queue threads")
+        raise CannotRetry(
+            f"thread {thread_id!r} (graph {record.graph}) has no queue of items to retry", Message("{} works on task_queue threads", Verb("retry-failed"))
+        )
     if state.next:
         raise CannotRetry(
             f"thread {thread_id!r} has not finished its pass over the items ({record.shown_status})",
-            f"finish it first: agent resume --thread {thread_id}",
+            Message("finish it first: {}", Command("resume", thread_id=thread_id)),
         )
     next_round = (values.get("round") or 0) + 1
     failed = stored_counts(db, thread_id, next_round)["stale_failed"]
     if not failed:
-        raise CannotRetry(f"thread {thread_id!r} has no failed items to retry", f"agent results --thread {thread_id} lists its results")
+        raise CannotRetry(f"thread {thread_id!r} has no failed items to retry", Message("{} lists its results", Command("results", thread_id=thread_id)))
     _take_lease(
-        db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), f"free some space, then: agent retry-failed --thread {thread_id}"
+        db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), Message("free some space, then: {}", Command("retry-failed", thread_id=thread_id))
     )
 
     async def start_round(graph: Any, config: dict[str, Any]) -> None:
@@ -465,7 +478,7 @@ def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, 
             raise
     raise StorageFull(
         f"the disk that holds {db.path} is full: the run stopped ({status}), and that could not be recorded",
-        f"free some space, then: agent resume --thread {thread_id}",
+        Message("free some space, then: {}", Command("resume", thread_id=thread_id)),
     )
 
 
