@@ -14,7 +14,7 @@ from state.storage import items_namespace, results_namespace
 from runtime.store.database import Database
 from runtime.policy.numbers import check_number
 from runtime.threads.progress import stored_progress
-from runtime.errors import AgentError, AmbiguousCheckpoint, CheckpointNotFound, CheckpointUnreadable, NoResults, UnknownGraph
+from runtime.errors import AgentError, AmbiguousCheckpoint, CheckpointNotFound, CheckpointUnreadable, Command, Message, NoResults, UnknownGraph
 from runtime.threads import registry as threads
 from runtime.threads.history_rows import branch_rows, history_rows
 
@@ -90,7 +90,7 @@ def _load(record: threads.ThreadRecord) -> GraphSpec:
     try:
         return load_graph(record.graph)
     except GraphLoadError as exc:
-        raise UnknownGraph(f"thread {record.thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+        raise UnknownGraph(Message("thread {!r} belongs to graph {}, which cannot be loaded: {}", record.thread_id, record.graph, exc.message)) from None
 
 
 @contextmanager
@@ -113,8 +113,10 @@ def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Ex
     why = "it is stored in a format agent does not read" if isinstance(exc, NotImplementedError) else "its data does not decode"
     return CheckpointUnreadable(
         f"checkpoint {checkpoint_id} of thread {thread_id!r} cannot be read: {why} (changed outside agent, or damaged)",
-        f"restore the database from a backup, or go on from an older checkpoint: agent history --thread {thread_id}, "
-        f"then agent resume --thread {thread_id} --checkpoint ID",
+        Message(
+            "restore the database from a backup, or go on from an older checkpoint: {history}, then {resume}",
+            history=Command("history", thread_id=thread_id), resume=Command("resume", thread_id=thread_id, checkpoint="ID"),
+        ),
     )
 
 
@@ -146,7 +148,7 @@ def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     """A checkpoint named by full id, unique id prefix, or step number (on the latest branch)."""
     threads.get_thread(db, thread_id)
     rows = _checkpoint_rows(db, thread_id)
-    hint = f"agent history --thread {thread_id} lists its checkpoints"
+    hint = Message("{} lists its checkpoints", Command("history", thread_id=thread_id))
     if STEP_REF.match(ref):
         step = int(ref)
         by_id = {cid: (parent, s) for cid, parent, s in rows}
@@ -306,7 +308,10 @@ def iter_results(db: Database, thread_id: str, status: str | None = None) -> Ite
         seen = True
         yield full_result(int(key), json.loads(value), json.loads(item) if item else None)
     if not seen and record.graph != "task_queue" and not _has_results(db, prefix):
-        raise NoResults(f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results", f"agent state --thread {thread_id} shows its state")
+        raise NoResults(
+            f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results",
+            Message("{} shows its state", Command("state", thread_id=thread_id)),
+        )
 
 
 def full_result(index: int, stored: dict[str, Any], item: dict[str, Any] | None) -> dict[str, Any]:
