@@ -26,7 +26,7 @@ from typing import Any, Callable
 from runtime.threads import registry as threads
 from runtime.schedules.clock import Clock, SystemClock
 from runtime.store.database import Database
-from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
+from runtime.errors import AgentError, Command, Message, ScheduleBusy, ThreadNotFound
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
 from runtime.store.transaction import immediate
 
@@ -212,7 +212,9 @@ class Worker:
             if schedule.overlap == "skip" and (busy := self.run_in_progress(name)):
                 raise ScheduleBusy(
                     f"schedule {name!r} has a run in progress (thread {busy}) and does not overlap runs",
-                    f"wait for it (agent status --thread {busy}), or stop it: agent cancel --thread {busy}",
+                    Message(
+                        "wait for it ({status}), or stop it: {cancel}", status=Command("status", thread_id=busy), cancel=Command("cancel", thread_id=busy)
+                    ),
                 )
             thread_id = thread_name(name, now)
             run_id = self._insert(name, now, thread_id, "running", None, now)
