@@ -207,10 +207,7 @@ def resume_thread(
         if state is None:
             raise NothingToResume(
                 f"thread {thread_id!r} has no checkpoint: its first run stopped before its input was saved",
-                Message(
-                    "start it again under the same id, which nothing holds now: {}",
-                    Command("run", graph=record.graph, thread_id=thread_id, input=Placeholder("JSON")),
-                ),
+                Message("start it again under the same id, which nothing holds now: {}", Command("run", graph=record.graph, thread_id=thread_id, input=Placeholder("JSON"))),
             )
         if not state.next and not state.tasks:
             current = threads.get_thread(db, thread_id)
@@ -218,10 +215,7 @@ def resume_thread(
                 return _record_completed(db, spec, current, state, on_event)
             raise NothingToResume(
                 f"thread {thread_id!r} has completed; there is nothing to resume",
-                Message(
-                    "to run again from an earlier point: {} ({})",
-                    Command("resume", thread_id=thread_id, checkpoint="ID"), Command("history", thread_id=thread_id),
-                ),
+                Message("to run again from an earlier point: {} ({})", Command("resume", thread_id=thread_id, checkpoint="ID"), Command("history", thread_id=thread_id)),
             )
     _take_lease(
         db, lambda: threads.acquire(db, thread_id, resolved.as_dict()), Message("free some space, then: {}", Command("resume", thread_id=thread_id))
