@@ -116,7 +116,7 @@ def parse_input(text: str, option: str = "--input") -> Any:
         try:
             text = read_text_file(text[1:], "input file")
         except BadInput as exc:
-            raise BadInput(exc.message, f"give {option} JSON or @path/to/input.json") from None
+            raise BadInput(exc.problem, f"give {option} JSON or @path/to/input.json") from None
     return parse_json(text, option, f"quote it for the shell, e.g. {option} '{{\"items\": [\"a\"], \"prompt\": \"Summarize: {{item}}\"}}'")
 
 

@@ -62,10 +62,12 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]], keep: tu
 
 
 def handles_errors(func: Callable) -> Callable:
-    """Map the runtime's errors to one line, a hint and an exit code; tracebacks only with --debug."""
+    """Map the runtime's errors to one line, a hint and an exit code, in the CLI's wording
+    (commands/cli_face.py); tracebacks only with --debug."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from commands.cli_face import CLI
         from runtime.errors import AgentError
 
         debug = kwargs.get("debug") or os.environ.get("AGENT_DEBUG") == "1"
@@ -76,9 +78,10 @@ def handles_errors(func: Callable) -> Callable:
         except AgentError as exc:
             if debug:
                 traceback.print_exc()
-            err(f"Error: {_message(exc)}")
-            if exc.hint:
-                err(f"Hint: {exc.hint}")
+            message, hint = exc.render(CLI)
+            err(f"Error: {message}")
+            if hint:
+                err(f"Hint: {hint}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err("Interrupted.")
@@ -99,15 +102,6 @@ def handles_errors(func: Callable) -> Callable:
             raise typer.Exit(1) from None
 
     return wrapper
-
-
-def _message(exc: Any) -> str:
-    """The error's message, with a setting named as its option: `max_cost` -> `--max-cost`."""
-    from runtime.errors import InvalidNumber
-
-    if isinstance(exc, InvalidNumber) and exc.name.isidentifier() and exc.name.islower():
-        return exc.message_for("--" + exc.name.replace("_", "-"))
-    return exc.message
 
 
 def open_db(db: Path, create: bool = False):

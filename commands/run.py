@@ -95,7 +95,7 @@ def resume(
     from runtime.policy.settings import parse_duration
 
     edits = parse_assignments(set_ or [])
-    wait_seconds = parse_duration(wait, "--wait")
+    wait_seconds = parse_duration(wait, "wait")
     with open_db(db) as database, progress_display(quiet, as_json) as display:
         outcome = resume_thread(
             database, thread, checkpoint, settings, edits=edits or None, wait=wait_seconds, on_event=display, handle_signals=True, force=force, approve_all=yes
@@ -127,7 +127,7 @@ def retry_failed(
     from runtime import retry_failed as send_failed_again
     from runtime.policy.settings import parse_duration
 
-    wait_seconds = parse_duration(wait, "--wait")
+    wait_seconds = parse_duration(wait, "wait")
     with open_db(db) as database, progress_display(quiet, as_json) as display:
         outcome = send_failed_again(database, thread, settings, wait=wait_seconds, force=force, on_event=display, handle_signals=True)
     finish(outcome, as_json)

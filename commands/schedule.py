@@ -195,7 +195,7 @@ def runs(
     with open_db(db) as database:
         tz = get_schedule(database, name).tz
         now = time.time()
-        history = schedule_runs(database, name, parse_when(since, tz, now, "--since"), parse_when(until, tz, now, "--until"), by)
+        history = schedule_runs(database, name, parse_when(since, tz, now, "since"), parse_when(until, tz, now, "until"), by)
     if as_json:
         print_json(history)
         return
@@ -242,7 +242,7 @@ def worker(
     from runtime.policy.settings import parse_duration
     from runtime.schedules.worker import Worker
 
-    poll_s, grace_s = parse_duration(poll, "--poll") or 1.0, parse_duration(grace, "--grace") or 0.0
+    poll_s, grace_s = parse_duration(poll, "poll") or 1.0, parse_duration(grace, "grace") or 0.0
     if max_resumes < 0:
         raise BadInput(f"--max-resumes must be 0 or more, not {max_resumes}")
     clock = SystemClock()

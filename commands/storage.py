@@ -41,7 +41,7 @@ def prune(
     from runtime.threads.retention import prune as prune_checkpoints
     from runtime.policy.settings import parse_duration
 
-    age = parse_duration(older_than, "--older-than") if older_than is not None else None
+    age = parse_duration(older_than, "older_than") if older_than is not None else None
     if older_than is not None and age is None:
         age = -1.0  # "0"/"none": refused by the runtime with its message
     with open_db(db) as database:
@@ -119,16 +119,17 @@ def doctor(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = F
 
     Example: agent doctor --json
     """
+    from commands.cli_face import cli_text
     from runtime.doctor import check_database
 
     findings = check_database(db)
     if as_json:
-        print_json({"ok": all(f.ok for f in findings), "checks": [f.as_dict() for f in findings]})
+        print_json({"ok": all(f.ok for f in findings), "checks": [{**f.as_dict(), "fix": cli_text(f.fix)} for f in findings]})
     else:
         for finding in findings:
             out(f"{'ok' if finding.ok else 'PROBLEM':>7}  {finding.check}: {finding.detail}")
             if finding.fix:
-                out(f"{'':>7}  fix: {finding.fix}")
+                out(f"{'':>7}  fix: {cli_text(finding.fix)}")
     if not all(f.ok for f in findings):
         raise typer.Exit(1)
 

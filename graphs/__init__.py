@@ -33,7 +33,15 @@ BUILTIN = {
 
 
 class GraphLoadError(ValueError):
-    """A graph name or spec that names no usable graph; the message says what to do."""
+    """A graph name or spec that names no usable graph; the message says what went wrong.
+    `unknown` is set for a bare name that is no built-in graph (`choices` are the built-in
+    ones): the runtime then words what to do as each face says it."""
+
+    def __init__(self, message: str, unknown: str | None = None, choices: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.unknown = unknown
+        self.choices = choices
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,9 @@ def load_graph(spec: str) -> GraphSpec:
         )
     if ":" not in spec:
         raise GraphLoadError(
-            f"unknown graph {spec!r}; choose one of {', '.join(BUILTIN)} "
-            "(agent graphs lists them) or name your own as path/to/file.py:attr or package.module:attr"
+            f"unknown graph {spec!r}; choose one of {', '.join(BUILTIN)} or name your own as path/to/file.py:attr or package.module:attr",
+            unknown=spec,
+            choices=tuple(BUILTIN),
         )
     path, target, attr = split_spec(spec)
     if path is not None:

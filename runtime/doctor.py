@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import DatabaseMissing
+from runtime.errors import Command, DatabaseMissing, Message, Placeholder, Setting, joined
 from runtime.store.parts import checks, namespaces
 from runtime.store.parts import threads as thread_rows
 from runtime.store.parts import schedules as schedule_rows
@@ -28,7 +28,8 @@ class Finding:
     check: str
     ok: bool
     detail: str
-    fix: str | None = None
+    fix: str | Message | None = None
+    """What to do, worded by each face (runtime/errors.py)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,7 +40,7 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
     runs recorded as running with no live thread, schedules naming a graph that is gone."""
     path = Path(path)
     if not path.exists():
-        raise DatabaseMissing(f"no database at {path}", "point --db (or AGENT_DB) at the database to check")
+        raise DatabaseMissing(f"no database at {path}", Message("point {} (or AGENT_DB) at the database to check", Setting("path")))
     try:
         conn = checks.open_read_only(path)
     except StorageUnreadable as exc:
@@ -91,7 +92,7 @@ def _schema(conn: Connection) -> Finding:
             "schema",
             False,
             f"schema version {version} is older than this agent's ({SCHEMA_VERSION})",
-            "run any agent command on it (e.g. agent threads): the database is converted on opening, in one transaction",
+            Message("run any agent command on it (e.g. {}): the database is converted on opening, in one transaction", Command("threads")),
         )
     missing = [t for t in EXPECTED_TABLES if t not in checks.tables(conn)]
     if missing:
@@ -109,7 +110,9 @@ def _orphaned_writes(conn: Connection) -> Finding:
         "orphaned writes",
         False,
         f"{total} write(s) belong to no checkpoint, in thread(s) {shown}",
-        "agent prune --orphans --dry-run shows what would go; without --dry-run removes them",
+        Message(
+            "{prune} shows what would go; without {dry_run} removes them", prune=Command("prune", orphans=True, dry_run=True), dry_run=Setting("dry_run")
+        ),
     )
 
 
@@ -122,7 +125,7 @@ def _orphaned_blobs(conn: Connection) -> Finding:
         "orphaned blobs",
         False,
         f"{total} stored value(s) belong to thread(s) with no checkpoints: {', '.join(t for t, _ in rows[:5])}",
-        "agent prune --orphans removes them",
+        Message("{} removes them", Command("prune", orphans=True)),
     )
 
 
@@ -135,7 +138,7 @@ def _dead_runners(conn: Connection) -> Finding:
     shown = ", ".join(
         f"{r.thread_id} (pid {r.owner_pid} on {r.owner_host}, heartbeat {_age(now, r.heartbeat_at)})" for r in dead[:5]
     )
-    fixes: dict[str, str] = {}
+    fixes: dict[str, Message] = {}
     for record in dead:
         kind, fix = _leftover_fix(conn, record)
         fixes.setdefault(kind, fix)  # one command for each kind of leftover, naming its first thread
@@ -143,29 +146,33 @@ def _dead_runners(conn: Connection) -> Finding:
         "runners",
         False,
         f"{len(dead)} thread(s) are recorded as running but their runner is gone: {shown}",
-        "; ".join(fixes.values()),
+        joined("; ", list(fixes.values())),
     )
 
 
-def _leftover_fix(conn: Connection, record: ThreadRecord) -> tuple[str, str]:
+def _leftover_fix(conn: Connection, record: ThreadRecord) -> tuple[str, Message]:
     """What a thread whose runner died left behind, and the command that fixes it."""
     thread = record.thread_id
     rows = checks.latest_checkpoints(conn, thread, 2) if "checkpoints" in checks.tables(conn) else []
     if not rows:
-        return "unstarted", (
-            f"agent run {record.graph} --thread {thread} --input JSON starts {thread} again, under the same id "
-            f"(its first run stopped before its input was saved), or agent delete --thread {thread}"
+        return "unstarted", Message(
+            "{run} starts {thread} again, under the same id (its first run stopped before its input was saved), or {delete}",
+            run=Command("run", graph=record.graph, thread_id=thread, input=Placeholder("JSON")),
+            thread=thread,
+            delete=Command("delete", thread_id=thread),
         )
     source, metadata, next_json = rows[0]
     if len(rows) == 1 and source == "fork" and (origin := _half_made_fork(conn, thread, metadata)):
-        return "half fork", (
-            f"agent delete --thread {thread}, then agent fork --thread {origin[0]} --checkpoint {origin[1]} --new-thread {thread} "
-            f"(an older agent was stopped half way through that fork)"
+        return "half fork", Message(
+            "{delete}, then {fork} (an older agent was stopped half way through that fork)",
+            delete=Command("delete", thread_id=thread), fork=Command("fork", thread_id=origin[0], checkpoint=origin[1], new_thread_id=thread),
         )
     if next_json == "[]":
-        return "finished", f"agent resume --thread {thread} records it completed (its latest checkpoint has nothing left to run)"
-    return "resumable", (
-        f"agent resume --thread {thread} takes it over and continues from its latest checkpoint (or agent delete --thread {thread})"
+        return "finished", Message("{} records it completed (its latest checkpoint has nothing left to run)", Command("resume", thread_id=thread))
+    return "resumable", Message(
+        "{resume} takes it over and continues from its latest checkpoint (or {delete})",
+        resume=Command("resume", thread_id=thread),
+        delete=Command("delete", thread_id=thread),
     )
 
 
@@ -213,7 +220,10 @@ def _orphaned_runs(conn: Connection) -> Finding:
         "schedule runs",
         False,
         f"{len(orphans)} scheduled run(s) are recorded as running with no live thread: {shown}",
-        "start a worker (agent worker, or agent worker --once): it continues each, up to --max-resumes times",
+        Message(
+            "start a worker ({worker}, or {once}): it continues each, up to {max_resumes} times",
+            worker=Command("worker"), once=Command("worker", once=True), max_resumes=Setting("max_resumes"),
+        ),
     )
 
 
@@ -232,7 +242,10 @@ def _schedule_graphs(conn: Connection) -> Finding:
             "schedule graphs",
             False,
             f"{len(missing)} schedule(s) name a graph that no longer exists: {shown}",
-            f"restore the graph, or delete the schedule: agent schedule delete {missing[0][0]} (its runs would fail and pause it)",
+            Message(
+                "restore the graph, or delete the schedule: {} (its runs would fail and pause it)",
+                Command("schedule delete", name=missing[0][0]),
+            ),
         )
     untrusted = [(name, graph) for name, graph in rows if not is_trusted(graph, attended=False)]
     if untrusted:
@@ -241,6 +254,9 @@ def _schedule_graphs(conn: Connection) -> Finding:
             "schedule graphs",
             False,
             f"{len(untrusted)} schedule(s) name a graph the worker will not import: {shown}",
-            f"if you trust that code, list it in {TRUSTED_GRAPHS_ENV} in the worker's environment, or delete the schedule: agent schedule delete {untrusted[0][0]}",
+            Message(
+                "if you trust that code, list it in {env} in the worker's environment, or delete the schedule: {delete}",
+                env=TRUSTED_GRAPHS_ENV, delete=Command("schedule delete", name=untrusted[0][0]),
+            ),
         )
     return Finding("schedule graphs", True, f"the graph of each of {len(rows)} schedule(s) exists")

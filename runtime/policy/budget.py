@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from runtime.store.parts import spend as spend_rows
 from runtime.store.database import Database
 from runtime.store.seam import SpendRow
-from runtime.errors import BadInput
+from runtime.errors import BadInput, Message, Setting
 from runtime.policy.ceilings import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
 from runtime.policy.prices import cost_usd, price_for
 
@@ -83,7 +83,10 @@ def check_budget_settings(settings: RunSettings) -> Limits:
             if price_for(spec) is None:
                 raise BadInput(
                     f"a cost budget needs a price for model {spec!r}, and the price table has none",
-                    'add it to a prices file and point AGENT_PRICES at it ({"models": {"NAME": {"input": USD, "output": USD}}}), or use --max-tokens',
+                    Message(
+                        "add it to a prices file and point AGENT_PRICES at it ({format}), or use {tokens}",
+                        format='{"models": {"NAME": {"input": USD, "output": USD}}}', tokens=Setting("max_tokens"),
+                    ),
                 )
     return limits
 

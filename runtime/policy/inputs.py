@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import BadInput
+from runtime.errors import BadInput, Message, Setting
 
 MAX_DEPTH = 100
 """Levels of lists and objects one value may nest (LangGraph's checkpoint format stops at 255)."""
@@ -30,7 +30,7 @@ class _Constant(ValueError):
     """NaN, Infinity or -Infinity: Python's decoder reads them, JSON has no such values."""
 
 
-def decode_json(text: str, what: str) -> Any:
+def decode_json(text: str, what: str | Setting) -> Any:
     """`text` as JSON, by the rules above. Raises json.JSONDecodeError for text that is not JSON
     (the caller decides whether that is an error) and BadInput for JSON that is refused."""
     try:
@@ -38,33 +38,38 @@ def decode_json(text: str, what: str) -> Any:
     except _Constant as exc:  # not JSON: the caller treats it as it treats any text that is not
         raise json.JSONDecodeError(f"{exc} is not a JSON value", text, max(text.find(str(exc)), 0)) from None
     except _Refused as exc:
-        raise BadInput(f"{what} holds {exc}, which is not a finite number", "give numbers as plain finite JSON numbers") from None
+        raise BadInput(
+            Message("{what} holds {number}, which is not a finite number", what=what, number=exc), "give numbers as plain finite JSON numbers"
+        ) from None
     except RecursionError:
-        raise BadInput(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+        raise BadInput(Message("{what} is nested more than {depth} levels deep", what=what, depth=MAX_DEPTH)) from None
     except json.JSONDecodeError:
         raise
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise BadInput(f"{what} is not usable JSON: {exc}") from None
+        raise BadInput(Message("{what} is not usable JSON: {why}", what=what, why=exc)) from None
     check_value(value, what)
     return value
 
 
-def parse_json(text: str, what: str, hint: str | None = None) -> Any:
+def parse_json(text: str, what: str | Setting, hint: str | Message | None = None) -> Any:
     """`text` as JSON; anything that is not (or is refused) is BadInput naming `what`."""
     try:
         return decode_json(text, what)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", hint) from None
+        problem = Message("{what} is not valid JSON ({why} at line {line} column {column})", what=what, why=exc.msg, line=exc.lineno, column=exc.colno)
+        raise BadInput(problem, hint) from None
 
 
-def check_value(value: Any, what: str) -> None:
+def check_value(value: Any, what: str | Setting) -> None:
     """Refuse a value (from JSON or from Python) nested deeper than MAX_DEPTH, or holding a
     float that is NaN or infinite. Iterative, so any depth is checked without recursion."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
-            raise BadInput(f"{what} holds {item}, which is not a finite number", "give numbers as plain finite JSON numbers")
+            raise BadInput(
+                Message("{what} holds {number}, which is not a finite number", what=what, number=item), "give numbers as plain finite JSON numbers"
+            )
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, (list, tuple)):
@@ -72,7 +77,7 @@ def check_value(value: Any, what: str) -> None:
         else:
             continue
         if depth >= MAX_DEPTH:
-            raise BadInput(f"{what} is nested more than {MAX_DEPTH} levels deep")
+            raise BadInput(Message("{what} is nested more than {depth} levels deep", what=what, depth=MAX_DEPTH))
         stack.extend((child, depth + 1) for child in children)
 
 

@@ -38,7 +38,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 
 from nodes.errors import EndpointError, OperationError, classify
 from nodes.model_call import retry_after
-from runtime.errors import BadInput
+from runtime.errors import BadInput, Message, Setting
 from runtime.policy.numbers import check_number, env_number
 from runtime.redact import redact
 
@@ -127,9 +127,15 @@ def make_model(spec: str | None = None) -> BaseChatModel:
         return OfflineChatModel(**_offline_options(rest))
     if provider == "openai":
         if not rest:
-            raise BadInput("--model openai needs a model name", "e.g. --model openai:gpt-4o-mini")
+            raise BadInput(
+                Message("{given} needs a model name", given=Setting("model", "openai"), value=spec),
+                Message("e.g. {}", Setting("model", "openai:gpt-4o-mini")),
+            )
         return _openai(rest)
-    raise BadInput(f"unknown model {spec!r}", "use --model offline or --model openai:<name>")
+    raise BadInput(
+        Message("unknown model {value!r}", value=spec),
+        Message("use {offline} or {openai}", offline=Setting("model", "offline"), openai=Setting("model", "openai:<name>")),
+    )
 
 
 def _offline_options(text: str) -> dict[str, Any]:

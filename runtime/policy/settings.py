@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from runtime.policy.ceilings import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
-from runtime.errors import BadInput
+from runtime.errors import BadInput, Message, Setting, setting_or_text
 from runtime.policy.numbers import check_number
 from runtime.policy.models import model_label
 
@@ -39,7 +39,8 @@ _UNIT = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_duration(text: str | float | int | None, option: str) -> float | None:
     """`90`, `90s`, `10m`, `1h30m`, `1d` -> seconds; `0` or `none` -> no limit. A number is
-    held to the rule of runtime/policy/numbers.py (finite, 0 or more); so is the total of a text."""
+    held to the rule of runtime/policy/numbers.py (finite, 0 or more); so is the total of a text.
+    `option` is the setting (`deadline`) or the environment variable the text came from."""
     if text is None or isinstance(text, (int, float)):
         return None if text is None else (float(check_number(text, option, unit="seconds")) or None)
     cleaned = text.strip().lower().replace(" ", "")
@@ -47,11 +48,20 @@ def parse_duration(text: str | float | int | None, option: str) -> float | None:
         return None
     parts = _DURATION.findall(cleaned)
     if not parts or "".join(n + (u or "") for n, u in parts) != cleaned:
-        raise BadInput(f"{option} {text!r} is not a duration", f"e.g. {option} 90s, {option} 10m or {option} 1h30m")
+        raise BadInput(Message("{setting} {value!r} is not a duration", setting=setting_or_text(option), value=text), _duration_examples(option))
     total = sum(float(n) * _UNIT[u or None] for n, u in parts)
     if not math.isfinite(total):
-        raise BadInput(f"{option} {text!r} is too long to be a duration", f"e.g. {option} 90s, {option} 10m or {option} 1h30m")
+        raise BadInput(
+            Message("{setting} {value!r} is too long to be a duration", setting=setting_or_text(option), value=text), _duration_examples(option)
+        )
     return total or None
+
+
+def _duration_examples(option: str) -> Message:
+    """`e.g. deadline="90s", ...`; an environment variable is shown with its value after it."""
+    named = setting_or_text(option)
+    shown = [Setting(option, text) if isinstance(named, Setting) else f"{option} {text}" for text in ("90s", "10m", "1h30m")]
+    return Message("e.g. {a}, {b} or {c}", a=shown[0], b=shown[1], c=shown[2])
 
 
 @dataclass
@@ -89,7 +99,7 @@ class RunSettings:
         given = self.given()
         for key in ("node_timeout", "deadline"):
             if isinstance(given.get(key), str):
-                given[key] = parse_duration(given[key], "--" + key.replace("_", "-")) or 0.0
+                given[key] = parse_duration(given[key], key) or 0.0
         merged = {**BASE_DEFAULTS, **(graph_defaults or {}), **(stored or {}), **given}
         known = {f.name for f in fields(self)}
         resolved = RunSettings(**{k: v for k, v in merged.items() if k in known})
@@ -118,11 +128,14 @@ class RunSettings:
                 check_number(getattr(self, name), name, whole=True, note="0: no limit")
         if self.max_cost is not None:
             check_number(self.max_cost, "max_cost", unit="US dollars", note="0: no limit")
-        for option, value, env in (("--max-cost", self.max_cost, COST_CEILING_ENV), ("--max-tokens", self.max_tokens, TOKENS_CEILING_ENV)):
+        for option, value, env in (("max_cost", self.max_cost, COST_CEILING_ENV), ("max_tokens", self.max_tokens, TOKENS_CEILING_ENV)):
             ceiling = system_ceiling(env)
             if ceiling is not None and value and value > ceiling:
                 raise BadInput(
-                    f"{option} {value:g} is above the system-wide ceiling of {ceiling:g} ({env})",
+                    Message(
+                        "{setting} {value:g} is above the system-wide ceiling of {ceiling:g} ({env})",
+                        setting=Setting(option), value=value, ceiling=ceiling, env=env,
+                    ),
                     f"ask for {ceiling:g} or less; runs may not exceed the ceiling",
                 )
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
-from runtime.errors import GraphNotTrusted, UnknownGraph
+from runtime.errors import Command, GraphNotTrusted, Message, UnknownGraph
 
 TRUSTED_GRAPHS_ENV = "AGENT_TRUSTED_GRAPHS"
 
@@ -101,3 +102,14 @@ def owned_by_you(path: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def load_problem(exc: Any) -> Any:
+    """What a GraphLoadError says, for an error of the runtime: an unknown built-in name comes
+    with the command that lists the graphs."""
+    if exc.unknown is None:
+        return exc.message
+    return Message(
+        "unknown graph {spec!r}; choose one of {names} ({graphs} lists them) or name your own as path/to/file.py:attr or package.module:attr",
+        spec=exc.unknown, names=", ".join(exc.choices), graphs=Command("graphs"),
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from runtime.threads.control import current_user
 from runtime.store.database import Database
-from runtime.errors import BadInput, NothingToResume
+from runtime.errors import BadInput, Command, Message, NothingToResume, Setting
 
 
 def pending_approvals(db: Database, thread_id: str, *, attended: bool = True) -> list[dict[str, Any]]:
@@ -35,7 +35,9 @@ def decisions_for(
     """The resume map for `decide`: interrupt id -> decision. Ids may be unique prefixes."""
     pending = pending_approvals(db, thread_id, attended=attended)
     if not pending:
-        raise NothingToResume(f"thread {thread_id!r} has no pending approvals", f"agent state --thread {thread_id} shows where it is")
+        raise NothingToResume(
+            f"thread {thread_id!r} has no pending approvals", Message("{} shows where it is", Command("state", thread_id=thread_id))
+        )
     known = [p["id"] for p in pending]
     if every:
         chosen = known
@@ -46,7 +48,10 @@ def decisions_for(
     else:
         raise BadInput(
             f"thread {thread_id!r} has {len(known)} pending approvals: {', '.join(known)}",
-            f"name one with --id (agent approvals --thread {thread_id} lists them), or answer them all with --all",
+            Message(
+                "name one with {ids} ({approvals} lists them), or answer them all with {every}",
+                ids=Setting("ids"), approvals=Command("approvals", thread_id=thread_id), every=Setting("every"),
+            ),
         )
     verb = "agent approve" if approved else "agent reject"
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -58,7 +63,7 @@ def _match(thread_id: str, ref: str, known: list[str]) -> str:
     matches = [k for k in known if k.startswith(ref)]
     if len(matches) == 1:
         return matches[0]
-    hint = f"agent approvals --thread {thread_id} lists the pending ones: {', '.join(known)}"
+    hint = Message("{approvals} lists the pending ones: {known}", approvals=Command("approvals", thread_id=thread_id), known=", ".join(known))
     if not matches:
         raise BadInput(f"thread {thread_id!r} has no pending approval {ref!r}", hint)
     raise BadInput(f"approval id {ref!r} matches {len(matches)} pending approvals", hint)
@@ -76,11 +81,14 @@ def decide(
 ) -> Any:
     """Answer pending approvals and resume the thread (see `runtime.runs.runner.resume_thread` for
     `resume_options`). Returns the run's outcome; unanswered approvals keep waiting."""
-    from langgraph.types import Command
+    from langgraph.types import Command as GraphCommand  # not runtime.errors.Command, the next command a hint names
 
     from runtime.runs.runner import resume_thread
 
     if not approved and not (reason or "").strip():
-        raise BadInput("a rejection needs a --reason", 'e.g. agent reject --thread T --id ID --reason "not this vendor"')
+        raise BadInput(
+            Message("a rejection needs a {reason}", reason=Setting("reason"), value=reason),
+            Message("e.g. {}", Command("reject", thread_id="T", ids=["ID"], reason="not this vendor")),
+        )
     answers = decisions_for(db, thread_id, ids, approved, reason, every, attended=resume_options.get("attended", True))
-    return resume_thread(db, thread_id, command=Command(resume=answers), **resume_options)
+    return resume_thread(db, thread_id, command=GraphCommand(resume=answers), **resume_options)

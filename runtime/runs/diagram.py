@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime.errors import BadInput
+from runtime.errors import BadInput, Message, Setting
 
 FORMATS = ("ascii", "mermaid")
 
@@ -26,7 +26,10 @@ def graph_structure(graph: str) -> dict[str, Any]:
 def draw_graph(graph: str, format: str = "ascii") -> str:
     """The graph drawn as text: `ascii` (boxes and lines, for a terminal) or `mermaid`."""
     if format not in FORMATS:
-        raise BadInput(f"unknown --format {format!r}", "use --format ascii or --format mermaid")
+        raise BadInput(
+            Message("unknown {setting} {value!r}", setting=Setting("format"), value=format),
+            Message("use {ascii} or {mermaid}", ascii=Setting("format", "ascii"), mermaid=Setting("format", "mermaid")),
+        )
     _, drawable = _drawable(graph)
     if format == "mermaid":
         return drawable.draw_mermaid()

@@ -21,7 +21,7 @@ from langgraph.errors import GraphDrained
 from langgraph.runtime import RunControl
 
 from nodes.errors import describe
-from runtime.errors import StorageFull
+from runtime.errors import Command, Message, StorageFull
 from runtime.policy import budget
 from runtime.policy.limits import RequestLimiter
 from runtime.policy.waits import InterruptibleControl, RunClock
@@ -248,7 +248,7 @@ def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, 
             raise
     raise StorageFull(
         f"the disk that holds {db.path} is full: the run stopped ({status}), and that could not be recorded",
-        f"free some space, then: agent resume --thread {thread_id}",
+        Message("free some space, then: {}", Command("resume", thread_id=thread_id)),
     )
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphs import GraphLoadError, GraphSpec, load_graph
-from runtime.errors import BadInput, CannotRetry, NothingToResume, UnknownGraph
+from runtime.policy.trust import load_problem
+from runtime.errors import BadInput, CannotRetry, Command, Message, NothingToResume, OneOf, Placeholder, Setting, UnknownGraph, Verb
 from runtime.policy import budget
 from runtime.policy.inputs import check_value
 from runtime.policy.models import make_model
@@ -64,14 +65,16 @@ def load_spec(spec: str) -> GraphSpec:
     try:
         return load_graph(spec)
     except GraphLoadError as exc:
-        hint = "agent graphs lists the built-in graphs" if ":" not in spec else "name a StateGraph, a compiled graph or a function that builds one"
-        raise UnknownGraph(str(exc), hint) from None
+        hint = "name a StateGraph, a compiled graph or a function that builds one"
+        if ":" not in spec:
+            hint = Message("{} lists the built-in graphs", Command("graphs"))
+        raise UnknownGraph(load_problem(exc), hint) from None
 
 
 def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
     """Check an input against the graph before anything is written."""
     if not isinstance(data, dict):
-        raise BadInput("the input must be a JSON object", 'e.g. --input \'{"items": ["a"], "prompt": "Summarize: {item}"}\'')
+        raise BadInput("the input must be a JSON object", Message("e.g. {}", Setting("input", {"items": ["a"], "prompt": "Summarize: {item}"})))
     check_value(data, "the input")
     keys = spec.input_keys()
     if keys is not None and (unknown := sorted(set(data) - keys)):
@@ -151,7 +154,7 @@ def prepare_resume(
     if record.graph_version != spec.version:
         changed = f"graph {record.graph} changed since this thread started (version {record.graph_version} -> {spec.version})"
         notices = (RunEvent("warning", message=changed),)
-    hint = f"free some space, then: agent resume --thread {thread_id}"
+    hint = Message("free some space, then: {}", Command("resume", thread_id=thread_id))
     return RunPlan(
         thread_id, spec, resolved, model, cheap_model, hint,
         input=command, record=record, checkpoint_id=checkpoint_id, edits=edits,
@@ -171,7 +174,7 @@ def _nothing_left(db: Database, spec: GraphSpec, record: threads.ThreadRecord, c
     if state is None:
         raise NothingToResume(
             f"thread {thread_id!r} has no checkpoint: its first run stopped before its input was saved",
-            f"start it again under the same id, which nothing holds now: agent run {record.graph} --thread {thread_id} --input JSON",
+            Message("start it again under the same id, which nothing holds now: {}", Command("run", graph=record.graph, thread_id=thread_id, input=Placeholder("JSON"))),
         )
     if state.next or state.tasks:
         return None
@@ -179,7 +182,7 @@ def _nothing_left(db: Database, spec: GraphSpec, record: threads.ThreadRecord, c
         return state
     raise NothingToResume(
         f"thread {thread_id!r} has completed; there is nothing to resume",
-        f"to run again from an earlier point: agent resume --thread {thread_id} --checkpoint ID (agent history --thread {thread_id})",
+        Message("to run again from an earlier point: {} ({})", Command("resume", thread_id=thread_id, checkpoint="ID"), Command("history", thread_id=thread_id)),
     )
 
 
@@ -203,7 +206,7 @@ def prepare_retry(
     record = _after_waiting(db, record, wait, on_event)
     next_round, failed = _retry_round(db, spec, record)
     notice = RunEvent("notice", message=f"retrying {failed} failed item(s) of thread {thread_id} (round {next_round})")
-    hint = f"free some space, then: agent retry-failed --thread {thread_id}"
+    hint = Message("free some space, then: {}", Command("retry-failed", thread_id=thread_id))
     return RunPlan(thread_id, spec, resolved, model, cheap_model, hint, record=record, retry_round=next_round, notices=(notice,))
 
 
@@ -214,16 +217,16 @@ def _retry_round(db: Database, spec: GraphSpec, record: threads.ThreadRecord) ->
     state = latest_state(db, spec, thread_id)
     values = state.values if state is not None and isinstance(state.values, dict) else {}
     if "cursor" not in values or "total" not in values:
-        raise CannotRetry(f"thread {thread_id!r} (graph {record.graph}) has no queue of items to retry", "retry-failed works on task_queue threads")
+        raise CannotRetry(f"thread {thread_id!r} (graph {record.graph}) has no queue of items to retry", Message("{} works on task_queue threads", Verb("retry-failed")))
     if state.next:
         raise CannotRetry(
             f"thread {thread_id!r} has not finished its pass over the items ({record.shown_status})",
-            f"finish it first: agent resume --thread {thread_id}",
+            Message("finish it first: {}", Command("resume", thread_id=thread_id)),
         )
     next_round = (values.get("round") or 0) + 1
     failed = stored_counts(db, thread_id, next_round)["stale_failed"]
     if not failed:
-        raise CannotRetry(f"thread {thread_id!r} has no failed items to retry", f"agent results --thread {thread_id} lists its results")
+        raise CannotRetry(f"thread {thread_id!r} has no failed items to retry", Message("{} lists its results", Command("results", thread_id=thread_id)))
     return next_round, failed
 
 
@@ -243,6 +246,9 @@ def _after_waiting(
 def _check_approve_all(settings: RunSettings, approve_all: bool) -> None:
     if approve_all and settings.background:
         raise BadInput(
-            "--yes cannot approve the actions of a --background run: nobody is at the terminal",
-            "leave out --yes and answer each action with agent approve / agent reject --thread T --id ID",
+            Message("{} cannot approve the actions of a {} run: nobody is at the terminal", Setting("approve_all"), Setting("background")),
+            Message(
+                "leave out {} and answer each action with {}",
+                Setting("approve_all"), OneOf(Command("approve", thread_id="T", ids=["ID"]), Command("reject", thread_id="T", ids=["ID"])),
+            ),
         )

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from typing import Any, Callable
 
-from runtime.errors import StorageFull
+from runtime.errors import Command, Message, StorageFull
 from runtime.policy.settings import RunSettings
 from runtime.runs.drive import drive
 from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome
@@ -136,7 +136,7 @@ def _record_completed(db: Database, plan: RunPlan, on_event: EventHandler | None
     step = (state.metadata or {}).get("step", plan.record.steps)
     values = state.values if isinstance(state.values, dict) else {}
     error = values.get("give_up_reason")
-    _take_lease(db, lambda: threads.acquire(db, thread_id), f"free some space, then: agent resume --thread {thread_id}")
+    _take_lease(db, lambda: threads.acquire(db, thread_id), Message("free some space, then: {}", Command("resume", thread_id=thread_id)))
     threads.release(db, thread_id, "completed", step, error)
     if on_event:
         on_event(RunEvent("notice", message=f"thread {thread_id}: its last run stopped before it saved a step, and nothing is left to run; recorded as completed"))

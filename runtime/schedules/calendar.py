@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from runtime.store.parts import schedules as schedule_rows
 from runtime.store.database import Database
 from runtime.store.seam import ScheduleRow
-from runtime.errors import BadInput, ScheduleExists, ScheduleNotFound
+from runtime.errors import BadInput, Command, Message, ScheduleExists, ScheduleNotFound, Setting, setting_or_text
 from runtime.policy.numbers import env_number
 from runtime.policy.settings import parse_duration
 from runtime.store.parts import immediate
@@ -89,7 +89,10 @@ def zone(tz: str) -> ZoneInfo:
             raise ValueError(tz)
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise BadInput(f"--tz {tz!r} is not an IANA time zone", "e.g. --tz Asia/Tokyo, --tz Europe/Berlin or --tz UTC") from None
+        raise BadInput(
+            Message("{setting} {value!r} is not an IANA time zone", setting=Setting("tz"), value=tz),
+            Message("e.g. {a}, {b} or {c}", a=Setting("tz", "Asia/Tokyo"), b=Setting("tz", "Europe/Berlin"), c=Setting("tz", "UTC")),
+        ) from None
 
 
 def check_cron(cron: str) -> None:
@@ -98,11 +101,17 @@ def check_cron(cron: str) -> None:
     parts = cron.split()
     if len(parts) != 5:
         raise BadInput(
-            f"--cron {cron!r} has {len(parts)} field(s); a schedule takes 5: minute hour day-of-month month day-of-week",
-            'e.g. --cron "0 9 * * 1-5" (09:00 on weekdays)',
+            Message(
+                "{setting} {value!r} has {count} field(s); a schedule takes 5: minute hour day-of-month month day-of-week",
+                setting=Setting("cron"), value=cron, count=len(parts),
+            ),
+            Message("e.g. {} (09:00 on weekdays)", Setting("cron", "0 9 * * 1-5")),
         )
     if not croniter.is_valid(cron):
-        raise BadInput(f"--cron {cron!r} is not a valid cron pattern", 'e.g. --cron "0 9 * * 1-5" (09:00 on weekdays), "30 6 1 * *" (06:30 on the 1st)')
+        raise BadInput(
+            Message("{setting} {value!r} is not a valid cron pattern", setting=Setting("cron"), value=cron),
+            Message('e.g. {} (09:00 on weekdays), "30 6 1 * *" (06:30 on the 1st)', Setting("cron", "0 9 * * 1-5")),
+        )
 
 
 def _walls(cron: str, start: datetime):
@@ -137,7 +146,10 @@ def next_fire_after(cron: str, tz: str, after: float) -> float:
     except (CroniterBadDateError, StopIteration):
         pass
     if best is None:
-        raise BadInput(f"--cron {cron!r} never fires", "check the day-of-month and month fields (e.g. 30 February does not exist)")
+        raise BadInput(
+            Message("{setting} {value!r} never fires", setting=Setting("cron"), value=cron),
+            "check the day-of-month and month fields (e.g. 30 February does not exist)",
+        )
     return best
 
 
@@ -201,7 +213,8 @@ def _shortest_day_gap(day_cron: str) -> int:
 
 
 def parse_when(text: str | None, tz: str, now: float, option: str) -> float | None:
-    """`2026-11-01`, `2026-11-01T09:00` (in the schedule's zone unless it names one) or `7d` (ago)."""
+    """`2026-11-01`, `2026-11-01T09:00` (in the schedule's zone unless it names one) or `7d` (ago);
+    `option` is the setting the text came from (`since`)."""
     if text is None:
         return None
     try:
@@ -210,7 +223,10 @@ def parse_when(text: str | None, tz: str, now: float, option: str) -> float | No
         try:
             seconds = parse_duration(text, option)
         except BadInput:
-            raise BadInput(f"{option} {text!r} is not a date, a time or a duration", f"e.g. {option} 2026-11-01, {option} 2026-11-01T09:00 or {option} 7d (ago)") from None
+            raise BadInput(
+                Message("{setting} {value!r} is not a date, a time or a duration", setting=setting_or_text(option), value=text),
+                Message("e.g. {a}, {b} or {c} (ago)", a=Setting(option, "2026-11-01"), b=Setting(option, "2026-11-01T09:00"), c=Setting(option, "7d")),
+            ) from None
         return now - (seconds or 0.0)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(tz))
@@ -272,16 +288,19 @@ def check_schedule(
     gap = shortest_gap(cron)
     if gap < limit:
         raise BadInput(
-            f"--cron {cron!r} can run {gap / 60:g} minutes apart; schedules may run at most every {limit / 60:g} minutes",
+            Message(
+                "{setting} {value!r} can run {gap:g} minutes apart; schedules may run at most every {limit:g} minutes",
+                setting=Setting("cron"), value=cron, gap=gap / 60, limit=limit / 60,
+            ),
             f"space the runs out, or lower the minimum with {MIN_INTERVAL_ENV} (e.g. {MIN_INTERVAL_ENV}=15m)",
         )
     if overlap not in OVERLAP:
-        raise BadInput(f"--overlap {overlap!r} is not one of: {', '.join(OVERLAP)}")
+        raise BadInput(Message("{setting} {value!r} is not one of: {choices}", setting=Setting("overlap"), value=overlap, choices=", ".join(OVERLAP)))
     if missed not in MISSED:
-        raise BadInput(f"--missed {missed!r} is not one of: {', '.join(MISSED)}")
+        raise BadInput(Message("{setting} {value!r} is not one of: {choices}", setting=Setting("missed"), value=missed, choices=", ".join(MISSED)))
     if not isinstance(max_failures, int) or max_failures < 1:
-        raise BadInput(f"--max-failures must be at least 1, not {max_failures}")
-    deadline_s = parse_duration(deadline, "--deadline")
+        raise BadInput(Message("{setting} must be at least 1, not {value}", setting=Setting("max_failures"), value=max_failures))
+    deadline_s = parse_duration(deadline, "deadline")
     spec, _, _ = validate_run(graph, input, RunSettings(model=model, max_cost=max_cost, deadline=deadline_s, background=True))
     # Its runs are started unattended, by the worker: the graph must be one it will import.
     require_trusted(spec.spec, attended=False, owner=f"schedule {name!r}")
@@ -296,13 +315,14 @@ def add_schedule(db: Database, new: NewSchedule, now: float | None = None) -> Sc
     with immediate(db.conn):
         if schedule_rows.get(db.conn, new.name) is not None:
             raise ScheduleExists(
-                f"schedule {new.name!r} already exists", f"pick another name, or replace it: agent schedule delete {new.name}, then add it again"
+                f"schedule {new.name!r} already exists",
+                Message("pick another name, or replace it: {}, then add it again", Command("schedule delete", name=new.name)),
             )
         count = schedule_rows.count(db.conn)
         if count >= max_schedules():
             raise BadInput(
                 f"this database has {count} schedule(s), the most allowed ({MAX_SCHEDULES_ENV}={max_schedules()})",
-                "delete one you no longer need (agent schedule list), or raise " + MAX_SCHEDULES_ENV,
+                Message("delete one you no longer need ({list}), or raise {env}", list=Command("schedule list"), env=MAX_SCHEDULES_ENV),
             )
         schedule_rows.insert(
             db.conn,
@@ -315,7 +335,7 @@ def add_schedule(db: Database, new: NewSchedule, now: float | None = None) -> Sc
 def get_schedule(db: Database, name: str) -> Schedule:
     row = schedule_rows.get(db.conn, name)
     if row is None:
-        raise ScheduleNotFound(f"no schedule {name!r} in {db.path}", "agent schedule list lists the schedules")
+        raise ScheduleNotFound(f"no schedule {name!r} in {db.path}", Message("{} lists the schedules", Command("schedule list")))
     return Schedule(*row)
 
 
@@ -370,7 +390,7 @@ def schedule_runs(db: Database, name: str, since: float | None = None, until: fl
     """The runs of a schedule (fire time in [since, until)), oldest first, with their thread's cost,
     and the total cost of the schedule and of each period (in the schedule's zone)."""
     if by not in _PERIODS:
-        raise BadInput(f"--by {by!r} is not one of: {', '.join(_PERIODS)}")
+        raise BadInput(Message("{setting} {value!r} is not one of: {choices}", setting=Setting("by"), value=by, choices=", ".join(_PERIODS)))
     schedule = get_schedule(db, name)
     runs = []
     periods: dict[str, dict[str, Any]] = {}

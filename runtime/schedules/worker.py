@@ -28,7 +28,7 @@ from runtime.schedules.clock import SystemClock, WorkerClock
 from runtime.store.parts import schedules as schedule_rows
 from runtime.store.database import Database
 from runtime.store.seam import OccurrenceTaken
-from runtime.errors import AgentError, ScheduleBusy, ThreadNotFound
+from runtime.errors import AgentError, Command, Message, ScheduleBusy, ThreadNotFound
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
 from runtime.store.parts import immediate
 
@@ -201,10 +201,15 @@ class Worker:
             if schedule.overlap == "skip" and (busy := self.run_in_progress(name)):
                 raise ScheduleBusy(
                     f"schedule {name!r} has a run in progress (thread {busy}) and does not overlap runs",
-                    f"wait for it (agent status --thread {busy}), or stop it: agent cancel --thread {busy}",
+                    Message(
+                        "wait for it ({status}), or stop it: {cancel}", status=Command("status", thread_id=busy), cancel=Command("cancel", thread_id=busy)
+                    ),
                 )
             thread_id = thread_name(name, now)
-            run_id = self._insert(name, now, thread_id, "running", None, now)
+            try:
+                run_id = self._insert(name, now, thread_id, "running", None, now)
+            except OccurrenceTaken:  # a worker fired the same instant first
+                raise ScheduleBusy(f"schedule {name!r} was fired by another process at this very instant", Message("{} shows its runs", Command("schedule runs", name=name))) from None
         return self.execute(run_id, schedule, thread_id, [], reraise=True)
 
     def execute(self, run_id: int, schedule: Schedule, thread_id: str, events: list[WorkerEvent], *, resume: bool = False, reraise: bool = False) -> Any:

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator
 
-from runtime.errors import DatabaseMissing, DatabaseUnusable, StorageFull
+from runtime.errors import Command, DatabaseMissing, DatabaseUnusable, Message, Placeholder, Setting, StorageFull
 from runtime.store.columns import ColumnReader
 from runtime.store.connect import connect, is_full, use_wal
 from runtime.store.item_store import create_item_store_tables, open_item_store
@@ -167,7 +167,10 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
         if not create:
             raise DatabaseMissing(
                 f"no database at {path}",
-                "start a thread with: agent run GRAPH --thread ID --input JSON (or point --db / AGENT_DB at yours)",
+                Message(
+                    "start a thread with: {run} (or point {db} / AGENT_DB at yours)",
+                    run=Command("run", graph="GRAPH", thread_id="ID", input=Placeholder("JSON")), db=Setting("path"),
+                ),
             )
         _create_private_file(path)
     try:
@@ -177,7 +180,7 @@ def open_database(path: str | os.PathLike | None = None, *, create: bool = False
             conn.close()
             raise DatabaseUnusable(
                 f"{path} was written by a newer version of agent (schema {version}, this one reads {SCHEMA_VERSION})",
-                "upgrade agent (pip install -U agent) or use another --db",
+                Message("upgrade agent (pip install -U agent) or use another {}", Setting("path")),
             )
         use_wal(conn)
         if version < SCHEMA_VERSION:
@@ -209,7 +212,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> DatabaseUnusable | Stor
     if not os.access(path.parent, os.W_OK) or not os.access(path, os.W_OK):
         return DatabaseUnusable(
             f"cannot use {path}: it or its directory is read-only (SQLite writes a -wal and -shm file beside it)",
-            "copy the database somewhere writable and point --db at the copy, or fix the permissions",
+            Message("copy the database somewhere writable and point {} at the copy, or fix the permissions", Setting("path")),
         )
     return DatabaseUnusable(
         f"cannot use {path}: {exc}",
@@ -227,7 +230,7 @@ def _create_private_file(path: Path) -> None:
     except FileExistsError:
         return  # another process made it first
     except OSError as exc:
-        raise DatabaseUnusable(f"cannot create {path}: {exc.strerror}", "choose a writable --db path") from None
+        raise DatabaseUnusable(f"cannot create {path}: {exc.strerror}", Message("choose a writable {} path", Setting("path"))) from None
     try:
         os.fchmod(fd, 0o600)  # the mode given to open() is masked by the umask
     finally:

@@ -25,7 +25,7 @@ from runtime.store.parts import threads as thread_rows
 from runtime.store.seam import Owner
 from runtime.store.parts import immediate
 from runtime.store.database import Database
-from runtime.errors import BadInput, NothingToResume
+from runtime.errors import BadInput, Command, Message, NothingToResume
 
 PAUSE, CANCEL = "pause", "cancel"
 PAUSED, CANCELLED = "paused", "cancelled"
@@ -84,7 +84,10 @@ def _request(db: Database, thread_id: str, action: str) -> ControlResult:
         if shown == done:
             return ControlResult(thread_id, action, "already", shown, f"thread {thread_id} is already {done}")
         if shown in ("completed", CANCELLED):
-            raise NotControllable(f"thread {thread_id!r} is {shown}; there is nothing to {action}", f"agent state --thread {thread_id} shows where it ended")
+            raise NotControllable(
+                f"thread {thread_id!r} is {shown}; there is nothing to {action}",
+                Message("{} shows where it ended", Command("state", thread_id=thread_id)),
+            )
         if action == PAUSE:
             return ControlResult(thread_id, action, "not_running", shown, f"thread {thread_id} is not running ({shown}); nothing to pause")
         # A cancel of a thread nobody runs (stopped, failed, paused, interrupted, stale...): mark it.
@@ -115,7 +118,7 @@ def refuse_if_cancelled(record: threads.ThreadRecord, force: bool, command: str 
     if record.status == CANCELLED and not force:
         raise NothingToResume(
             f"thread {record.thread_id!r} was cancelled",
-            f"to continue it anyway: agent {command} --thread {record.thread_id} --force",
+            Message("to continue it anyway: {}", Command(command, thread_id=record.thread_id, force=True)),
         )
 
 

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any, Iterable
 
-from runtime.errors import BadInput
+from runtime.errors import BadInput, Command, ForShell, Message, OneOf, Setting
 from runtime.policy.inputs import check_value, decode_json
 
 if TYPE_CHECKING:
@@ -34,14 +34,20 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise BadInput(f"--set {pair!r} is not key=value", 'e.g. --set question="Why is the sea salty?" or --set steps=2')
+            raise BadInput(
+                Message("{setting} {value!r} is not key=value", setting=Setting("edits"), value=pair),
+                Message("e.g. {a} or {b}", a=Setting("edits", {"question": "Why is the sea salty?"}), b=Setting("edits", {"steps": 2})),
+            )
         try:
-            value = decode_json(text, f"--set {key}")
+            value = decode_json(text, Setting("edits", key=key))
         except json.JSONDecodeError as exc:
             if text.lstrip().startswith(_JSON_START):
                 raise BadInput(
-                    f"--set {key}: the value is not valid JSON ({exc.msg} at column {exc.colno})",
-                    f"quote it for the shell, e.g. --set '{key}=[\"a\", \"b\"]'",
+                    Message(
+                        "{setting}: the value is not valid JSON ({why} at column {column})",
+                        setting=Setting("edits", key=key), why=exc.msg, column=exc.colno,
+                    ),
+                    Message("{quote}e.g. {example}", quote=ForShell("quote it for the shell, "), example=Setting("edits", {key: ["a", "b"]})),
                 ) from None
             value = text
         edits[key] = value
@@ -62,19 +68,28 @@ def state_keys(spec: GraphSpec) -> dict[str, Any]:
 def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
     """Refuse keys the state does not have and values of the wrong type, before anything is written."""
     if not isinstance(edits, dict) or not edits:
-        raise BadInput("no edits given", "e.g. --set steps=2")
+        raise BadInput("no edits given", Message("e.g. {}", Setting("edits", {"steps": 2})))
     keys = state_keys(spec)
     if unknown := sorted(set(edits) - set(keys)):
         raise BadInput(f"unknown state key(s) {', '.join(unknown)} for graph {spec.spec}", f"its state keys: {', '.join(sorted(keys))}")
     if protected := sorted(set(edits) & spec.protected):
         raise BadInput(
             f"{', '.join(protected)} of graph {spec.spec} can only be written by the graph itself: it is a record, not a setting",
-            "a decision is recorded by answering the approval: agent approve / agent reject --thread T --id ID",
+            Message(
+                "a decision is recorded by answering the approval: {}",
+                OneOf(Command("approve", thread_id="T", ids=["ID"]), Command("reject", thread_id="T", ids=["ID"])),
+            ),
         )
     for key, value in edits.items():
         check_value(value, f"the value of {key}")
         if (problem := _type_problem(value, keys[key])) is not None:
-            raise BadInput(f"--set {key}: {problem}", "values are JSON (--set n=3, --set flag=true, --set 'names=[\"a\"]'); anything else is a string")
+            raise BadInput(
+                Message("{setting}: {problem}", setting=Setting("edits", key=key), problem=problem, value=value),
+                Message(
+                    "values are JSON ({a}, {b}, {c}); anything else is a string",
+                    a=Setting("edits", {"n": 3}), b=Setting("edits", {"flag": True}), c=Setting("edits", {"names": ["a"]}),
+                ),
+            )
     return edits
 
 

@@ -18,7 +18,7 @@ from runtime.threads import registry as threads
 from runtime.store.parts import namespaces
 from runtime.store.parts import immediate
 from runtime.store.database import Database
-from runtime.errors import BadInput, ThreadExists, ThreadNotFound
+from runtime.errors import BadInput, Command, Message, Setting, ThreadExists, ThreadNotFound
 
 
 @dataclass
@@ -50,13 +50,16 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
     record, spec = runnable_spec(db, thread_id)  # a fork is made to be run: the same trust as resume
     checkpoint_id = resolve_checkpoint(db, thread_id, checkpoint)
     if new_thread_id == thread_id:
-        raise BadInput("--new-thread must differ from --thread", f"e.g. --new-thread {thread_id}-fork")
+        raise BadInput(
+            Message("{setting} must differ from {thread}", setting=Setting("new_thread_id"), thread=Setting("thread_id"), value=new_thread_id),
+            Message("e.g. {}", Setting("new_thread_id", f"{thread_id}-fork")),
+        )
     _refuse_existing(db, new_thread_id)
     builder = spec.build()
     if delta := sorted(name for name, channel in builder.channels.items() if type(channel).__name__ == "DeltaChannel"):
         raise BadInput(
             f"graph {record.graph} keeps {', '.join(delta)} as a DeltaChannel, rebuilt from earlier checkpoints: a fork cannot start from one",
-            f"fork it inside the thread instead: agent resume --thread {thread_id} --checkpoint {checkpoint}",
+            Message("fork it inside the thread instead: {}", Command("resume", thread_id=thread_id, checkpoint=checkpoint)),
         )
     saver = db.checkpointer()
     with reading_checkpoints(db, thread_id, checkpoint_id):
@@ -86,7 +89,7 @@ def fork_thread(db: Database, thread_id: str, checkpoint: str, new_thread_id: st
 def _refuse_existing(db: Database, thread_id: str) -> None:
     """A registered thread, or checkpoints or store data left under the id, make it taken (but
     not a thread whose runner is gone and that has nothing stored: a fork takes its place)."""
-    hint = "pick another --new-thread (agent threads lists the taken ones)"
+    hint = Message("pick another {setting} ({threads} lists the taken ones)", setting=Setting("new_thread_id"), threads=Command("threads"))
     try:
         record = threads.get_thread(db, thread_id)
     except ThreadNotFound:

@@ -13,7 +13,7 @@ from state.storage import items_namespace, results_namespace
 from runtime.store.database import Database
 from runtime.policy.numbers import check_number
 from runtime.threads.progress import stored_progress
-from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, NoResults, UnknownGraph
+from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, Command, Message, NoResults, UnknownGraph
 from runtime.threads import registry as threads
 from runtime.threads.history_rows import branch_rows, history_rows
 from runtime.threads.stored_state import reading_checkpoints, stored_snapshot  # fork.py takes reading_checkpoints from here too
@@ -86,11 +86,12 @@ def runnable_spec(db: Database, thread_id: str, *, attended: bool = True) -> tup
 
 def _load(record: threads.ThreadRecord) -> GraphSpec:
     from graphs import GraphLoadError, load_graph  # imports LangGraph: only where a graph is needed
+    from runtime.policy.trust import load_problem
 
     try:
         return load_graph(record.graph)
     except GraphLoadError as exc:
-        raise UnknownGraph(f"thread {record.thread_id!r} belongs to graph {record.graph}, which cannot be loaded: {exc}") from None
+        raise UnknownGraph(Message("thread {!r} belongs to graph {}, which cannot be loaded: {}", record.thread_id, record.graph, load_problem(exc))) from None
 
 
 def state_at(db: Database, spec: GraphSpec | None, thread_id: str, checkpoint_id: str | None = None):
@@ -124,7 +125,7 @@ def resolve_checkpoint(db: Database, thread_id: str, ref: str) -> str:
 def find_checkpoint(db: Database, thread_id: str, ref: str) -> str:
     """`resolve_checkpoint` for a caller that has read the thread's row already."""
     rows = _checkpoint_rows(db, thread_id)
-    hint = f"agent history --thread {thread_id} lists its checkpoints"
+    hint = Message("{} lists its checkpoints", Command("history", thread_id=thread_id))
     if STEP_REF.match(ref):
         step = int(ref)
         by_id = {cid: (parent, s) for cid, parent, s in rows}
@@ -276,7 +277,10 @@ def iter_results(db: Database, thread_id: str, status: str | None = None) -> Ite
         seen = True
         yield full_result(int(key), json.loads(value), json.loads(item) if item else None)
     if not seen and record.graph != "task_queue" and not _has_results(db, prefix):
-        raise NoResults(f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results", f"agent state --thread {thread_id} shows its state")
+        raise NoResults(
+            f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results",
+            Message("{} shows its state", Command("state", thread_id=thread_id)),
+        )
 
 
 def full_result(index: int, stored: dict[str, Any], item: dict[str, Any] | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from runtime.store.parts import threads as thread_rows
 from runtime.store.database import Database
 from runtime.store.seam import Connection, Owner
 from runtime.store.parts import immediate
-from runtime.errors import BadInput, ThreadBusy, ThreadExists, ThreadNotFound
+from runtime.errors import BadInput, Command, Duration, Message, Setting, ThreadBusy, ThreadExists, ThreadNotFound
 
 HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 30.0
@@ -114,7 +114,7 @@ def check_thread_id(thread_id: str) -> None:
 def get_thread(db: Database, thread_id: str) -> ThreadRecord:
     row = thread_rows.get(db.conn, thread_id)
     if row is None:
-        raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", "agent threads lists the threads")
+        raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", Message("{} lists the threads", Command("threads")))
     return ThreadRecord(*row)
 
 
@@ -141,7 +141,9 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
             if existing.holder_alive() or has_saved_work(db.conn, thread_id):
                 raise ThreadExists(
                     f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
-                    f"continue it with: agent resume --thread {thread_id}  (or pick a new --thread)",
+                    Message(
+                        "continue it with: {resume}  (or pick a new {thread})", resume=Command("resume", thread_id=thread_id), thread=Setting("thread_id")
+                    ),
                 ) from None
             thread_rows.reuse(db.conn, thread_id, graph, graph_version, settings, this_process(), now)
     return get_thread(db, thread_id)
@@ -160,7 +162,10 @@ def refuse_if_busy(record: ThreadRecord, now: float | None = None) -> None:
     if record.holder_alive(now) and record.owner_pid != os.getpid():
         raise ThreadBusy(
             f"thread {record.thread_id!r} is being run by {_holder(record)}",
-            f"wait for it with agent resume --thread {record.thread_id} --wait 10m, or stop it (Ctrl-C in its terminal, or kill -TERM {record.owner_pid})",
+            Message(
+                "wait for it with {resume}, or stop it (Ctrl-C in its terminal, or kill -TERM {pid})",
+                resume=Command("resume", thread_id=record.thread_id, wait=Duration(600)), pid=record.owner_pid,
+            ),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime.threads import registry as threads
 from runtime.store.database import Database
-from runtime.errors import BadInput, ThreadBusy, ThreadNotFound
+from runtime.errors import BadInput, Command, Duration, Message, Placeholder, Setting, ThreadBusy, ThreadNotFound
 
 
 @dataclass
@@ -75,12 +75,7 @@ def prune(
     checkpoint and whatever a kept checkpoint needs to be resumed or forked from stay. With
     `orphans`, writes and blobs that belong to no checkpoint go too.
     """
-    if keep is None and older_than is None and not orphans:
-        raise BadInput("say what to prune: --keep N, --older-than DURATION or --orphans", "e.g. agent prune --thread T --keep 100 --dry-run")
-    if keep is not None and keep < 1:
-        raise BadInput(f"--keep must be at least 1 (got {keep}): the latest checkpoint always stays", "e.g. --keep 100")
-    if older_than is not None and older_than <= 0:
-        raise BadInput("--older-than must be a positive duration", "e.g. --older-than 30d")
+    _check_criteria(keep, older_than, orphans)
     saver = db.checkpointer()
     report = PruneReport(dry_run=dry_run)
     candidates = [thread] if thread is not None else _all_threads(db)
@@ -144,7 +139,7 @@ def vacuum(db: Database, *, dry_run: bool = False) -> VacuumReport:
     if running and not dry_run:
         raise ThreadBusy(
             f"{len(running)} thread(s) are running ({', '.join(running[:5])}); VACUUM rewrites the whole file and would block them",
-            "run agent vacuum when they have finished (agent threads shows them)",
+            Message("run {vacuum} when they have finished ({threads} shows them)", vacuum=Command("vacuum"), threads=Command("threads")),
         )
     conn = db.conn
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -156,6 +151,28 @@ def vacuum(db: Database, *, dry_run: bool = False) -> VacuumReport:
     conn.execute("VACUUM")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return VacuumReport(dry_run=False, bytes_before=before, reclaimable_bytes=free, bytes_after=_file_bytes(db))
+
+
+def _check_criteria(keep: int | None, older_than: float | None, orphans: bool) -> None:
+    """BadInput unless prune was told what to remove, by criteria that can hold."""
+    if keep is None and older_than is None and not orphans:
+        raise BadInput(
+            Message(
+                "say what to prune: {keep}, {older_than} or {orphans}",
+                keep=Setting("keep", Placeholder("N")), older_than=Setting("older_than", Placeholder("DURATION")), orphans=Setting("orphans"),
+            ),
+            Message("e.g. {}", Command("prune", thread="T", keep=100, dry_run=True)),
+        )
+    if keep is not None and keep < 1:
+        raise BadInput(
+            Message("{setting} must be at least 1 (got {value}): the latest checkpoint always stays", setting=Setting("keep"), value=keep),
+            Message("e.g. {}", Setting("keep", 100)),
+        )
+    if older_than is not None and older_than <= 0:
+        raise BadInput(
+            Message("{setting} must be a positive duration", setting=Setting("older_than"), value=older_than),
+            Message("e.g. {}", Setting("older_than", Duration(30 * 86400))),
+        )
 
 
 def _file_bytes(db: Database) -> int:
@@ -172,7 +189,7 @@ def _require_thread(db: Database, thread_id: str) -> None:
         db.checkpoint_columns().has_checkpoints(thread_id)
     )
     if not known:
-        raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", "agent threads lists the threads")
+        raise ThreadNotFound(f"no thread {thread_id!r} in {db.path}", Message("{} lists the threads", Command("threads")))
 
 
 def _running(db: Database, thread_id: str) -> bool:

@@ -17,7 +17,7 @@ import sqlite3
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from runtime.errors import AgentError, CheckpointUnreadable
+from runtime.errors import AgentError, CheckpointUnreadable, Command, Message
 from runtime.store.database import Database
 
 ERROR, INTERRUPT, RESUME = "__error__", "__interrupt__", "__resume__"
@@ -43,8 +43,10 @@ def _unreadable(db: Database, thread_id: str, checkpoint_id: str | None, exc: Ex
     why = "it is stored in a format agent does not read" if isinstance(exc, NotImplementedError) else "its data does not decode"
     return CheckpointUnreadable(
         f"checkpoint {checkpoint_id} of thread {thread_id!r} cannot be read: {why} (changed outside agent, or damaged)",
-        f"restore the database from a backup, or go on from an older checkpoint: agent history --thread {thread_id}, "
-        f"then agent resume --thread {thread_id} --checkpoint ID",
+        Message(
+            "restore the database from a backup, or go on from an older checkpoint: {history}, then {resume}",
+            history=Command("history", thread_id=thread_id), resume=Command("resume", thread_id=thread_id, checkpoint="ID"),
+        ),
     )
 
 
