@@ -10,7 +10,7 @@ then runs it. A plan is for one run: its models keep connections that bind to th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from graphs import GraphLoadError, GraphSpec, load_graph
 from runtime.policy.trust import load_problem
@@ -27,6 +27,9 @@ from runtime.threads import registry as threads
 from runtime.threads.edit import check_edits
 from runtime.threads.history import find_checkpoint, latest_state, runnable_spec, state_at
 from runtime.threads.progress import stored_counts
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass(frozen=True)
@@ -121,23 +124,29 @@ def _checked_new_run(
     return spec, data, resolved, models
 
 
+class ResumeOptions(TypedDict, total=False):
+    """How to go on with a thread: the keyword arguments of `prepare_resume` and
+    `runner.resume_thread`, whose docstring says what each does."""
+
+    edits: dict[str, Any] | None
+    wait: float | None
+    on_event: EventHandler | None
+    force: bool
+    approve_all: bool
+    command: Any
+    attended: bool
+
+
 def prepare_resume(
-    db: Database,
-    thread_id: str,
-    checkpoint: str | None = None,
-    settings: RunSettings | None = None,
-    *,
-    edits: dict[str, Any] | None = None,
-    wait: float | None = None,
-    on_event: EventHandler | None = None,
-    force: bool = False,
-    approve_all: bool = False,
-    command: Any = None,
-    attended: bool = True,
+    db: Database, thread_id: str, checkpoint: str | None = None, settings: RunSettings | None = None, **options: Unpack[ResumeOptions]
 ) -> RunPlan:
     """Going on with a thread, from its latest checkpoint or from `checkpoint` (a fork); the
     arguments are `runner.resume_thread`'s. The thread's row is read once (again after a `wait`,
     which `on_event` is told of: the row changes meanwhile)."""
+    if unknown := sorted(set(options) - set(ResumeOptions.__annotations__)):
+        raise TypeError(f"prepare_resume() got unexpected keyword argument(s) {', '.join(unknown)}")
+    edits, command, approve_all = options.get("edits"), options.get("command"), options.get("approve_all", False)
+    attended = options.get("attended", True)
     record, spec = runnable_spec(db, thread_id, attended=attended)
     edits = check_edits(spec, dict(edits)) if edits else None  # bad keys or values fail here, before anything is written
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
@@ -146,8 +155,8 @@ def prepare_resume(
     check_prices()
     budget.check_budget_settings(resolved)
     _check_approve_all(resolved, approve_all)
-    controls.refuse_if_cancelled(record, force)
-    record = _after_waiting(db, record, wait, on_event)
+    controls.refuse_if_cancelled(record, options.get("force", False))
+    record = _after_waiting(db, record, options.get("wait"), options.get("on_event"))
     threads.refuse_if_busy(record)
     completed = _nothing_left(db, spec, record, checkpoint_id, plain=edits is None and command is None)
     notices = ()

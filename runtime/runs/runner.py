@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from runtime.errors import Command, Message, StorageFull
 from runtime.policy.settings import RunSettings
 from runtime.runs.drive import drive
 from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome
-from runtime.runs.plan import RunPlan, prepare_resume, prepare_retry, prepare_run, validate_run
+from runtime.runs.plan import ResumeOptions, RunPlan, prepare_resume, prepare_retry, prepare_run, validate_run
 from runtime.store.database import Database, is_full
 from runtime.threads import registry as threads
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["RunEvent", "RunOutcome", "RunPlan", "RunSettings", "resume_thread", "retry_failed", "run_plan", "run_thread", "validate_run"]
 
@@ -46,14 +49,8 @@ def resume_thread(
     checkpoint: str | None = None,
     settings: RunSettings | None = None,
     *,
-    edits: dict[str, Any] | None = None,
-    wait: float | None = None,
-    on_event: EventHandler | None = None,
     handle_signals: bool = False,
-    force: bool = False,
-    approve_all: bool = False,
-    command: Any = None,
-    attended: bool = True,
+    **options: Unpack[ResumeOptions],
 ) -> RunOutcome:
     """Continue a thread from its latest checkpoint (input None), or fork it from `checkpoint`.
 
@@ -65,12 +62,11 @@ def resume_thread(
     that another live process is running is waited for instead of refused. `edits` (state key ->
     value) are applied first, as a checkpoint of their own (runtime/threads/edit.py). The thread's graph
     is imported only when trusted (runtime/policy/trust.py); `attended` is False for the worker.
+    These keyword arguments are `ResumeOptions` (runtime/runs/plan.py); `on_event` receives the
+    run's events.
     """
-    plan = prepare_resume(
-        db, thread_id, checkpoint, settings,
-        edits=edits, wait=wait, on_event=on_event, force=force, approve_all=approve_all, command=command, attended=attended,
-    )  # fmt: skip
-    return run_plan(db, plan, on_event=on_event, handle_signals=handle_signals)
+    plan = prepare_resume(db, thread_id, checkpoint, settings, **options)
+    return run_plan(db, plan, on_event=options.get("on_event"), handle_signals=handle_signals)
 
 
 def retry_failed(
