@@ -178,3 +178,20 @@ def test_a_notebook_prepares_a_plan_once_and_runs_it(db_path, loads, models):
 
     assert loads == [("task_queue",), ("task_queue",)]  # once per run
     assert models == [("offline",), ("offline",)]
+
+
+def test_resume_refuses_a_keyword_it_does_not_take_before_reading_anything(db_path, loads):
+    from runtime import open_database, prepare_resume, resume_thread, run_thread
+
+    db = open_database(str(db_path), create=True)
+    try:
+        run_thread(db, "risky", "r", {"fail_times": 0})
+        loads.clear()
+        steps = db.conn.execute("SELECT count(*) FROM checkpoints").fetchone()
+        for call in (resume_thread, prepare_resume):
+            with pytest.raises(TypeError, match="unexpected keyword argument.*checkpint"):
+                call(db, "r", checkpint="1")  # a misspelt keyword is not taken for something else
+        assert db.conn.execute("SELECT count(*) FROM checkpoints").fetchone() == steps
+    finally:
+        db.close()
+    assert loads == []

@@ -164,6 +164,21 @@ def test_a_due_schedule_fires_once_as_a_background_run_of_its_own_thread(db):
     assert iso(schedule(db, "digest").next_fire) == "2026-11-09T00:00Z"  # Monday: not at the weekend
 
 
+def test_a_trigger_at_the_instant_a_worker_fired_is_refused_and_records_nothing(db):
+    from commands.cli_face import cli_text
+    from runtime.errors import ScheduleBusy
+
+    add(db, "digest", "0 9 * * *", now="2026-11-02T00:00Z")
+    w = worker(db, "2026-11-02T09:00Z")
+    assert [e.kind for e in w.tick()] == ["fired", "finished"]
+    before = runs(db, "digest")
+    with pytest.raises(ScheduleBusy) as refused:
+        w.trigger("digest")  # the same schedule at the same instant: the occurrence is taken
+    assert refused.value.message == "schedule 'digest' was fired by another process at this very instant"
+    assert cli_text(refused.value.fix) == "agent schedule runs digest shows its runs"
+    assert runs(db, "digest") == before
+
+
 def test_overlap_skip_and_allow(db):
     from runtime.threads.registry import create_thread
 
