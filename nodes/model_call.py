@@ -27,10 +27,11 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int, model: tuple
     follow waits here before raising, so the retry does not come back early. The retry's own
     backoff is added on top either way.
 
-    `model` is a (spec, model) pair from `ctx.choose_model` (default: the run's model). The
-    usage of a call that returned is told to the run's meter, priced as that model.
+    `model` is a (spec, model) pair from `ctx.choose_model` (default: the run's model). What the
+    call spent reaches the run's meter through LangChain's callbacks, as every model call of a
+    run does (runtime/policy/metering.py).
     """
-    spec, model = model if model is not None else (ctx.model_spec, ctx.require_model())
+    _, model = model if model is not None else (ctx.model_spec, ctx.require_model())
     gate = ctx.limiter
     async with gate.request(estimate_tokens(prompt)) if gate is not None else _admitted() as ticket:
         try:
@@ -46,8 +47,6 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int, model: tuple
                 await ctx.clock.wait(wait)
             raise
         usage = token_usage(message)
-        if ctx.meter is not None:
-            ctx.meter.record(spec, usage["input_tokens"], usage["output_tokens"])
         if ticket is not None:
             await ticket.settle(usage["input_tokens"] + usage["output_tokens"])
         return message

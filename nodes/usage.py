@@ -19,7 +19,9 @@ def estimate_tokens(prompt: Any) -> int:
 
 
 def text_of(message: Any) -> str:
-    content = getattr(message, "content", message)
+    """A chat message's text (a message object, or a message as a dict): its string content, or
+    the text parts of its content blocks."""
+    content = message.get("content", "") if isinstance(message, dict) else getattr(message, "content", message)
     if isinstance(content, str):
         return content
     # Content blocks: keep the text parts.

@@ -66,9 +66,8 @@ class RequestGate(Protocol):
 
 
 class UsageMeter(Protocol):
-    """Counts what the run's model calls spent (`runtime.policy.budget.SpendMeter`)."""
-
-    def record(self, model_spec: str | None, input_tokens: int, output_tokens: int) -> None: ...
+    """What the run's model calls spent (`runtime.policy.budget.SpendMeter`; every call is counted
+    through LangChain's callbacks, runtime/policy/metering.py)."""
 
     def running_low(self) -> bool:
         """Under a fifth of the budget left: routine and strong steps alike go to the cheap model."""
@@ -115,7 +114,7 @@ class RunContext:
     cheap_model_spec: str | None = None
 
     meter: UsageMeter | None = None
-    """Told the usage of every model call that returned; None counts nothing."""
+    """The run's spend, for choosing the cheap model once the budget runs low; None: never low."""
 
     background: bool = False
     """Nobody is at the terminal (`--background`)."""

@@ -1,9 +1,12 @@
 """Budgets: what a thread's model calls have spent, and the limits a run stops at.
 
-Every model call reports its usage (tokens in and out, as the model counted them) to the run's
-`SpendMeter` (nodes/model_call.py); the meter prices it with the model that answered
-(runtime/policy/prices.py) and the runner adds it to the thread's row of `agent_spend` every
-`FLUSH_SECONDS` and when the run ends. The spend belongs to the thread: retries, resumes,
+Every chat model call made inside a run, by our nodes or a user's graph, whatever the provider,
+reports its usage (tokens in and out, as the model counted them) to the run's `SpendMeter`
+through LangChain's callbacks (runtime/policy/metering.py); the meter prices it with the model
+that answered (runtime/policy/prices.py) and the runner adds it to the thread's row of
+`agent_spend` every `FLUSH_SECONDS` and when the run ends. A model the price table does not
+know has its tokens counted and its cost unknown (`unpriced_calls`); a run with a cost limit
+cannot hold it to that limit, so such a call stops the run as its budget would. The spend belongs to the thread: retries, resumes,
 forks and `retry-failed` add to it and never reset it.
 
 A run's limits are its `max_tokens` / `max_cost` (run settings, stored with the thread), held
@@ -18,14 +21,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from runtime.store.parts import spend as spend_rows
 from runtime.store.database import Database
 from runtime.store.seam import SpendRow
 from runtime.errors import BadInput, Message, Setting
 from runtime.policy.ceilings import COST_CEILING_ENV, TOKENS_CEILING_ENV, system_ceiling
-from runtime.policy.prices import cost_usd, price_for
+from runtime.policy.prices import FORMAT, cost_usd, model_name, price_for
 
 if TYPE_CHECKING:  # runtime.policy.settings imports the model factory: not for read-only commands
     from runtime.policy.settings import RunSettings
@@ -42,19 +45,28 @@ class Spend:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    """The estimated cost of the calls whose model has a price."""
     calls: int = 0
+    unpriced_calls: int = 0
+    """Calls of models the price table does not know: counted in tokens, their cost unknown."""
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def cost_known(self) -> bool:
+        return not self.unpriced_calls
+
     def as_dict(self) -> dict[str, Any]:
+        """`cost_usd` is None when some calls were of a model without a price (`unpriced_calls`)."""
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "tokens": self.tokens,
-            "cost_usd": round(self.cost_usd, 6),
+            "cost_usd": round(self.cost_usd, 6) if self.cost_known else None,
             "calls": self.calls,
+            "unpriced_calls": self.unpriced_calls,
         }
 
 
@@ -104,7 +116,7 @@ def add_spend(db: Database, thread_id: str, spend: Spend) -> None:
     """Add to the thread's spend; one statement, so concurrent adders never lose a count."""
     if not spend.calls and not spend.tokens:
         return
-    spend_rows.add(db.conn, thread_id, SpendRow(spend.input_tokens, spend.output_tokens, spend.cost_usd, spend.calls), time.time())
+    spend_rows.add(db.conn, thread_id, SpendRow(spend.input_tokens, spend.output_tokens, spend.cost_usd, spend.calls, spend.unpriced_calls), time.time())
 
 
 def budget_view(spend: Spend, limits: Limits) -> dict[str, Any]:
@@ -116,13 +128,21 @@ def budget_view(spend: Spend, limits: Limits) -> dict[str, Any]:
 
 
 def exceeded(spend: Spend, limits: Limits) -> bool:
+    """Over a limit, or under a cost limit with calls whose cost is unknown."""
     return bool(
         (limits.max_tokens is not None and spend.tokens >= limits.max_tokens)
-        or (limits.max_cost is not None and spend.cost_usd >= limits.max_cost)
+        or (limits.max_cost is not None and (spend.cost_usd >= limits.max_cost or not spend.cost_known))
     )
 
 
-def exceeded_message(spend: Spend, limits: Limits) -> str:
+def exceeded_message(spend: Spend, limits: Limits, unpriced: Iterable[str] = ()) -> str:
+    """Why the run stopped; `unpriced`: the models without a price that answered in this run."""
+    if limits.max_cost is not None and not spend.cost_known:
+        named = ", ".join(repr(name) for name in sorted(unpriced)) or f"{spend.unpriced_calls} calls of models"
+        return (
+            f"a cost budget needs a price for every model, and the price table has none for {named}; stopped at a node "
+            f"boundary. Add it to a prices file named by AGENT_PRICES ({FORMAT}), or hold the thread to a token limit instead"
+        )
     parts = []
     if limits.max_cost is not None and spend.cost_usd >= limits.max_cost:
         parts.append(f"spent ${spend.cost_usd:.4f} of its ${limits.max_cost:g} budget")
@@ -146,23 +166,36 @@ class SpendMeter:
         self._lock = threading.Lock()
         self._on_exceeded = on_exceeded
         self._fired = False
+        self.unpriced: set[str] = set()
+        """The models without a price that answered in this run."""
         self._check()
 
-    def record(self, model_spec: str | None, input_tokens: int, output_tokens: int) -> None:
-        cost = cost_usd(model_spec, input_tokens, output_tokens) or 0.0
+    def record(self, model: str | None, input_tokens: int, output_tokens: int) -> None:
+        """One call that returned; `model` is a spec (`openai:gpt-4o`) or the name of the model
+        that answered (`gpt-4o-2024-08-06`), priced by the price table."""
+        cost = cost_usd(model, input_tokens, output_tokens)
         with self._lock:
             for part in (self._pending, self._run):
                 part.input_tokens += input_tokens
                 part.output_tokens += output_tokens
-                part.cost_usd += cost
+                part.cost_usd += cost or 0.0
                 part.calls += 1
+                part.unpriced_calls += cost is None
+            if cost is None:
+                self.unpriced.add(model_name(model))
         self._check()
 
     @property
     def total(self) -> Spend:
         with self._lock:
             b, r = self._before, self._run
-            return Spend(b.input_tokens + r.input_tokens, b.output_tokens + r.output_tokens, b.cost_usd + r.cost_usd, b.calls + r.calls)
+            return Spend(
+                b.input_tokens + r.input_tokens,
+                b.output_tokens + r.output_tokens,
+                b.cost_usd + r.cost_usd,
+                b.calls + r.calls,
+                b.unpriced_calls + r.unpriced_calls,
+            )
 
     @property
     def exceeded(self) -> bool:

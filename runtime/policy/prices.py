@@ -108,9 +108,10 @@ def _usd(entry: object, name: str, side: str) -> float:
 
 
 def model_name(spec: str | None) -> str:
-    """`openai:gpt-4o-mini` -> `gpt-4o-mini`; `offline:latency=0.1` -> `offline`."""
-    provider, _, rest = (spec or "offline").partition(":")
-    return provider if provider == "offline" else rest
+    """`openai:gpt-4o-mini` -> `gpt-4o-mini`; `offline:latency=0.1` -> `offline`; a model's own
+    name (as the model that answered gives it: `gpt-4o-mini-2024-07-18`) stays as it is."""
+    provider, colon, rest = (spec or "offline").partition(":")
+    return provider if provider == "offline" or not colon else rest
 
 
 def price_for(spec: str | None) -> Price | None:

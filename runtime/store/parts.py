@@ -13,6 +13,7 @@ transactions = BACKEND.transactions
 immediate = transactions.immediate
 threads = BACKEND.threads
 spend = BACKEND.spend
+progress = BACKEND.progress
 control = BACKEND.control
 schedules = BACKEND.schedules
 namespaces = BACKEND.namespaces

@@ -39,8 +39,10 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterable
 
-SCHEMA_VERSION = 5
-"""5: one row per step in `checkpoints` (values and the parent's writes in the row, see above).
+SCHEMA_VERSION = 6
+"""6: `agent_spend.unpriced_calls` and `agent_progress` (PROGRESS_TABLE); an older file gets them
+in its migration transaction.
+5: one row per step in `checkpoints` (values and the parent's writes in the row, see above).
 3: the control tables (CONTROL_TABLES: spend, pause/cancel requests); a file of schema 2 gets them
 in the same migration transaction, schema 1 is converted first.
 4: the schedule tables (SCHEDULE_TABLES); an older file gets them in its migration transaction."""
@@ -95,7 +97,8 @@ CREATE TABLE IF NOT EXISTS agent_spend (
     output_tokens INTEGER NOT NULL DEFAULT 0,
     cost_usd      REAL NOT NULL DEFAULT 0,
     calls         INTEGER NOT NULL DEFAULT 0,
-    updated_at    REAL
+    updated_at    REAL,
+    unpriced_calls INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS agent_control (
     thread_id     TEXT PRIMARY KEY,
@@ -107,7 +110,8 @@ CREATE TABLE IF NOT EXISTS agent_control (
 );
 """
 """Schema 3. `agent_spend`: tokens and estimated cost a thread's model calls reported, over every
-run, retry and resume (runtime/policy/budget.py). `agent_control`: a pause or cancel asked of the
+run, retry and resume (runtime/policy/budget.py); `unpriced_calls` (schema 6) counts the calls of
+models the price table does not know, whose cost is therefore unknown. `agent_control`: a pause or cancel asked of the
 process running a thread, read by its runner (runtime/threads/control.py)."""
 
 
@@ -115,6 +119,21 @@ def create_control_tables(conn: sqlite3.Connection) -> None:
     for statement in CONTROL_TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
+    if "unpriced_calls" not in table_columns(conn, "agent_spend"):  # a file of schema 3 to 5
+        conn.execute("ALTER TABLE agent_spend ADD COLUMN unpriced_calls INTEGER NOT NULL DEFAULT 0")
+    conn.execute(PROGRESS_TABLE)
+
+
+PROGRESS_TABLE = """
+CREATE TABLE IF NOT EXISTS agent_progress (
+    thread_id     TEXT PRIMARY KEY,
+    figures       TEXT NOT NULL,
+    updated_at    REAL NOT NULL
+)
+"""
+"""Schema 6. The latest progress a graph reported of its own (`{"progress": {"done": n, "total":
+N}}` in its custom stream), as JSON figures, so `agent status` in another process shows it
+(runtime/threads/progress.py). A queue's progress is counted from its results instead."""
 
 
 SCHEDULE_TABLES = """

@@ -33,6 +33,7 @@ What each part must guarantee:
   they did.
 - Spend (`spend`): `add` is one atomic statement that adds to the thread's row, so that adders in
   many processes never lose a count (an upsert).
+- Progress (`progress`): at most one row of figures per thread; `put` replaces it.
 - Control requests (`control`): at most one per thread; `put` replaces it.
 - Schedules, their occurrences and runs (`schedules`): an occurrence is claimed once under
   UNIQUE (schedule, fire_time): `insert_run` of a claimed one raises `OccurrenceTaken` (the
@@ -106,7 +107,10 @@ class SpendRow(NamedTuple):
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    """The estimated cost of the calls whose model has a price."""
     calls: int
+    unpriced_calls: int = 0
+    """Calls of models the price table does not know: their tokens count, their cost is unknown."""
 
 
 class ControlRow(NamedTuple):
@@ -287,6 +291,20 @@ class SpendLedger(Protocol):
 
 
 @runtime_checkable
+class ProgressBoard(Protocol):
+    """The latest progress a graph reported of its own, per thread. SQLite:
+    runtime/store/progress_board.py."""
+
+    def get(self, conn: Connection, thread_id: str) -> tuple[dict[str, Any], float] | None:
+        """The figures and when they were written (epoch seconds)."""
+
+    def put(self, conn: Connection, thread_id: str, figures: dict[str, Any], now: float) -> None:
+        """Replace the thread's figures."""
+
+    def delete(self, conn: Connection, thread_id: str) -> int: ...
+
+
+@runtime_checkable
 class ControlRequests(Protocol):
     """Pause and cancel requests to a thread's runner. SQLite: runtime/store/control.py."""
 
@@ -401,6 +419,7 @@ class Backend:
     transactions: Transactions
     threads: ThreadRegistry
     spend: SpendLedger
+    progress: ProgressBoard
     control: ControlRequests
     schedules: Schedules
     namespaces: Namespaces

@@ -6,13 +6,14 @@ those on its file.
 
 from __future__ import annotations
 
-from runtime.store import checks, control, namespaces, registry, schedules, spend, transaction
+from runtime.store import checks, control, namespaces, progress_board, registry, schedules, spend, transaction
 from runtime.store.seam import Backend
 
 BACKEND = Backend(
     transactions=transaction,
     threads=registry,
     spend=spend,
+    progress=progress_board,
     control=control,
     schedules=schedules,
     namespaces=namespaces,

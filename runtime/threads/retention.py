@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from runtime.store.parts import progress as progress_rows
 from runtime.threads import registry as threads
 from runtime.store.database import Database
 from runtime.errors import BadInput, Command, Duration, Message, Placeholder, Setting, ThreadBusy, ThreadNotFound
@@ -111,6 +112,7 @@ def delete_thread(db: Database, thread_id: str, *, dry_run: bool = False) -> Del
     with saver.removing(dry_run=dry_run) as removal:
         counts = removal.delete_thread(thread_id)
         counts["store_items"] = _delete_store_namespaces(db.conn, thread_label(thread_id))
+        progress_rows.delete(db.conn, thread_id)
         counts["registry"] = db.conn.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,)).rowcount
     return DeleteReport(dry_run=dry_run, thread_id=thread_id, **counts)
 
