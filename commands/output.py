@@ -135,6 +135,9 @@ def finish(outcome, as_json: bool) -> None:
         summary["progress"] = progress.as_dict()
     elif "total" in values:
         summary["items"] = {k: values.get(k, 0) for k in ("total", "done", "failed")}
+    if outcome.status == "completed":
+        summary["values"] = outcome.output
+        summary["answer"] = outcome.answer
     if as_json:
         print_json(summary)
     else:
@@ -146,6 +149,8 @@ def finish(outcome, as_json: bool) -> None:
 
             line += f", {progress.input_tokens + progress.output_tokens:,} tokens" + (f" {cost_text(progress)}" if cost_text(progress) else "")
         out(line)
+        if outcome.answer:
+            out(outcome.answer)
         if progress is not None and progress.failed:
             err(f"Failed items: agent results --thread {outcome.thread_id} --status failed; send them again: agent retry-failed --thread {outcome.thread_id}")
         if outcome.error:

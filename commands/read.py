@@ -62,7 +62,8 @@ def _spent(view: dict[str, Any]) -> str:
     """`1,234 tok $0.0012 / $5` : the spend, and the budget where there is one."""
     if not view["calls"] and view["max_cost"] is None and view["max_tokens"] is None:
         return ""
-    text = f"{view['tokens']:,} tok ${view['cost_usd']:.4f}"
+    cost = f"${view['cost_usd']:.4f}" if view["cost_usd"] is not None else "cost unknown"
+    text = f"{view['tokens']:,} tok {cost}"
     limits = [f"${view['max_cost']:g}" if view["max_cost"] is not None else "", f"{view['max_tokens']:,} tok" if view["max_tokens"] is not None else ""]
     return text + (" / " + ", ".join(filter(None, limits)) if any(limits) else "")
 

@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 
 from nodes.approval import dispatch, perform, plan, report
-from state.approval import ApprovalInput, ApprovalState
+from state.approval import ApprovalInput, ApprovalOutput, ApprovalState
 from state.context import RunContext
 
 DESCRIPTION = "Carry out a plan of actions; sensitive ones (email, delete, purchase, permissions) wait for agent approve."
@@ -20,7 +20,7 @@ and of what was done. An edit of the state (`agent resume --set`) may not write 
 
 def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
     """No model calls and no retries: the actions are simulated."""
-    graph = StateGraph(ApprovalState, context_schema=RunContext, input_schema=ApprovalInput)
+    graph = StateGraph(ApprovalState, context_schema=RunContext, input_schema=ApprovalInput, output_schema=ApprovalOutput)
     graph.add_node("plan", plan)
     graph.add_node("perform", perform)
     graph.add_node("report", report)

@@ -9,7 +9,7 @@ from langgraph.graph import END, START, StateGraph
 from nodes.errors import retry_policy
 from nodes.research import MAX_STEPS, plan, research_step, route_step, synthesize
 from state.context import RunContext
-from state.research import ResearchInput, ResearchState
+from state.research import ResearchInput, ResearchOutput, ResearchState
 
 DESCRIPTION = "Plan a question into steps, research each over the findings so far, then synthesize."
 VERSION = "1"
@@ -18,7 +18,7 @@ VERSION = "1"
 def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | None = None) -> StateGraph:
     """`node_timeout` reaches the nodes through the run context (RunContext.node_timeout)."""
     retry = retry_policy(max_attempts, backoff)
-    graph = StateGraph(ResearchState, context_schema=RunContext, input_schema=ResearchInput)
+    graph = StateGraph(ResearchState, context_schema=RunContext, input_schema=ResearchInput, output_schema=ResearchOutput)
     graph.add_node("plan", plan, retry_policy=retry)
     graph.add_node("research_step", research_step, retry_policy=retry)
     graph.add_node("synthesize", synthesize, retry_policy=retry)

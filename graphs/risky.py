@@ -8,7 +8,7 @@ from langgraph.graph import END, START, StateGraph
 
 from nodes.risky import attempt, give_up, route_after_attempt, succeeded, wait_backoff
 from state.context import RunContext
-from state.risky import RiskyInput, RiskyState
+from state.risky import RiskyInput, RiskyOutput, RiskyState
 
 DESCRIPTION = "One risky operation with retry-with-backoff and give-up branches; make it fail to watch each."
 VERSION = "1"
@@ -18,7 +18,7 @@ def build(max_attempts: int = 3, backoff: float = 0.5, node_timeout: float | Non
     """`node_timeout` reaches the nodes through the run context (RunContext.node_timeout)."""
     # Attempts are counted in state, not by a RetryPolicy, so each one is checkpointed;
     # the input's max_attempts and backoff (or the run's, from the context) apply.
-    graph = StateGraph(RiskyState, context_schema=RunContext, input_schema=RiskyInput)
+    graph = StateGraph(RiskyState, context_schema=RunContext, input_schema=RiskyInput, output_schema=RiskyOutput)
     graph.add_node("attempt", attempt)
     graph.add_node("backoff", wait_backoff)
     graph.add_node("succeeded", succeeded)

@@ -45,6 +45,13 @@ class PerformInput(TypedDict):
     action: PlannedAction
 
 
+class ApprovalOutput(TypedDict, total=False):
+    """What a run of `approval` answers with (`agent run` prints it)."""
+
+    report: str
+    """A summary of what was done and what was refused."""
+
+
 class ApprovalState(ApprovalInput, total=False):
     plan: list[PlannedAction]
     """The actions with their ids and whether each is sensitive, written by `plan`."""

@@ -16,6 +16,13 @@ class ResearchInput(TypedDict, total=False):
     """How many research steps the plan has (default 3, at most 20)."""
 
 
+class ResearchOutput(TypedDict, total=False):
+    """What a run of `research` answers with (`agent run` prints it)."""
+
+    answer: str
+    """The final synthesis."""
+
+
 class ResearchState(ResearchInput, total=False):
     plan: list[str]
     """One line per research step, written by `plan`."""

@@ -28,6 +28,16 @@ class RiskyInput(TypedDict, total=False):
     """Seconds before the first retry; doubled after each further failure (default: the run's --backoff)."""
 
 
+class RiskyOutput(TypedDict, total=False):
+    """What a run of `risky` answers with (`agent run` prints it)."""
+
+    operation: str
+    outcome: Literal["succeeded", "gave_up"]
+    result: str
+    attempts: int
+    give_up_reason: str
+
+
 class RiskyState(RiskyInput, total=False):
     attempts: int
     """Attempts made so far; checkpointed, so a crash does not reset the count."""

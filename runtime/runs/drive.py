@@ -15,6 +15,7 @@ import contextlib
 import signal
 import sqlite3
 import time
+from dataclasses import replace
 from typing import Any, AsyncIterator, Callable
 
 from langgraph.errors import GraphDrained
@@ -24,16 +25,19 @@ from nodes.errors import describe
 from runtime.errors import Command, Message, StorageFull
 from runtime.policy import budget
 from runtime.policy.limits import RequestLimiter
+from runtime.policy.metering import SpendCallback
 from runtime.policy.waits import InterruptibleControl, RunClock
 from runtime.redact import redact
+from runtime.runs.answer import answer_text, output_values
 from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome, explain_failure
+from runtime.runs.tracing import RunTrace, trace_config
 from runtime.runs.plan import RunPlan
 from runtime.store.database import Database, is_full
 from runtime.store.parts import immediate
 from runtime.threads import control as controls
 from runtime.threads import registry as threads
 from runtime.threads.edit import apply_edits
-from runtime.threads.progress import ProgressTracker, stored_counts
+from runtime.threads.progress import ProgressSnapshot, ProgressTracker, save_reported, stored_counts
 from state.context import RunContext, WaitInterrupted
 
 RECURSION_LIMIT = 10_000_000
@@ -65,18 +69,25 @@ class Drive:
         self.step, self.checkpoint_id = -1, plan.checkpoint_id
         self.status, self.error, self.values = "failed", None, {}
         self.tracker: ProgressTracker | None = None
+        self.reported = False
+        """Whether the graph reported progress of its own (not a queue's items)."""
         self.task_started: dict[str, float] = {}
         self.progress_shown = 0.0
+        self.output: dict[str, Any] = {}
+        self.trace = RunTrace(plan)
 
     async def run(self, handle_signals: bool) -> RunOutcome:
         started = time.monotonic()
-        try:
-            async with self.watched(handle_signals):
-                await self.run_graph()
-        finally:
-            steps = self.step if self.step >= 0 else None
-            _record_end(self.db, self.plan.thread_id, self.meter.take_pending(), self.status, steps, self.error)
-        final = self.tracker.snapshot() if self.tracker is not None and self.tracker.active else None
+        async with self.trace.around():
+            try:
+                async with self.watched(handle_signals):
+                    await self.run_graph()
+            finally:
+                steps = self.step if self.step >= 0 else None
+                final = self.figures() if self.tracker is not None and self.tracker.active else None
+                reported = final if self.reported else None
+                _record_end(self.db, self.plan.thread_id, self.meter.take_pending(), self.status, steps, self.error, reported)
+                self.trace.ended(self.status, max(self.step, 0), self.checkpoint_id, self.error)
         if final is not None:
             self.emit(RunEvent("progress", progress=final))
         return RunOutcome(
@@ -89,6 +100,9 @@ class Drive:
             error=self.error,
             values=self.values,
             progress=final,
+            output=self.output,
+            # a queue's results are many: its summary counts them, `agent results` lists them
+            answer=answer_text(self.output, self.values) if self.status == "completed" and (final is None or self.reported) else None,
         )
 
     @contextlib.asynccontextmanager
@@ -118,6 +132,18 @@ class Drive:
             # needs the loop to reach its COMMIT; waiting on the loop would stall both for the
             # whole busy timeout.
             await asyncio.to_thread(threads.heartbeat, self.db, self.plan.thread_id, max(self.step, 0))
+            if self.reported:
+                await asyncio.to_thread(save_reported, self.db, self.plan.thread_id, self.figures())
+
+    def figures(self) -> ProgressSnapshot:
+        """The progress now; for a graph that reports its own, with the thread's spend as the meter has it."""
+        snapshot = self.tracker.snapshot()
+        if not self.reported:
+            return snapshot
+        spent = self.meter.total
+        return replace(
+            snapshot, input_tokens=spent.input_tokens, output_tokens=spent.output_tokens, cost_usd=spent.cost_usd if spent.cost_known else None
+        )
 
     async def run_graph(self) -> None:
         """Compile the graph on the database, stream it, and note how the run ended."""
@@ -163,7 +189,7 @@ class Drive:
         if self.status == "timeout":
             return f"deadline of {self.plan.settings.deadline:g}s passed; stopped at a node boundary"
         if self.status == "budget_exceeded":
-            return budget.exceeded_message(self.meter.total, self.limits)
+            return budget.exceeded_message(self.meter.total, self.limits, self.meter.unpriced)
         if self.status == "cancelled":
             return "cancelled at a node boundary"
         return self.error
@@ -174,7 +200,12 @@ class Drive:
         configurable: dict[str, Any] = {"thread_id": plan.thread_id}
         if plan.checkpoint_id:
             configurable["checkpoint_id"] = plan.checkpoint_id
-        config = {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
+        config = {
+            "configurable": configurable,
+            "recursion_limit": RECURSION_LIMIT,
+            "callbacks": [SpendCallback(self.meter)],  # every chat model call of the run is counted
+            **trace_config(plan),
+        }
         await self.before_stream(graph, config)
         # A new thread has no progress yet; its total comes with its first checkpoint.
         priced_as = plan.settings.cheap_model or plan.settings.model  # with a cheap model, a queue's items all go to it
@@ -185,6 +216,7 @@ class Drive:
         state = await graph.aget_state({"configurable": {"thread_id": plan.thread_id}})
         self.status = "interrupted" if (state.next or state.interrupts) else "completed"
         self.values = state.values if isinstance(state.values, dict) else {}
+        self.output = output_values(graph, self.values)
         self.error = self.values.get("give_up_reason")  # a graph that gave up says why
 
     async def before_stream(self, graph: Any, config: dict[str, Any]) -> None:
@@ -197,8 +229,12 @@ class Drive:
     def streamed(self, mode: str, payload: Any) -> None:
         """One part of the stream: a queue item's result, a committed step, a task started or ended."""
         if mode == "custom":
-            if isinstance(payload, dict) and "queue_item" in payload:  # else a user graph's own custom events
+            if isinstance(payload, dict) and "queue_item" in payload:
                 self.item_done(payload)
+            elif isinstance(payload, dict) and "progress" in payload and self.tracker.report(payload["progress"]):
+                self.reported = True
+                self.show_progress()
+            # any other custom event is the graph's own business
         elif mode == "checkpoints":
             self.step = payload["metadata"].get("step", self.step)
             self.checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]
@@ -207,23 +243,31 @@ class Drive:
             self.emit(RunEvent("checkpoint", step=self.step))
         elif "triggers" in payload:  # a task started
             self.task_started[payload["id"]] = time.monotonic()
+            self.trace.node_started(payload["id"], payload["name"], self.step + 1)
         else:
             began = self.task_started.pop(payload["id"], None)
             err = payload.get("error")
             seconds = (time.monotonic() - began) if began else None
-            self.emit(RunEvent("node", step=self.step + 1, node=payload["name"], seconds=seconds, error=redact(describe(err)) if err else None))
+            error = redact(describe(err)) if err else None
+            self.trace.node_ended(payload["id"], error)
+            self.emit(RunEvent("node", step=self.step + 1, node=payload["name"], seconds=seconds, error=error))
 
     def item_done(self, item: dict[str, Any]) -> None:
         self.tracker.record(item)
         self.emit(RunEvent("item", item=item, error=item.get("error")))
+        self.show_progress()
+
+    def show_progress(self) -> None:
         if time.monotonic() - self.progress_shown >= PROGRESS_EVERY:
             self.progress_shown = time.monotonic()
-            self.emit(RunEvent("progress", progress=self.tracker.snapshot()))
+            self.emit(RunEvent("progress", progress=self.figures()))
 
 
-def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, steps: int | None, error: str | None) -> None:
-    """Record how a run ended, in one transaction: its last spend, its control request cleared,
-    its status, and the lease given up.
+def _record_end(
+    db: Database, thread_id: str, spend: budget.Spend, status: str, steps: int | None, error: str | None, reported: ProgressSnapshot | None
+) -> None:
+    """Record how a run ended, in one transaction: its last spend, the progress the graph
+    reported of its own, its control request cleared, its status, and the lease given up.
 
     A run stopped by a full disk may find no room even for these few pages: the database's
     reserve is given up to make some, and the transaction tried again.
@@ -232,6 +276,8 @@ def _record_end(db: Database, thread_id: str, spend: budget.Spend, status: str, 
     def record() -> None:
         with immediate(db.conn):
             budget.add_spend(db, thread_id, spend)
+            if reported is not None:
+                save_reported(db, thread_id, reported)
             controls.clear_request(db, thread_id)
             threads.release(db, thread_id, status, steps, error)
 

@@ -49,7 +49,12 @@ class RunOutcome:
     error: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     progress: ProgressSnapshot | None = None
-    """A queue's figures at the end of the run."""
+    """A queue's figures at the end of the run (or those the graph reported of its own)."""
+    output: dict[str, Any] = field(default_factory=dict)
+    """The values of the keys the graph outputs (its output schema's; all of its state's when it
+    declares none), as the run left them."""
+    answer: str | None = None
+    """A completed run's result as text for a terminal (runtime/runs/answer.py)."""
 
     @property
     def exit_code(self) -> int:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from state.storage import items_namespace, results_namespace
 from runtime.store.database import Database
 from runtime.policy.numbers import check_number
-from runtime.threads.progress import stored_progress
+from runtime.threads.progress import reported_progress, stored_progress
 from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, Command, Message, NoResults, UnknownGraph
 from runtime.threads import registry as threads
 from runtime.threads.history_rows import branch_rows, history_rows
@@ -244,17 +244,21 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
     from runtime.policy.budget import thread_budgets
 
     status["spend"] = thread_budgets(db, [record])[thread_id]
-    status["progress"] = None
+    status["progress"], values = None, {}
     if latest:
         with reading_checkpoints(db, thread_id, latest):
             tuple_ = db.checkpointer().get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": latest}})
         values = tuple_.checkpoint.get("channel_values", {}) if tuple_ else {}
         if tuple_ and (tuple_.metadata or {}).get("step") is not None:
             status["steps"] = tuple_.metadata["step"]  # fresher than the registry's heartbeat copy
-        if "total" in values:  # a queue: its figures from the results in the store (runtime.threads.progress)
-            run_started = record.owner_since if record.shown_status == "running" else None
-            snapshot = stored_progress(db, thread_id, values, record.settings.get("model"), run_started)
-            status["progress"] = snapshot.as_dict() if snapshot else None
+    # A graph that reports progress of its own; else a queue, its figures from its results in the store.
+    reported = reported_progress(db, thread_id, record.shown_status == "running")
+    if reported is not None:
+        status["progress"] = reported.as_dict()
+    elif "total" in values:
+        run_started = record.owner_since if record.shown_status == "running" else None
+        snapshot = stored_progress(db, thread_id, values, record.settings.get("model"), run_started)
+        status["progress"] = snapshot.as_dict() if snapshot else None
     return status
 
 

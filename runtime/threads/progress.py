@@ -1,8 +1,11 @@
-"""A queue's progress in figures: done, failed, total, items a second, ETA, elapsed, tokens, cost.
+"""A run's progress in figures: done, failed, total, items a second, ETA, elapsed, tokens, cost.
 
 The same `figures()` serves the live display of a run (fed by the run's item events) and
 `agent status` in another process (fed by the database: the per-item results in the store and
-the checkpoint's counters), so the two agree. Items a second are measured over the last
+the checkpoint's counters), so the two agree. A graph that is not a queue may report progress
+of its own, `{"progress": {"done": n, "total": N}}` (and `"failed"`) in its custom stream: the
+runner takes those counts as they are (`ProgressTracker.report`), and keeps its figures in the
+database for `agent status` (`save_reported`, `reported_progress`). Items a second are measured over the last
 `WINDOW` seconds of the current run, so the ETA follows a queue that slows down (a 429) or
 speeds up, rather than the average since the start.
 """
@@ -11,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from state.storage import results_namespace
 from runtime.store.parts import namespaces
+from runtime.store.parts import progress as progress_rows
 from runtime.store.database import Database
 from runtime.policy.prices import cost_usd
 
@@ -56,6 +60,9 @@ class ProgressSnapshot:
             data["cost_usd"] = round(data["cost_usd"], 6)
         data["percent"] = round(self.percent, 2)
         return data
+
+
+SNAPSHOT_FIELDS = tuple(f.name for f in fields(ProgressSnapshot))
 
 
 def figures(
@@ -103,7 +110,9 @@ class ProgressTracker:
         self.total = total
         self.started = time.monotonic()
         self.counts = {"done": 0, "failed": 0, "stale_failed": 0, "input_tokens": 0, "output_tokens": 0, **(counts or {})}
-        self._finished: deque[float] = deque()
+        self._finished: deque[tuple[float, int]] = deque()
+        """(when, how many) items finished, over the last WINDOW seconds."""
+        self._reported: int | None = None
 
     @property
     def active(self) -> bool:
@@ -122,8 +131,25 @@ class ProgressTracker:
             counts[event["status"]] += 1
         counts["input_tokens"] += event.get("input_tokens") or 0
         counts["output_tokens"] += event.get("output_tokens") or 0
+        self._finished_now(1)
+
+    def report(self, figures: dict[str, Any]) -> bool:
+        """A graph's own progress event, `{"done": n, "total": N, "failed": f}` (failed optional):
+        the counts are taken as they are. False, and nothing changed, when they are not counts."""
+        counts = reported_counts(figures)
+        if counts is None:
+            return False
+        done, total, failed = counts
+        finished = done + failed
+        if self._reported is not None and finished > self._reported:  # the first report of a run is its baseline
+            self._finished_now(finished - self._reported)
+        self._reported = finished
+        self.total, self.counts["done"], self.counts["failed"] = total, done, failed
+        return True
+
+    def _finished_now(self, count: int) -> None:
         now = time.monotonic()
-        self._finished.append(now)
+        self._finished.append((now, count))
         self._forget(now)
 
     def snapshot(self) -> ProgressSnapshot:
@@ -134,12 +160,23 @@ class ProgressTracker:
             **self.counts,
             model=self.model,
             elapsed=now - self.started,
-            recent=len(self._finished),
+            recent=sum(count for _, count in self._finished),
         )
 
     def _forget(self, now: float) -> None:
-        while self._finished and self._finished[0] < now - WINDOW:
+        while self._finished and self._finished[0][0] < now - WINDOW:
             self._finished.popleft()
+
+
+def reported_counts(figures: Any) -> tuple[int, int, int] | None:
+    """(done, total, failed) of a graph's progress event, or None unless they are whole numbers
+    with 0 <= done + failed <= total."""
+    if not isinstance(figures, dict):
+        return None
+    done, total, failed = figures.get("done"), figures.get("total"), figures.get("failed", 0)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (done, total, failed)):
+        return None
+    return (done, total, failed) if done + failed <= total else None
 
 
 def stored_counts(db: Database, thread_id: str, round_: int = 0, since: float | None = None) -> dict[str, int]:
@@ -176,4 +213,28 @@ def stored_progress(
         model=model,
         elapsed=(now - run_started) if run_started is not None else None,
         recent=recent if since is not None else 0,
+    )
+
+
+def save_reported(db: Database, thread_id: str, snapshot: ProgressSnapshot) -> None:
+    """Keep the figures of a graph's own progress for `agent status` in other processes."""
+    progress_rows.put(db.conn, thread_id, snapshot.as_dict(), time.time())
+
+
+def reported_progress(db: Database, thread_id: str, running: bool) -> ProgressSnapshot | None:
+    """The figures a graph last reported of its own progress, or None. While its run goes on,
+    elapsed and ETA are moved on by the time since they were written; once no run is going,
+    there is no rate and no ETA."""
+    row = progress_rows.get(db.conn, thread_id)
+    if row is None:
+        return None
+    figures, written = row
+    snapshot = ProgressSnapshot(**{name: figures.get(name) for name in SNAPSHOT_FIELDS})
+    if not running:
+        return replace(snapshot, elapsed=None, rate=None, eta=0.0 if snapshot.remaining == 0 else None)
+    age = max(0.0, time.time() - written)
+    return replace(
+        snapshot,
+        elapsed=None if snapshot.elapsed is None else snapshot.elapsed + age,
+        eta=None if snapshot.eta is None else max(0.0, snapshot.eta - age),
     )
