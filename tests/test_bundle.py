@@ -266,3 +266,56 @@ def test_export_to_a_terminal_is_refused(cli, db_path: Path) -> None:
         os.close(follower)
         os.close(leader)
     assert refused.returncode == 2 and "not written to a terminal" in refused.stderr.decode()
+
+
+def _checkpoint(cid: str, values: dict, versions: dict) -> dict:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    return {**empty_checkpoint(), "id": cid, "channel_values": values, "channel_versions": versions}
+
+
+def _stored(db, thread: str) -> list[tuple]:
+    """Every checkpoint of a thread as the checkpointer gives it back, every namespace."""
+    saver = db.checkpointer()
+    return sorted(
+        (t.config["configurable"]["checkpoint_ns"], t.config["configurable"]["checkpoint_id"],
+         t.parent_config["configurable"]["checkpoint_id"] if t.parent_config else None,
+         t.checkpoint["channel_values"], t.checkpoint["channel_versions"], t.metadata, sorted(t.pending_writes))
+        for t in saver.list({"configurable": {"thread_id": thread}})
+    )  # fmt: skip
+
+
+def test_every_namespace_a_child_older_than_its_parent_and_a_missing_parent_come_through(tmp_path: Path) -> None:
+    """Through the runtime's API: a subgraph's namespace, a child whose id sorts before its
+    parent's (made on a machine whose clock was behind), one whose parent was pruned away, and
+    the values each inherits from its parent."""
+    from runtime import export_thread, import_thread, open_database
+    from runtime.threads import registry as threads
+
+    source = open_database(tmp_path / "a.db", create=True)
+    threads.create_thread(source, "t", "not-here", "1", {"model": "offline"})
+    threads.release(source, "t", "stopped", 3, None)
+    saver = source.checkpointer()
+
+    def put(ns: str, cid: str, parent: str | None, values: dict, versions: dict, new: dict) -> None:
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ns, **({"checkpoint_id": parent} if parent else {})}}
+        saver.put(config, _checkpoint(cid, values, versions), {"source": "loop", "step": len(cid)}, new)
+
+    put("", "0005", None, {"a": [1, 2], "b": "x"}, {"a": 1, "b": 1}, {"a": 1, "b": 1})
+    put("", "0003", "0005", {"a": [1, 2], "b": "y"}, {"a": 1, "b": 2}, {"b": 2})  # the clock was behind
+    put("", "0009", "0003", {"a": [1, 2, 3], "b": "y"}, {"a": 2, "b": 2}, {"a": 2})
+    put("", "0010", "0001", {"a": [0], "b": "z"}, {"a": 5, "b": 5}, {"a": 5, "b": 5})  # its parent pruned away
+    put("sub:1", "0007", None, {"c": {"k": 1}}, {"c": 1}, {"c": 1})
+    saver.put_writes({"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "0009"}}, [("a", [9]), ("b", "w")], "task-1", "p")
+    saver.put_writes({"configurable": {"thread_id": "t", "checkpoint_ns": "sub:1", "checkpoint_id": "0007"}}, [("__error__", "boom")], "task-2")
+
+    with open(tmp_path / "t.bundle", "wb") as out:
+        exported = export_thread(source, "t", out)
+    assert (exported.checkpoints, exported.writes) == (5, 2)
+    target = open_database(tmp_path / "b.db", create=True)
+    imported = import_thread(target, tmp_path / "t.bundle")
+    assert (imported.thread_id, imported.graph, imported.status, imported.checkpoints) == ("t", "not-here", "stopped", 5)
+    assert _stored(target, "t") == _stored(source, "t")
+    assert threads.get_thread(target, "t").settings == {"model": "offline"}
+    ids = [row["id"] for row in records(tmp_path / "t.bundle") if row.get("kind") == "checkpoint"]
+    assert ids.index("0005") < ids.index("0003") < ids.index("0009")  # a parent before its children
