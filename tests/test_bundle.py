@@ -156,6 +156,8 @@ def test_export_of_an_unknown_thread_exits_2_and_writes_no_file(cli, db_path: Pa
     refused = cli("export", "--thread", "nope", "--output", str(tmp_path / "x.bundle"))
     assert refused.exit_code == 2 and refused.stderr.startswith("Error: no thread 'nope'")
     assert not (tmp_path / "x.bundle").exists() and not (tmp_path / "x.bundle.part").exists()
+    nowhere = cli("export", "--thread", "r", "--output", str(tmp_path / "no" / "such" / "r.bundle"))
+    assert nowhere.exit_code == 2 and "cannot write" in nowhere.stderr and "Hint: give --output a path" in nowhere.stderr
 
 
 @pytest.fixture

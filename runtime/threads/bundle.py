@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.errors import Command, Message, Placeholder, Setting, ThreadExists
+from runtime.errors import BadInput, Command, Message, Placeholder, Setting, ThreadExists
 from runtime.store.database import Database
 from runtime.store.parts import immediate, namespaces, snapshot, spend
 from runtime.store.parts import threads as thread_rows
@@ -60,7 +60,13 @@ def export_thread(db: Database, thread_id: str, output: str | os.PathLike | IO[b
         return _export(db, thread_id, output)
     path = Path(output)
     partial = path.with_name(path.name + ".part")
-    fd = os.open(partial, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    try:
+        fd = os.open(partial, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise BadInput(
+            Message("cannot write {path}: {why}", path=str(path), why=exc.strerror, value=str(path)),
+            Message("give {} a path in a directory you can write to", Setting("output")),
+        ) from None
     try:
         with os.fdopen(fd, "wb") as stream:
             report = _export(db, thread_id, stream)
