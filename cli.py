@@ -10,6 +10,7 @@ The composition root of the CLI: the `agent` app, made of the command groups in 
     prune, delete, vacuum, doctor                 commands/storage.py
     pause, cancel, approvals, approve, reject     commands/control.py
     fork, diff, graph show                        commands/edit.py
+    export, import                                commands/transfer.py
     schedule ..., worker                          commands/schedule.py
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from commands import control, edit, read, run, schedule, storage
+from commands import control, edit, read, run, schedule, storage, transfer
 
 app = typer.Typer(
     add_completion=False,
@@ -26,7 +27,7 @@ app = typer.Typer(
     help="Run LangGraph graphs durably: every node is checkpointed in SQLite, and any thread "
     "can be inspected and resumed from its latest checkpoint or from an older one.",
 )
-for group in (run, read, storage, control, edit, schedule):
+for group in (run, read, storage, control, edit, transfer, schedule):
     app.add_typer(group.app)
 
 

@@ -26,7 +26,7 @@ FLAGS = {
 ASSIGNED = {"edits"}
 """Settings the CLI takes as `key=value` pairs, one flag each (`--set steps=2`)."""
 
-POSITIONAL = {"run": ("graph",), "schedule delete": ("name",), "schedule runs": ("name",)}
+POSITIONAL = {"run": ("graph",), "import": ("source",), "schedule delete": ("name",), "schedule runs": ("name",)}
 """Arguments a verb takes by position, before its flags (`agent run GRAPH --thread ID`)."""
 
 _BARE = re.compile(r"[^\s\"'`$\\*;&|(){}!]+")

@@ -30,6 +30,7 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "runtime.runs.diagram": ("draw_graph", "graph_structure"),
     "runtime.threads.edit": ("parse_assignments",),
     "runtime.threads.fork": ("fork_thread",),
+    "runtime.threads.bundle": ("export_thread", "import_thread"),
     "runtime.threads.history": ("get_history", "get_state", "iter_results", "resolve_checkpoint", "thread_status"),
     "runtime.policy.models": ("make_model",),
     "runtime.threads.progress": ("ProgressSnapshot",),
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from runtime.runs.diagram import draw_graph, graph_structure
     from runtime.threads.edit import parse_assignments
     from runtime.threads.fork import fork_thread
+    from runtime.threads.bundle import export_thread, import_thread
     from runtime.threads.history import get_history, get_state, iter_results, resolve_checkpoint, thread_status
     from runtime.policy.models import make_model
     from runtime.threads.progress import ProgressSnapshot

@@ -252,6 +252,8 @@ CALLS: dict[str, Call] = {
     "schedule delete": Call("runtime.schedules.calendar", "delete_schedule", ("name",)),
     "schedule runs": Call("runtime.schedules.calendar", "schedule_runs", ("name",)),
     "worker": Call("runtime.schedules.worker", "Worker.serve"),
+    "export": Call("runtime.threads.bundle", "export_thread", ("thread_id", "output")),
+    "import": Call("runtime.threads.bundle", "import_thread", ("source",)),
 }
 """Verb -> the runtime function a Python caller calls for it (the Python face's only table)."""
 
@@ -418,6 +420,11 @@ class ThreadBusy(AgentError):
     """Another live process is running the thread."""
 
     http_status = 409
+
+
+class BundleUnreadable(AgentError):
+    """A file given to import that is not a thread bundle, is cut short or damaged, or is of a
+    newer format than this version reads. Nothing is imported."""
 
 
 class CheckpointNotFound(AgentError):

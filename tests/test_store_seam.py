@@ -16,7 +16,7 @@ import pytest
 from runtime.store import seam, sqlite_backend
 from runtime.store.database import connect, open_database
 from runtime.store.schema import SCHEMA_VERSION
-from runtime.store.seam import Backend, OccurrenceTaken, Owner, SpendRow, StorageUnreadable
+from runtime.store.seam import Backend, OccurrenceTaken, Owner, SpendRow, StorageUnreadable, StoreItem
 
 BACKENDS = {"sqlite": sqlite_backend.BACKEND}
 A, B = Owner(101, "host-a"), Owner(202, "host-b")
@@ -252,6 +252,27 @@ def test_a_threads_namespaces_are_found_copied_and_counted(backend: Backend, two
     assert sorted(namespaces.prefixes(first)) == ["results.a", "results.b"]
     counts = sorted(namespaces.result_counts(first, "results.b", 1, 0.0))
     assert counts == [("done", 1, 1, 2, 3, 1), ("failed", 1, 1, 2, 3, 1)]
+
+
+def test_items_are_read_and_written_with_their_times(backend: Backend, two) -> None:
+    first, second = two
+    namespaces = backend.namespaces
+    items = [StoreItem("000000001", {"status": "done", "output": "é"}, 1767225600.0, 1767225661.0), StoreItem("000000000", {"item": "a"}, 1767225600.0, 1767225600.0)]
+    with backend.transactions.immediate(first):
+        assert namespaces.put_items(first, "results.a", items) == 2
+    assert list(namespaces.items(second, "results.a")) == sorted(items)  # by key
+    assert list(namespaces.items(second, "results.none")) == []
+
+
+def test_a_snapshot_sees_the_database_as_it_was_at_its_first_read(backend: Backend, two) -> None:
+    first, second = two
+    registry = backend.threads
+    assert registry.insert(first, "t1", "g", "1", {}, A, 1.0)
+    with backend.transactions.snapshot(second):
+        assert [row.thread_id for row in registry.list_all(second)] == ["t1"]
+        assert registry.insert(first, "t2", "g", "1", {}, A, 2.0)  # a writer goes on meanwhile
+        assert [row.thread_id for row in registry.list_all(second)] == ["t1"]
+    assert sorted(row.thread_id for row in registry.list_all(second)) == ["t1", "t2"]
 
 
 def test_the_checks_read_without_writing(backend: Backend, db_path: Path, tmp_path: Path) -> None:

@@ -72,6 +72,15 @@ class CheckpointColumns:
             )
         ]
 
+    def thread_checkpoints(self, thread_id: str) -> list[tuple[str, str, str | None]]:
+        """(namespace, checkpoint_id, parent_id) of every checkpoint of the thread, in every
+        namespace, by namespace and then oldest first."""
+        return self.conn.execute(
+            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM checkpoints WHERE thread_id = ? "
+            "ORDER BY checkpoint_ns, checkpoint_id",
+            (thread_id,),
+        ).fetchall()
+
     def latest_checkpoint_id(self, thread_id: str) -> str | None:
         """The id of the thread's latest checkpoint; None when it has none (or the file no
         checkpoint table yet)."""

@@ -7,8 +7,13 @@ is first set up; before that there is nothing to find (runtime/store/seam.py, `N
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
+from datetime import datetime, timezone
+from typing import Iterable, Iterator
+
+from runtime.store.seam import StoreItem
 
 
 def prefixes(conn: sqlite3.Connection) -> list[str]:
@@ -38,6 +43,40 @@ def copy(conn: sqlite3.Connection, source_label: str, target_label: str) -> int:
             f"INSERT INTO store (prefix, {listed}) SELECT ?, {listed} FROM store WHERE prefix = ?", (new_prefix, prefix)
         ).rowcount
     return copied
+
+
+def items(conn: sqlite3.Connection, prefix: str) -> Iterator[StoreItem]:
+    """The items under `prefix`, by key, read as they are needed."""
+    try:
+        cursor = conn.execute("SELECT key, value, created_at, updated_at FROM store WHERE prefix = ? ORDER BY key", (prefix,))
+    except sqlite3.OperationalError:  # no store table yet
+        return
+    for key, value, created_at, updated_at in cursor:
+        yield StoreItem(key, json.loads(value), _epoch(created_at), _epoch(updated_at))
+
+
+def put_items(conn: sqlite3.Connection, prefix: str, items: Iterable[StoreItem]) -> int:
+    """Store items under `prefix` with their times (inside the caller's transaction)."""
+    count = 0
+    for item in items:
+        conn.execute(
+            "INSERT OR REPLACE INTO store (prefix, key, value, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (prefix, item.key, json.dumps(item.value, ensure_ascii=False), _timestamp(item.created_at), _timestamp(item.updated_at)),
+        )
+        count += 1
+    return count
+
+
+def _epoch(text: str | None) -> float:
+    """The store's times, SQLite's CURRENT_TIMESTAMP (UTC text), as epoch seconds."""
+    if not text:
+        return 0.0
+    return datetime.fromisoformat(str(text)).replace(tzinfo=timezone.utc).timestamp()
+
+
+def _timestamp(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (f".{moment.microsecond:06d}" if moment.microsecond else "")
 
 
 def result_counts(conn: sqlite3.Connection, prefix: str, round_: int, since: float | None) -> list[tuple]:

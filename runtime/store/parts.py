@@ -11,6 +11,7 @@ from runtime.store.sqlite_backend import BACKEND
 
 transactions = BACKEND.transactions
 immediate = transactions.immediate
+snapshot = transactions.snapshot
 threads = BACKEND.threads
 spend = BACKEND.spend
 progress = BACKEND.progress

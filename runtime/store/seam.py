@@ -21,6 +21,9 @@ What each part must guarantee:
   write that depends on it; inside an open transaction it is a savepoint, committed with it.
   SQLite: BEGIN IMMEDIATE / SAVEPOINT. PostgreSQL: BEGIN, then a transaction-level advisory lock
   on one key for the database (pg_advisory_xact_lock) as its first statement; SAVEPOINT nested.
+  `transactions.snapshot(conn)`: reads only, every one inside seeing the database as it was at
+  the first, while writers go on. SQLite: BEGIN DEFERRED (WAL). PostgreSQL: BEGIN ISOLATION
+  LEVEL REPEATABLE READ, READ ONLY.
 - The checkpointer (`saver.AgentSaver`): LangGraph's BaseCheckpointSaver, sync and async, passing
   LangGraph's checkpointer tests; plus the members of `Checkpointer` the rooms call.
 - The store (LangGraph's BaseStore, opened by `Database.open_async`): its transactions take the
@@ -42,7 +45,8 @@ What each part must guarantee:
   serve the database. `claim_resume` is conditional on the run's resume count and status: of
   two workers continuing one run, one wins.
 - The store's rows by thread namespace (`namespaces`): a thread's data lives under namespaces
-  (kind, thread label, ...), see state/storage.py; copied inside the caller's transaction.
+  (kind, thread label, ...), see state/storage.py; copied, read (`items`, streamed) and written
+  (`put_items`, keeping the items' times) inside the caller's transaction.
 - Maintenance checks (`checks`): read only; `open_read_only` neither converts nor writes.
 
 How the parts are reached: the rooms import them from runtime/store/parts.py (`from
@@ -101,6 +105,15 @@ class ThreadRow(NamedTuple):
     owner_host: str | None
     owner_since: float | None
     heartbeat_at: float | None
+
+
+class StoreItem(NamedTuple):
+    """An item of LangGraph's store, as a thread's namespaces hold it."""
+
+    key: str
+    value: dict[str, Any]
+    created_at: float
+    updated_at: float
 
 
 class SpendRow(NamedTuple):
@@ -162,6 +175,7 @@ class Transactions(Protocol):
     """SQLite: runtime/store/transaction.py."""
 
     def immediate(self, conn: Connection) -> ContextManager[None]: ...
+    def snapshot(self, conn: Connection) -> ContextManager[None]: ...
 
 
 @runtime_checkable
@@ -221,6 +235,10 @@ class Checkpointer(Protocol):
 
     def branch_rows(self, thread_id: str) -> list[tuple[str, str | None, int]]:
         """(checkpoint id, parent id, step) of every checkpoint of a thread, oldest first."""
+
+    def thread_checkpoints(self, thread_id: str) -> list[tuple[str, str, str | None]]:
+        """(namespace, checkpoint id, parent id) of every checkpoint of a thread, in every
+        namespace, by namespace and then oldest first (ids grow with time), read without decoding."""
 
     def latest_checkpoint_id(self, thread_id: str) -> str | None: ...
     def has_checkpoints(self, thread_id: str) -> bool: ...
@@ -382,6 +400,12 @@ class Namespaces(Protocol):
 
     def copy(self, conn: Connection, source_label: str, target_label: str) -> int:
         """Copy one thread's rows under another's label; how many."""
+
+    def items(self, conn: Connection, prefix: str) -> Iterator[StoreItem]:
+        """The items under one namespace (dotted), by key, streamed."""
+
+    def put_items(self, conn: Connection, prefix: str, items: Iterable[StoreItem]) -> int:
+        """Store items under one namespace (dotted) with the times they carry; how many."""
 
     def result_counts(self, conn: Connection, prefix: str, round_: int, since: float | None) -> list[tuple]:
         """Per result status: (status, given up before `round_`, count, input tokens, output
