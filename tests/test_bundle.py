@@ -321,3 +321,15 @@ def test_every_namespace_a_child_older_than_its_parent_and_a_missing_parent_come
     assert threads.get_thread(target, "t").settings == {"model": "offline"}
     ids = [row["id"] for row in records(tmp_path / "t.bundle") if row.get("kind") == "checkpoint"]
     assert ids.index("0005") < ids.index("0003") < ids.index("0009")  # a parent before its children
+
+
+def test_a_user_graphs_progress_and_spend_move_with_it(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    documents = json.dumps({"documents": ["one text", "two texts", "three texts"]})
+    assert agent(a, "run", "examples/summarize.py:graph", "--thread", "u", "--input", documents, "--quiet").returncode == 0
+    assert agent(a, "export", "--thread", "u", "--output", str(tmp_path / "u.bundle")).returncode == 0
+    assert any(r.get("kind") == "progress" for r in records(tmp_path / "u.bundle"))
+    assert agent(b, "import", str(tmp_path / "u.bundle")).returncode == 0
+    moved = views(b, "u", results=False)
+    assert moved == views(a, "u", results=False)
+    assert moved["status"]["progress"]["done"] == 3 and moved["status"]["spend"]["calls"] == 3

@@ -26,6 +26,7 @@ from typing import IO, Any
 from runtime.errors import BadInput, Command, Message, Placeholder, Setting, ThreadExists
 from runtime.store.database import Database
 from runtime.store.parts import immediate, namespaces, snapshot, spend
+from runtime.store.parts import progress as progress_rows
 from runtime.store.parts import threads as thread_rows
 from runtime.store.seam import SpendRow, StoreItem
 from runtime.threads import registry as threads
@@ -90,6 +91,8 @@ def _export(db: Database, thread_id: str, stream: IO[bytes]) -> BundleReport:
         )  # fmt: skip
         if (spent := spend.get(db.conn, thread_id)) is not None:
             writer.write("spend", **spent._asdict())
+        if (reported := progress_rows.get(db.conn, thread_id)) is not None:
+            writer.write("progress", figures=reported[0], updated_at=reported[1])
         by_namespace: dict[str, dict[str, str | None]] = {}
         for ns, cid, parent in saver.thread_checkpoints(thread_id):
             by_namespace.setdefault(ns, {})[cid] = parent
@@ -251,8 +254,13 @@ class ThreadImport:
         self.saver.bind_graph(spec.build().compile(checkpointer=self.saver))
 
     def _spend(self, record: dict[str, Any]) -> None:
-        row = SpendRow(int(record["input_tokens"]), int(record["output_tokens"]), float(record["cost_usd"]), int(record["calls"]))
+        row = SpendRow(
+            int(record["input_tokens"]), int(record["output_tokens"]), float(record["cost_usd"]), int(record["calls"]), int(record.get("unpriced_calls", 0))
+        )
         spend.add(self.db.conn, self.thread_id, row, time.time())
+
+    def _progress(self, record: dict[str, Any]) -> None:
+        progress_rows.put(self.db.conn, self.thread_id, dict(record["figures"]), float(record["updated_at"]))
 
     def _checkpoint(self, record: dict[str, Any]) -> None:
         loads = self.saver.serde.loads_typed

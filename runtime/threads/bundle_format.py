@@ -38,7 +38,7 @@ from runtime.errors import BundleUnreadable, Command, Message, Placeholder
 
 FORMAT = "agent-thread"
 VERSION = 1
-KINDS = ("thread", "spend", "checkpoint", "writes", "item")
+KINDS = ("thread", "spend", "progress", "checkpoint", "writes", "item")
 
 
 def typed(pair: tuple[str, bytes | None]) -> list[str]:
