@@ -226,8 +226,8 @@ def test_diff_names_nested_changes_by_path(cli, tmp_path):
     assert diff["changes"] == [
         {"op": "removed", "path": "items[1]", "old": "b", "new": None},
         {"op": "added", "path": "items[3]", "old": None, "new": "e"},
-        {"op": "added", "path": "meta.reviewed", "old": None, "new": True},
         {"op": "changed", "path": "meta.owner", "old": "ann", "new": "bob"},
+        {"op": "added", "path": "meta.reviewed", "old": None, "new": True},
         {"op": "removed", "path": "meta.tags[0]", "old": "x", "new": None},
         {"op": "changed", "path": "note", "old": "short", "new": "x" * 500},
         {"op": "changed", "path": "plan[2].status", "old": "todo", "new": "done"},

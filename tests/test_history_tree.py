@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
+
+from tests.conftest import ROOT, agent_env
 
 RESEARCH = '{"question": "Why is the sky blue?", "steps": 2}'
 
@@ -85,6 +89,22 @@ def test_limit_keeps_the_newest_rows_on_the_branches_of_the_whole_tree(cli, fork
     # Cut before branch 1 joins: its column runs on to the end, no joining line.
     assert [tree for tree, _ in _drawn(cli, "r", "--limit", "5")] == ["*", "*", "*", "| *", "| *"]
     assert [tree for tree, _ in _drawn(cli, "r", "--limit", "8")] == ["*", "*", "*", "| *", "| *", "| *", "|/", "*", "| *"]
+
+
+def test_the_tree_is_drawn_without_loading_a_checkpoint(forked, db_path):
+    """Branches come from the ids and parents in the checkpoint table: nothing is deserialised,
+    so LangGraph (whose serializer loading a checkpoint needs) is never imported."""
+    probe = (
+        "import sys\nsys.argv = ['agent', *sys.argv[1:]]\nfrom cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('langgraph', 'langchain_core') if m in sys.modules), file=sys.stderr)"
+    )
+    for args in (["--limit", "8"], ["--json"], []):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, "history", "--thread", "r", *args], cwd=ROOT, env=agent_env(db_path), capture_output=True, text=True, timeout=60
+        )
+        assert result.stderr.strip().splitlines()[-1] == "[]", (args, result.stderr)
+        assert "|/" in result.stdout or '"branch": 2' in result.stdout
 
 
 @dataclass

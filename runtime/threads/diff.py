@@ -48,7 +48,7 @@ class StateDiff:
     before a thread's first checkpoint."""
     after: dict[str, Any]
     changes: list[Change] = field(default_factory=list)
-    """Grouped by top-level key, keys sorted; within a key, in the patch's order."""
+    """Sorted by path: keys by name, a list's elements by index."""
     unchanged: list[str] = field(default_factory=list)
     """The top-level keys whose values are equal."""
 
@@ -75,35 +75,44 @@ def diff_checkpoints(db: Database, thread_id: str, before: str | None = None, af
 
 
 def state_changes(old: dict[str, Any], new: dict[str, Any]) -> list[Change]:
-    """The changes that make `old` into `new` (both JSON-like), one per path."""
+    """The changes that make `old` into `new` (both JSON-like), one per path, sorted by path
+    (a list's elements by index)."""
     import jsonpatch
 
     patch = jsonpatch.JsonPatch.from_diff(old, new, optimization=False, generate_test_ops=True)
-    found: list[tuple[str, Change]] = []
+    found: list[tuple[tuple[Any, ...], Change]] = []
     tested: dict[str, Any] = {}
     for operation in patch.patch:
         if operation["op"] == "test":
             tested[operation["path"]] = operation["value"]
             continue
-        parts = jsonpatch.JsonPointer(operation["path"]).parts
-        path = readable_path(parts, new, old)
-        found.append((parts[0] if parts else "", Change(OPS[operation["op"]], path, tested.pop(operation["path"], None), operation.get("value"))))
-    found.sort(key=lambda pair: pair[0])  # stable: a key's changes keep the patch's order
+        text, order = _located(jsonpatch.JsonPointer(operation["path"]).parts, new, old)
+        found.append((order, Change(OPS[operation["op"]], text, tested.pop(operation["path"], None), operation.get("value"))))
+    # The patch lists a dict's keys in no fixed order, a list's elements by rising index (each
+    # index as the list has it after the changes before it): a stable sort keeps the latter.
+    found.sort(key=lambda pair: pair[0])
     return [change for _, change in found]
 
 
 def readable_path(parts: list[str], *documents: Any) -> str:
     """`plan[2].status` for the pointer parts ["plan", "2", "status"]: an index where the
     documents hold a list there, else a key (quoted as JSON when it is not a plain name)."""
-    text = ""
+    return _located(parts, *documents)[0]
+
+
+def _located(parts: list[str], *documents: Any) -> tuple[str, tuple[Any, ...]]:
+    """`readable_path`, and the parts to sort by (list indices as numbers)."""
+    text, order = "", []
     for part in parts:
         if any(isinstance(doc, list) for doc in documents):
             text += f"[{part}]"
+            order.append(int(part) if part.isdigit() else -1)  # `-` (the end) does not occur in a diff
             documents = tuple(doc[int(part)] for doc in documents if isinstance(doc, list) and part.isdigit() and int(part) < len(doc))
         else:
             text += (("." if text else "") + part) if IDENTIFIER.match(part) else f"[{json.dumps(part, ensure_ascii=False)}]"
+            order.append(part)
             documents = tuple(doc[part] for doc in documents if isinstance(doc, dict) and part in doc)
-    return text
+    return text, tuple(order)
 
 
 def plain(value: Any) -> Any:
