@@ -19,8 +19,6 @@ app = typer.Typer()
 SHORT = 72
 """Characters of a value shown in a diff for people (--json has every value in full)."""
 
-MARKS = {"added": "+", "changed": "~", "removed": "-"}
-
 graph_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Look at a graph: agent graph show NAME.")
 app.add_typer(graph_app, name="graph")
 
@@ -69,10 +67,12 @@ def diff(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show what changed in a thread's state between two checkpoints: keys added, removed, changed.
+    """Show what changed in a thread's state between two checkpoints, one line per change.
 
-    By default the latest checkpoint against its parent: what the last step did. Checkpoints are
-    named as everywhere (id, id prefix, step). Long values are shortened; --json has them in full.
+    Each change is named by its path in the state (plan[2].status, notes[0], meta.owner): added,
+    removed, or changed (old -> new). By default the latest checkpoint against its parent: what the
+    last step did. Checkpoints are named as everywhere (id, id prefix, step). Long values are
+    shortened; --json has them in full.
 
     Example: agent diff --thread docs --from 1 --to 2
     """
@@ -87,7 +87,7 @@ def diff(
     origin = f"step {before['step']} ({before['checkpoint_id']})" if before else "(empty state)"
     err(f"thread {thread}: {origin} -> step {after['step']} ({after['checkpoint_id']})")
     for change in result.changes:
-        out(f"{MARKS[change.change]} {change.key}: {_describe(change)}")
+        out(f"{change.op:<7} {change.path}: {_describe(change)}")
     if not result.changes:
         out("(no changes)")
     if result.unchanged:
@@ -95,15 +95,11 @@ def diff(
 
 
 def _describe(change: Any) -> str:
-    if change.change == "added":
-        return _short(change.after)
-    if change.change == "removed":
-        return _short(change.before)
-    old, new = change.before, change.after
-    if isinstance(old, list) and isinstance(new, list) and len(new) > len(old) and new[: len(old)] == old:
-        grown = new[len(old) :]
-        return f"{len(old)} -> {len(new)} items, + {', '.join(_short(v, SHORT // 2) for v in grown[:3])}" + (" ..." if len(grown) > 3 else "")
-    return f"{_short(old)} -> {_short(new)}"
+    if change.op == "added":
+        return _short(change.new)
+    if change.op == "removed":
+        return _short(change.old)
+    return f"{_short(change.old, SHORT // 2)} -> {_short(change.new, SHORT // 2)}"
 
 
 def _short(value: Any, limit: int = SHORT) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -155,7 +155,12 @@ def history(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """List a thread's checkpoints, newest first (every branch of a fork included).
+    """List a thread's checkpoints, newest first, as a tree of branches (like git log --graph).
+
+    Resuming from an older checkpoint starts a branch beside the old one: `*` marks a checkpoint
+    in its branch's column, `|/` where a branch joins the checkpoint it forked from. Branch 0 is
+    the line of the latest checkpoint (the one step numbers name). --limit shows the newest N
+    checkpoints, their branches numbered as in the whole history.
 
     With --show, each step also shows what its nodes wrote to those state keys: which model
     answered (models), what was decided (decisions).
@@ -173,17 +178,27 @@ def history(
     if keys:  # the shown values take the place of next and time
         table(
             f"thread {thread}",
-            ["step", "checkpoint", "written by", *keys],
-            [[r.step, r.checkpoint_id, _names(r.writers), *[_compact(r.shown[k]) for k in keys]] for r in rows],
-            keep=("checkpoint",),
+            ["tree", "step", "checkpoint", "written by", *keys],
+            _tree_rows(rows, lambda r: [r.step, r.checkpoint_id, _names(r.writers), *[_compact(r.shown[k]) for k in keys]]),
+            keep=("tree", "checkpoint"),
         )
         return
     table(
         f"thread {thread}",
-        ["step", "checkpoint", "source", "written by", "next", "created"],
-        [[r.step, r.checkpoint_id, r.source, _names(r.writers), _names(r.next), r.created_at[11:19]] for r in rows],
-        keep=("checkpoint", "source", "created"),
+        ["tree", "step", "checkpoint", "source", "written by", "next", "created"],
+        _tree_rows(rows, lambda r: [r.step, r.checkpoint_id, r.source, _names(r.writers), _names(r.next), r.created_at[11:19]]),
+        keep=("tree", "checkpoint", "source", "created"),
     )
+
+
+def _tree_rows(rows: list[Any], cells: Callable[[Any], list[Any]]) -> list[list[Any]]:
+    """Table rows under the history tree's drawing (runtime/threads/history_tree.py): each
+    checkpoint's cells beside its `*`, and a line of its own where a branch joins the one it forked from."""
+    from runtime.threads.history_tree import draw_tree
+
+    lines = draw_tree(rows)
+    width = len(cells(rows[0])) if rows else 0
+    return [[graph, *(cells(row) if row is not None else [""] * width)] for graph, row in lines]
 
 
 def _compact(values: Any) -> str:

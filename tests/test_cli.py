@@ -64,7 +64,7 @@ def test_run_then_read_commands(cli, db_path):
     assert [r["step"] for r in history] == [2, 1, 0, -1]
     assert history[0]["writers"] == ["process_items"] and history[1]["writers"] == ["load_items"]
     assert history[1]["next"] == ["process_items"]
-    assert set(history[0]) == {"checkpoint_id", "parent_id", "step", "source", "writers", "next", "created_at"}
+    assert set(history[0]) == {"checkpoint_id", "parent_id", "parent_checkpoint_id", "step", "source", "writers", "next", "created_at", "branch", "lane"}
     assert len(json.loads(cli("history", "--thread", "docs", "--json", "--limit", "2").stdout)) == 2
 
     state = json.loads(cli("state", "--thread", "docs", "--json").stdout)

@@ -160,28 +160,96 @@ def test_diff_defaults_to_the_last_step(cli):
     assert set(diff) == {"thread_id", "from", "to", "changes", "unchanged"}
     assert diff["to"]["checkpoint_id"] == rows[0]["checkpoint_id"] and diff["from"]["checkpoint_id"] == rows[1]["checkpoint_id"]
     assert set(diff["to"]) == {"checkpoint_id", "step", "created_at", "next"}
-    changes = {c["key"]: c for c in diff["changes"]}
-    assert all(set(c) == {"key", "change", "before", "after"} for c in diff["changes"])
-    assert changes["answer"]["change"] == "added" and changes["answer"]["before"] is None
-    assert changes["answer"]["after"] == _state(cli, "r")["values"]["answer"]  # in full
-    assert "question" in diff["unchanged"] and [c["key"] for c in diff["changes"]] == sorted(changes)
+    assert all(set(c) == {"op", "path", "old", "new"} for c in diff["changes"])
+    changes = {c["path"]: c for c in diff["changes"]}
+    assert changes["answer"]["op"] == "added" and changes["answer"]["old"] is None
+    assert changes["answer"]["new"] == _state(cli, "r")["values"]["answer"]  # in full
+    assert "question" in diff["unchanged"] and [c["path"] for c in diff["changes"]] == sorted(changes)
 
     text = cli("diff", "--thread", "r")
-    assert text.exit_code == 0 and "+ answer: " in text.stdout and "step 3" in text.stderr and "step 4" in text.stderr
+    assert text.exit_code == 0 and "added   answer: " in text.stdout and "step 3" in text.stderr and "step 4" in text.stderr
 
 
 def test_diff_between_chosen_checkpoints(cli):
     assert cli("run", "research", "--thread", "r", "--input", RESEARCH).exit_code == 0
     diff = json.loads(cli("diff", "--thread", "r", "--from", "1", "--to", "3", "--json").stdout)
     assert (diff["from"]["step"], diff["to"]["step"]) == (1, 3)
-    notes = next(c for c in diff["changes"] if c["key"] == "notes")
-    assert notes["change"] == "changed" and notes["before"] == [] and len(notes["after"]) == 2
+    notes = _state(cli, "r", "3")["values"]["notes"]
+    assert [c for c in diff["changes"] if c["path"].startswith("notes")] == [
+        {"op": "added", "path": "notes[0]", "old": None, "new": notes[0]},
+        {"op": "added", "path": "notes[1]", "old": None, "new": notes[1]},
+    ]
     text = cli("diff", "--thread", "r", "--from", "1", "--to", "3").stdout
-    assert "~ notes: 0 -> 2 items, + " in text and "~ step_index: 0 -> 2" in text
+    assert "added   notes[0]: " in text and "changed step_index: 0 -> 2" in text
     first = json.loads(cli("diff", "--thread", "r", "--to", "-1", "--json").stdout)
     assert first["from"] is None  # before the first checkpoint: the empty state
     assert cli("diff", "--thread", "r", "--from", "nope").exit_code == 2
     assert cli("diff", "--thread", "missing").exit_code == 2
+
+
+NESTED_GRAPH = """
+from typing import TypedDict
+from langgraph.graph import END, START, StateGraph
+
+
+class Work(TypedDict, total=False):
+    plan: list
+    items: list
+    meta: dict
+    note: str
+
+
+def review(state: Work) -> dict:
+    plan = [dict(task) for task in state["plan"]]
+    plan[2]["status"] = "done"
+    items = [x for x in state["items"] if x != "b"] + ["e"]
+    meta = {**state["meta"], "owner": "bob", "reviewed": True, "tags": state["meta"]["tags"][1:]}
+    return {"plan": plan, "items": items, "meta": meta, "note": "x" * 500}
+
+
+def build() -> StateGraph:
+    graph = StateGraph(Work)
+    graph.add_node("review", review)
+    graph.add_edge(START, "review")
+    graph.add_edge("review", END)
+    return graph
+"""
+
+
+def test_diff_names_nested_changes_by_path(cli, tmp_path):
+    graph = tmp_path / "nested.py"
+    graph.write_text(NESTED_GRAPH)
+    plan = [{"task": t, "status": "todo"} for t in ("read", "write", "check")]
+    start = {"plan": plan, "items": ["a", "b", "c", "d"], "meta": {"owner": "ann", "tags": ["x", "y"], "a b": 1}, "note": "short"}
+    assert cli("run", f"{graph}:build", "--thread", "n", "--input", json.dumps(start)).exit_code == 0
+    diff = json.loads(cli("diff", "--thread", "n", "--json").stdout)
+    assert diff["changes"] == [
+        {"op": "removed", "path": "items[1]", "old": "b", "new": None},
+        {"op": "added", "path": "items[3]", "old": None, "new": "e"},
+        {"op": "changed", "path": "meta.owner", "old": "ann", "new": "bob"},
+        {"op": "added", "path": "meta.reviewed", "old": None, "new": True},
+        {"op": "removed", "path": "meta.tags[0]", "old": "x", "new": None},
+        {"op": "changed", "path": "note", "old": "short", "new": "x" * 500},
+        {"op": "changed", "path": "plan[2].status", "old": "todo", "new": "done"},
+    ]
+    assert diff["unchanged"] == []
+    lines = cli("diff", "--thread", "n").stdout.splitlines()
+    assert 'changed plan[2].status: "todo" -> "done"' in lines and 'removed items[1]: "b"' in lines
+    assert 'added   meta.reviewed: true' in lines
+    long = next(line for line in lines if line.startswith("changed note:"))
+    assert long.endswith("(502 chars)") and len(long) < 100  # shortened; --json has it in full
+
+
+def test_nested_paths_quote_keys_that_are_not_names():
+    from runtime.threads.diff import state_changes
+
+    old = {"meta": {"a b": [1, {"x.y": 2}], "7": "seven"}, "rows": [[1, 2], [3, 4]]}
+    new = {"meta": {"a b": [1, {"x.y": 3}], "7": "eight"}, "rows": [[1, 2], [3, 5]]}
+    assert [(c.path, c.old, c.new) for c in state_changes(old, new)] == [
+        ('meta["7"]', "seven", "eight"),
+        ('meta["a b"][1]["x.y"]', 2, 3),
+        ("rows[1][1]", 4, 5),
+    ]
 
 
 def test_graph_show_in_each_format(cli):

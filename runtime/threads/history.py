@@ -16,6 +16,7 @@ from runtime.threads.progress import reported_progress, stored_progress
 from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, Command, Message, NoResults, UnknownGraph
 from runtime.threads import registry as threads
 from runtime.threads.history_rows import branch_rows, history_rows
+from runtime.threads.history_tree import assign_lanes, find_branches
 from runtime.threads.stored_state import reading_checkpoints, stored_snapshot  # fork.py takes reading_checkpoints from here too
 
 if TYPE_CHECKING:
@@ -36,9 +37,15 @@ class HistoryRow:
     shown: dict[str, list[Any]] | None = None
     """With `show`: per state key, what this step's tasks wrote to it (e.g. which model answered,
     what was decided); None when not asked for."""
+    branch: int = 0
+    """Which line of history holds it: 0 for the line of the latest checkpoint, then each other
+    line newest first (runtime/threads/history_tree.py)."""
+    lane: int = 0
+    """The column the history tree draws it in; lanes are reused once a branch has joined."""
 
     def as_dict(self) -> dict[str, Any]:
         data = self.__dict__.copy()
+        data["parent_checkpoint_id"] = self.parent_id  # LangGraph's name for it, beside ours
         if data["shown"] is None:
             del data["shown"]
         return data
@@ -150,7 +157,9 @@ def find_checkpoint(db: Database, thread_id: str, ref: str) -> str:
 def get_history(
     db: Database, thread_id: str, limit: int | None = None, show: list[str] | None = None, *, attended: bool = True
 ) -> list[HistoryRow]:
-    """The thread's checkpoints, newest first, every branch included.
+    """The thread's checkpoints, newest first, every branch included, each with its branch and
+    its lane in the tree (runtime/threads/history_tree.py); with `limit`, the newest `limit`,
+    their branches numbered as in the whole history.
 
     Read from the checkpoint table's columns (runtime/threads/history_rows.py); the graph is loaded only
     for checkpoints whose next tasks were not recorded when they were written. `show` names
@@ -168,6 +177,11 @@ def get_history(
         return {cid: list(state_at(db, spec, thread_id, cid).next) for cid in ids}
 
     rows = [HistoryRow(**row) for row in history_rows(db, thread_id, limit, compute_next)]
+    links = [(r.checkpoint_id, r.parent_id) for r in rows] if limit is None else [(cid, parent) for cid, parent, _ in branch_rows(db, thread_id)]
+    branch_of = find_branches(links)
+    for row in rows:
+        row.branch = branch_of.get(row.checkpoint_id, 0)  # 0 for one pruned between the two reads
+    assign_lanes(rows)
     if show:
         written = _writes_by_parent(db, thread_id, show, {r.parent_id for r in rows if r.source == "loop" and r.parent_id})
         for row in rows:
