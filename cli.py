@@ -15,13 +15,33 @@ The composition root of the CLI: the `agent` app, made of the command groups in 
 
 from __future__ import annotations
 
+import sys
+from typing import Annotated
+
 import typer
 
 from commands import control, edit, read, run, schedule, storage
 
+ENVIRONMENT = {
+    "AGENT_DB": "the database (--db) [checkpoints/agent.db]",
+    "AGENT_MODEL": "a new run's model (--model) [offline]",
+    "AGENT_DEBUG": "1: tracebacks on errors (--debug)",
+    "AGENT_PRICES": "a JSON file of prices, USD a million tokens",
+    "AGENT_MAX_COST_CEILING": "the most any --max-cost may be (USD)",
+    "AGENT_MAX_TOKENS_CEILING": "the most any --max-tokens may be",
+    "AGENT_MODEL_TIMEOUT": "seconds a model request may take [60]",
+    "AGENT_PROGRESS_EVERY": "seconds between progress lines [10]",
+    "AGENT_TRUSTED_GRAPHS": "graph files/packages a thread may import",
+    "AGENT_SCHEDULE_MIN_INTERVAL": "least time between a schedule's runs [60m]",
+    "AGENT_MAX_SCHEDULES": "schedules a database may hold [100]",
+    "OPENAI_API_KEY": "the key of an openai:NAME model",
+    "OPENAI_BASE_URL": "another OpenAI-compatible endpoint",
+}
+"""Every environment variable `agent` reads, each named once in `agent --help` (and in README.md)."""
+
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
+    epilog="\b\nEnvironment:\n" + "\n".join(f"  {name:<28} {text}" for name, text in ENVIRONMENT.items()),
     rich_markup_mode=None,
     help="Run LangGraph graphs durably: every node is checkpointed in SQLite, and any thread "
     "can be inspected and resumed from its latest checkpoint or from an older one.",
@@ -30,8 +50,44 @@ for group in (run, read, storage, control, edit, schedule):
     app.add_typer(group.app)
 
 
+def show_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("agent")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown"
+        typer.echo(f"agent {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def agent(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=show_version)
+    ] = False,
+) -> None:
+    """The options of `agent` itself; its help is the app's."""
+
+
 def main() -> None:
-    app()
+    """The `agent` console script. A reader of stdout that goes away early (`| head -1`) ends the
+    command quietly with code 0 (commands/output.py); what is still buffered when the app exits
+    is flushed here, the same way."""
+    from commands.output import quiet_stdout
+
+    try:
+        app()
+        code: int | str | None = 0
+    except SystemExit as exc:
+        code = exc.code
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":
