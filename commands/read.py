@@ -137,11 +137,15 @@ def _progress_lines(progress: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def _when(iso: str | None) -> str:
-    """An ISO 8601 time from --json, in local time for people: `2026-12-02 09:41:48`."""
+def _when(when: str | float | None) -> str:
+    """An instant (ISO 8601 as --json has it, or epoch seconds) in local time for people:
+    `2026-12-02 09:41:48`."""
     from datetime import datetime
 
-    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+    if not when:
+        return "-"
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else datetime.fromtimestamp(when).astimezone()
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def status_view(info: dict[str, Any]) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def resume(
     wait: WaitOpt = None,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", help="Edit the state first: key=value, the value JSON or else a plain string (repeatable)."),
+        typer.Option("--set", metavar="KEY=VALUE", help="Edit the state first: key=value, the value JSON or else a plain string (repeatable)."),
     ] = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
