@@ -78,8 +78,7 @@ def main() -> None:
     from commands.output import quiet_stdout
 
     try:
-        app()
-        code: int | str | None = 0
+        code: int | str | None = json_main() if "--json" in sys.argv[1:] else app(prog_name="agent")
     except SystemExit as exc:
         code = exc.code
     try:
@@ -88,6 +87,25 @@ def main() -> None:
         quiet_stdout()
         code = 0
     sys.exit(code)
+
+
+def json_main() -> int:
+    """The app under --json: a command line the parser refuses (an unknown option, `--limit
+    abc`) is reported as every other error is under --json, one JSON object on stderr."""
+    from commands.output import report_error
+
+    try:
+        result = app(prog_name="agent", standalone_mode=False)
+    except typer.TyperException as exc:  # the parser's own errors (click's ClickException)
+        context = getattr(exc, "ctx", None)
+        hint = f"{context.command_path} --help describes its options" if context is not None else None
+        code = getattr(exc, "exit_code", 2)
+        report_error(exc.format_message(), hint, code, as_json=True)
+        return code
+    except typer.Abort:
+        report_error("aborted", None, 1, as_json=True)
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

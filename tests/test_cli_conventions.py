@@ -234,6 +234,9 @@ def test_bad_input_under_json_is_one_json_object_on_stderr(db_path):
 
     bad_run = agent(db_path, "run", "task_queue", "--thread", "t", "--input", "{bad", "--json")
     assert bad_run.returncode == 2 and _json_error(bad_run.stderr)["code"] == 2
+    for args in (["--limit", "abc"], ["--bogus"]):  # refused by the parser, before the command runs
+        refused = agent(db_path, "history", "--thread", "q", *args, "--json")
+        assert refused.returncode == 2 and _json_error(refused.stderr)["hint"] == "agent history --help describes its options"
     plain = agent(db_path, "state", "--thread", "nope")
     assert plain.stderr.startswith("Error: no thread 'nope'") and "\nHint: " in plain.stderr  # without --json, as before
 
