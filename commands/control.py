@@ -79,7 +79,6 @@ def approvals(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = Fals
         f"thread {thread}: {len(pending)} pending",
         ["id", "action", "would"],
         [[p["id"], p.get("action_id", ""), p.get("would", p.get("value", ""))] for p in pending],
-        keep=("id",),
     )
     err(f"Answer with: agent approve --thread {thread} --id ID  /  agent reject --thread {thread} --id ID --reason TEXT")
 

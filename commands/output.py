@@ -54,9 +54,9 @@ FREE_TEXT = ("error", "description", "would")
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]], keep: tuple[str, ...] = (), free: tuple[str, ...] = ()) -> None:
     """A rich table on stdout that fits the console's width (COLUMNS when piped). Columns named in
-    `keep` are ids to copy: never wrapped, shortened with an ellipsis only when nothing else
-    gives. Columns named in `free` hold free text: they give way first and wrap, breaking a word
-    only when it is longer than the column. Every other column wraps between words and never
+    IDS or `keep` are ids to copy: never wrapped, shortened with an ellipsis only when nothing
+    else gives. Columns named in FREE_TEXT or `free` hold free text: they give way first and
+    wrap, breaking a word only when it is longer than the column. Every other column wraps between words and never
     becomes narrower than its longest word, so a status such as `completed` is always whole.
     Cells are plain text (never rich markup: a thread id `[/x]` is shown, not parsed), made printable."""
     from rich.console import Console

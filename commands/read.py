@@ -192,14 +192,12 @@ def history(
             f"thread {thread}",
             ["step", "checkpoint", "written by", *keys],
             [[r.step, r.checkpoint_id, _names(r.writers), *[_compact(r.shown[k]) for k in keys]] for r in rows],
-            keep=("checkpoint",),
         )
         return
     table(
         f"thread {thread}",
         ["step", "checkpoint", "source", "written by", "next", "created"],
         [[r.step, r.checkpoint_id, r.source, _names(r.writers), _names(r.next), r.created_at[11:19]] for r in rows],
-        keep=("checkpoint", "source", "created"),
     )
 
 

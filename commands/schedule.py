@@ -99,7 +99,7 @@ def list_(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = Fa
         run = v["last_run"]
         result = f"{run['status']} {_clock(run['fire_time'])}" if run else "-"
         rows.append([v["name"], v["graph"], f"{v['cron']} {v['tz']}", local, utc, status, result])
-    table(None, ["schedule", "graph", "cron", "next run", "next run (UTC)", "status", "last run"], rows, keep=("schedule",))
+    table(None, ["schedule", "graph", "cron", "next run", "next run (UTC)", "status", "last run"], rows)
     for v in views:
         if v["pause_reason"]:
             err(f"{v['name']} {v['pause_reason']}; after fixing the cause: agent schedule resume {v['name']}")
@@ -205,7 +205,6 @@ def runs(
         ["fired (UTC)", "thread", "started", "ended", "status", "cost", "error"],
         [[_clock(r["fire_time"]), r["thread_id"] or "-", _clock(r["started_at"]), _clock(r["ended_at"]), r["status"], f"${r['cost_usd']:.4f}", r["error"] or ""]
          for r in history["runs"]],  # fmt: skip
-        keep=("thread",),
     )
     for period in history["periods"]:
         out(f"{period['period']}: {period['runs']} run(s), ${period['cost_usd']:.4f}")
