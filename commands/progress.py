@@ -173,7 +173,8 @@ class ProgressDisplay:
         elif self._failures <= SHOWN_FAILURES:
             self._write(f"item {item['queue_item']} failed: {item.get('error')}")
             if self._failures == SHOWN_FAILURES:
-                self._write(f"further failures are counted, not shown; agent results --thread {self.thread} --status failed lists them all")
+                listing = f"agent results --thread {self.thread} --status failed" if self.thread else "agent results"
+                self._write(f"further failures are counted, not shown; {listing} lists them all")
 
     def _message(self, kind: str, message: str | None) -> None:
         if self.mode == "json":

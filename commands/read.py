@@ -95,7 +95,7 @@ def status(
             from commands.progress import ProgressDisplay, progress_mode
             from commands.progress import watch as follow
 
-            display = ProgressDisplay(progress_mode(False, as_json, sys.stdout), stream=sys.stdout)
+            display = ProgressDisplay(progress_mode(False, as_json, sys.stdout), stream=sys.stdout, thread=thread)
             info = follow(lambda: status_view(thread_status(database, thread)), display, seconds)
             if as_json:
                 return
