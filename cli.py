@@ -11,6 +11,10 @@ The composition root of the CLI: the `agent` app, made of the command groups in 
     pause, cancel, approvals, approve, reject     commands/control.py
     fork, diff, graph show                        commands/edit.py
     schedule ..., worker                          commands/schedule.py
+
+Beside them, what belongs to `agent` itself: `--version`, shell completion
+(`--install-completion`), the environment variables its help lists, and the console script's
+edge: a closed stdout ends quietly, and under --json even the parser's refusals are JSON.
 """
 
 from __future__ import annotations
