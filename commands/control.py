@@ -16,7 +16,7 @@ from commands.output import err, finish, handles_errors, open_db, print_json, pr
 app = typer.Typer()
 
 IdOpt = Annotated[
-    Optional[list[str]], typer.Option("--id", help="The approval (interrupt) id, or a unique prefix; repeatable. agent approvals lists them.")
+    Optional[list[str]], typer.Option("--id", metavar="ID", help="The approval (interrupt) id, or a unique prefix; repeatable. agent approvals lists them.")
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="Answer every pending approval of the thread.")]
 
@@ -79,7 +79,6 @@ def approvals(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = Fals
         f"thread {thread}: {len(pending)} pending",
         ["id", "action", "would"],
         [[p["id"], p.get("action_id", ""), p.get("would", p.get("value", ""))] for p in pending],
-        keep=("id",),
     )
     err(f"Answer with: agent approve --thread {thread} --id ID  /  agent reject --thread {thread} --id ID --reason TEXT")
 
@@ -87,7 +86,7 @@ def approvals(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = Fals
 def _decide(thread: str, ids: list[str] | None, every: bool, approved: bool, reason: str | None, db: Any, quiet: bool, as_json: bool) -> None:
     from runtime.runs.approvals import decide
 
-    with open_db(db) as database, progress_display(quiet, as_json) as display:
+    with open_db(db) as database, progress_display(quiet, as_json, thread) as display:
         outcome = decide(database, thread, ids, approved, reason, every=every, on_event=display, handle_signals=True)
     finish(outcome, as_json)
 
@@ -98,7 +97,7 @@ def approve(
     thread: ThreadOpt,
     id: IdOpt = None,
     every: AllOpt = False,
-    reason: Annotated[Optional[str], typer.Option("--reason", help="Why (recorded with the decision).")] = None,
+    reason: Annotated[Optional[str], typer.Option("--reason", metavar="TEXT", help="Why (recorded with the decision).")] = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -117,7 +116,7 @@ def approve(
 @handles_errors
 def reject(
     thread: ThreadOpt,
-    reason: Annotated[str, typer.Option("--reason", help="Why (required; recorded with the decision).")],
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (required; recorded with the decision).")],
     id: IdOpt = None,
     every: AllOpt = False,
     db: DbOpt = DEFAULT_DB,

@@ -27,8 +27,8 @@ app.add_typer(graph_app, name="graph")
 @handles_errors
 def fork(
     thread: ThreadOpt,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint to fork at: full id, unique id prefix, or step number.")],
-    new_thread: Annotated[str, typer.Option("--new-thread", help="Id of the new thread; must not exist.")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", metavar="CHECKPOINT", help="Checkpoint to fork at: full id, unique id prefix, or step number.")],
+    new_thread: Annotated[str, typer.Option("--new-thread", metavar="THREAD", help="Id of the new thread; must not exist.")],
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -61,8 +61,8 @@ def fork(
 @handles_errors
 def diff(
     thread: ThreadOpt,
-    from_: Annotated[Optional[str], typer.Option("--from", help="The older checkpoint (default: the parent of --to).")] = None,
-    to: Annotated[Optional[str], typer.Option("--to", help="The newer checkpoint (default: the latest).")] = None,
+    from_: Annotated[Optional[str], typer.Option("--from", metavar="CHECKPOINT", help="The older checkpoint (default: the parent of --to).")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", metavar="CHECKPOINT", help="The newer checkpoint (default: the latest).")] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -110,8 +110,8 @@ def _short(value: Any, limit: int = SHORT) -> str:
 @graph_app.command("show")
 @handles_errors
 def graph_show(
-    name: Annotated[str, typer.Argument(help="A built-in graph (agent graphs), or path/file.py:attr or package.module:attr.")],
-    format: Annotated[str, typer.Option("--format", "-f", help="ascii (a drawing for the terminal) or mermaid.")] = "ascii",
+    name: Annotated[str, typer.Argument(metavar="GRAPH", help="A built-in graph (agent graphs), or path/file.py:attr or package.module:attr.")],
+    format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="ascii (a drawing for the terminal) or mermaid.")] = "ascii",
     as_json: Annotated[bool, typer.Option("--json", help="Print the nodes and edges as JSON.")] = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -11,43 +11,49 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-DbOpt = Annotated[Path, typer.Option("--db", envvar="AGENT_DB", help="SQLite database file [env AGENT_DB].", show_default=True)]
-ThreadOpt = Annotated[str, typer.Option("--thread", "-t", help="Thread id.")]
+MODEL_HELP = (
+    "offline (the default), offline:OPTIONS (offline:latency=0.1,fail_first=1; options latency, fail_first, fail_on, "
+    "reject_on, reply_chars, rate_limit_first, retry_after) or openai:NAME (OPENAI_API_KEY, OPENAI_BASE_URL)."
+)
+"""The forms of a model, as runtime/policy/models.py reads them."""
+
+DbOpt = Annotated[Path, typer.Option("--db", envvar="AGENT_DB", metavar="PATH", help="SQLite database file.", show_default=True)]
+ThreadOpt = Annotated[str, typer.Option("--thread", "-t", metavar="THREAD", help="Thread id.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", envvar="AGENT_DEBUG", help="Show tracebacks.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", envvar="AGENT_DEBUG", help="Show tracebacks (AGENT_DEBUG=1).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
 CheckpointOpt = Annotated[
-    Optional[str], typer.Option("--checkpoint", "-c", help="Checkpoint: full id, unique id prefix, or step number.")
+    Optional[str], typer.Option("--checkpoint", "-c", metavar="CHECKPOINT", help="Checkpoint: full id, unique id prefix, or step number.")
 ]
 ModelOpt = Annotated[
-    Optional[str], typer.Option("--model", "-m", envvar="AGENT_MODEL", help="offline (default) or openai:<name> [env AGENT_MODEL].")
+    Optional[str], typer.Option("--model", "-m", envvar="AGENT_MODEL", metavar="MODEL", help=MODEL_HELP)
 ]
 MaxAttemptsOpt = Annotated[
-    Optional[int], typer.Option("--max-attempts", help="Attempts per model call or operation, the first included [default: 3].")
+    Optional[int], typer.Option("--max-attempts", metavar="N", help="Attempts per model call or operation, the first included [default: 3].")
 ]
 BackoffOpt = Annotated[
-    Optional[float], typer.Option("--backoff", help="Seconds before the first retry, doubling after each; 0 retries at once [default: 0.5].")
+    Optional[str], typer.Option("--backoff", metavar="DURATION", help="Wait before the first retry, e.g. 500ms, 2s; doubling after each; 0 retries at once [default: 0.5s].")
 ]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Queue items processed side by side [default: 8].")]
-RpmOpt = Annotated[Optional[int], typer.Option("--rpm", help="Model requests a minute, for the whole run; 0 for no limit [default: none].")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", metavar="N", help="Queue items processed side by side [default: 8].")]
+RpmOpt = Annotated[Optional[int], typer.Option("--rpm", metavar="N", help="Model requests a minute, for the whole run; 0 for no limit [default: none].")]
 TpmOpt = Annotated[
-    Optional[int], typer.Option("--tpm", help="Model tokens a minute (prompt and reply), for the whole run; 0 for no limit [default: none].")
+    Optional[int], typer.Option("--tpm", metavar="N", help="Model tokens a minute (prompt and reply), for the whole run; 0 for no limit [default: none].")
 ]
 NodeTimeoutOpt = Annotated[
-    Optional[str], typer.Option("--node-timeout", help="Longest one attempt of a node may take, e.g. 90s; 0 for none [default: 5m].")
+    Optional[str], typer.Option("--node-timeout", metavar="DURATION", help="Longest one attempt of a node may take, e.g. 90s; 0 for none [default: 5m].")
 ]
 DeadlineOpt = Annotated[
-    Optional[str], typer.Option("--deadline", help="Longest the run may take, e.g. 2h; it then stops at a node boundary [default: none].")
+    Optional[str], typer.Option("--deadline", metavar="DURATION", help="Longest the run may take, e.g. 2h; it then stops at a node boundary [default: none].")
 ]
 MaxTokensOpt = Annotated[
-    Optional[int], typer.Option("--max-tokens", help="Tokens the thread may spend over all its runs; it then stops (budget_exceeded); 0 for no limit.")
+    Optional[int], typer.Option("--max-tokens", metavar="N", help="Tokens the thread may spend over all its runs; it then stops (budget_exceeded); 0 for no limit.")
 ]
 MaxCostOpt = Annotated[
     Optional[float],
-    typer.Option("--max-cost", help="Estimated USD the thread may spend over all its runs, at most AGENT_MAX_COST_CEILING; 0 for no limit."),
+    typer.Option("--max-cost", metavar="USD", help="Estimated USD the thread may spend over all its runs, at most AGENT_MAX_COST_CEILING; 0 for no limit."),
 ]
 CheapModelOpt = Annotated[
-    Optional[str], typer.Option("--cheap-model", help="A cheaper model for routine steps, and for all once under 20% of the budget is left.")
+    Optional[str], typer.Option("--cheap-model", metavar="MODEL", help="A cheaper model for routine steps, and for all once under 20% of the budget is left.")
 ]
 BackgroundOpt = Annotated[
     Optional[bool],
@@ -57,8 +63,8 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve this run's se
 DEFAULT_DB = Path("checkpoints") / "agent.db"
 
 
-ResumeModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Use another model from now on.")]
-WaitOpt = Annotated[Optional[str], typer.Option("--wait", help="If another process runs the thread, wait this long for it (e.g. 10m).")]
+ResumeModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Use another model from now on: " + MODEL_HELP)]
+WaitOpt = Annotated[Optional[str], typer.Option("--wait", metavar="DURATION", help="If another process runs the thread, wait this long for it (e.g. 10m).")]
 
 _RUN_SETTINGS: dict[str, Any] = {
     "model": ModelOpt,
@@ -95,8 +101,12 @@ def run_settings(model: Any = ModelOpt) -> Callable[[Callable], Callable]:
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
             from runtime import RunSettings
+            from runtime.policy.settings import parse_duration
 
-            kwargs["settings"] = RunSettings(**{name: kwargs.pop(name) for name in annotations})
+            given = {name: kwargs.pop(name) for name in annotations}
+            if given["backoff"] is not None:  # a duration like the others; 0 (or none) retries at once
+                given["backoff"] = parse_duration(given["backoff"], "backoff") or 0.0
+            kwargs["settings"] = RunSettings(**given)
             return func(*args, **kwargs)
 
         hints = {p.name: p.annotation for p in params}

@@ -91,11 +91,13 @@ class ProgressDisplay:
     """An `on_event` handler for a run, rendering in one of MODES. Use as a context manager,
     so a live bar is closed (and left on screen) before the summary is printed."""
 
-    def __init__(self, mode: str, stream: TextIO | None = None) -> None:
+    def __init__(self, mode: str, stream: TextIO | None = None, thread: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown progress mode {mode!r}")
         self.mode = mode
         self.stream = stream or sys.stderr
+        self.thread = thread
+        """The thread shown, named in the commands a message suggests."""
         self.every = _every(mode)
         self._last_line = 0.0
         self._latest: ProgressSnapshot | None = None
@@ -171,7 +173,8 @@ class ProgressDisplay:
         elif self._failures <= SHOWN_FAILURES:
             self._write(f"item {item['queue_item']} failed: {item.get('error')}")
             if self._failures == SHOWN_FAILURES:
-                self._write("further failures are counted, not shown; agent results --thread T --status failed lists them all")
+                listing = f"agent results --thread {self.thread} --status failed" if self.thread else "agent results"
+                self._write(f"further failures are counted, not shown; {listing} lists them all")
 
     def _message(self, kind: str, message: str | None) -> None:
         if self.mode == "json":
@@ -190,7 +193,7 @@ class ProgressDisplay:
             self._console = Console(file=self.stream, stderr=self.stream is sys.stderr)
             self._live = Live(console=self._console, refresh_per_second=4, transient=False, redirect_stdout=False, redirect_stderr=False)
             self._live.start()
-        self._live.update(_bar_renderable(progress, status), refresh=False)
+        self._live.update(BarLine(progress, status), refresh=False)
 
     def _write(self, line: str) -> None:
         line = printable(line)
@@ -205,28 +208,63 @@ class ProgressDisplay:
         self.stream.flush()
 
 
-def _bar_renderable(p: ProgressSnapshot, status: str | None) -> Any:
+BAR_WIDTH = 30
+"""The bar's width when the line has room; it narrows to MIN_BAR_WIDTH, then goes."""
+MIN_BAR_WIDTH = 10
+_DROPPED_FIRST = ("cost", "elapsed", "tokens", "rate", "status", "eta", "done")
+"""The live line's parts that give way on a narrow terminal, first to go first; the count, the
+percentage and the failures always stay."""
+
+
+class BarLine:
+    """The live bar and its figures as one line, fitted to the console's width each time it is
+    drawn (a terminal resized mid-run included): a line that wrapped would leave its first half
+    behind on every redraw."""
+
+    def __init__(self, progress: ProgressSnapshot, status: str | None) -> None:
+        self.progress, self.status = progress, status
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        yield bar_line(self.progress, self.status, options.max_width)
+
+
+def bar_parts(p: ProgressSnapshot, status: str | None) -> list[tuple[str, str, str]]:
+    """(name, text, style) of each part of the live line, in the order shown."""
+    parts = [("status", f"{status} ", "bold")] if status else []
+    parts += [("count", f"{p.done + p.failed:,}/{p.total:,} ", "bold"), ("percent", f"{p.percent:5.1f}%", "")]
+    parts += [("done", f"  {p.done:,} done", "green"), ("failed", f"  {p.failed:,} failed", "red" if p.failed else "dim")]
+    if p.elapsed is not None:
+        parts += [("rate", f"  {rate_text(p)}", ""), ("eta", f"  ETA {duration(p.eta)}", ""), ("elapsed", f"  elapsed {duration(p.elapsed)}", "")]
+    parts.append(("tokens", f"  tokens {_count(p.input_tokens)} in, {_count(p.output_tokens)} out", ""))
+    if cost := cost_text(p):
+        parts.append(("cost", f"  {cost}", ""))
+    return parts
+
+
+def bar_line(p: ProgressSnapshot, status: str | None, width: int) -> Any:
+    """The live line at most `width - 1` characters wide (a terminal may wrap a line that fills
+    its last column): the parts that fit, after a bar of MIN_BAR_WIDTH to BAR_WIDTH, or alone."""
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
+    room = max(width - 1, 1)
+    parts = bar_parts(p, status)
+    for name in _DROPPED_FIRST:
+        if sum(len(text) for _, text, _ in parts) + MIN_BAR_WIDTH + 1 <= room:
+            break
+        parts = [part for part in parts if part[0] != name]
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for _, part, style in parts:
+        text.append(part, style=style)
+    bar_width = min(BAR_WIDTH, room - text.cell_len - 1)
+    if bar_width < MIN_BAR_WIDTH:
+        text.truncate(room, overflow="ellipsis")
+        return text
     grid = Table.grid(padding=(0, 1))
-    grid.add_column(width=30)
-    grid.add_column()
-    text = Text()
-    if status:
-        text.append(f"{status} ", style="bold")
-    text.append(f"{p.done + p.failed:,}/{p.total:,} ", style="bold")
-    text.append(f"{p.percent:5.1f}%  ")
-    text.append(f"{p.done:,} done", style="green")
-    text.append("  ")
-    text.append(f"{p.failed:,} failed", style="red" if p.failed else "dim")
-    if p.elapsed is not None:
-        text.append(f"  {rate_text(p)}  ETA {duration(p.eta)}  elapsed {duration(p.elapsed)}")
-    text.append(f"  tokens {_count(p.input_tokens)} in, {_count(p.output_tokens)} out")
-    if cost := cost_text(p):
-        text.append(f"  {cost}")
-    grid.add_row(ProgressBar(total=max(p.total, 1), completed=p.done + p.failed, width=30), text)
+    grid.add_column(width=bar_width, no_wrap=True)
+    grid.add_column(no_wrap=True, overflow="ellipsis")
+    grid.add_row(ProgressBar(total=max(p.total, 1), completed=p.done + p.failed, width=bar_width), text)
     return grid
 
 

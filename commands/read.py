@@ -73,7 +73,7 @@ def _spent(view: dict[str, Any]) -> str:
 def status(
     thread: ThreadOpt,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the thread live until it stops running (Ctrl-C to stop watching).")] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between two reads with --watch.", min=0.1)] = 1.0,
+    interval: Annotated[str, typer.Option("--interval", metavar="DURATION", help="Time between two reads with --watch, e.g. 1s, 500ms.")] = "1s",
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -88,19 +88,20 @@ def status(
     """
     from runtime import thread_status
     from runtime.policy.numbers import check_number
+    from runtime.policy.settings import parse_duration
 
-    check_number(interval, "interval", minimum=0.1, unit="seconds")
+    seconds = check_number(parse_duration(interval, "interval") or 0.0, "interval", minimum=0.1, unit="seconds")
     with open_db(db) as database:
         if watch:
             from commands.progress import ProgressDisplay, progress_mode
             from commands.progress import watch as follow
 
-            display = ProgressDisplay(progress_mode(False, as_json, sys.stdout), stream=sys.stdout)
-            info = follow(lambda: thread_status(database, thread), display, interval)
+            display = ProgressDisplay(progress_mode(False, as_json, sys.stdout), stream=sys.stdout, thread=thread)
+            info = follow(lambda: status_view(thread_status(database, thread)), display, seconds)
             if as_json:
                 return
         else:
-            info = thread_status(database, thread)
+            info = status_view(thread_status(database, thread))
     if as_json:
         print_json(info)
         return
@@ -112,7 +113,7 @@ def status(
         ("updated", _when(info["updated_at"])),
     ]
     if runner := info["runner"]:
-        age = runner["heartbeat_age"]
+        age = runner["heartbeat_age_seconds"]
         lines.append(("runner", f"pid {runner['pid']} on {runner['host']}, heartbeat {age}s ago" + ("" if runner["alive"] else " (gone)")))
     if info["progress"]:
         lines.extend(_progress_lines(info["progress"]))
@@ -137,19 +138,36 @@ def _progress_lines(progress: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def _when(ts: float) -> str:
-    import time
+def _when(when: str | float | None) -> str:
+    """An instant (ISO 8601 as --json has it, or epoch seconds) in local time for people:
+    `2026-12-02 09:41:48`."""
+    from datetime import datetime
 
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    if not when:
+        return "-"
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else datetime.fromtimestamp(when).astimezone()
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_view(info: dict[str, Any]) -> dict[str, Any]:
+    """A thread's status as --json gives it: the runner's times as the others, an ISO 8601
+    instant (`since`) and an age named in seconds (`heartbeat_age_seconds`)."""
+    from runtime.policy.times import iso_time
+
+    if runner := info.get("runner"):
+        runner = {**runner, "since": iso_time(runner.get("since"))}
+        runner["heartbeat_age_seconds"] = runner.pop("heartbeat_age", None)
+        info = {**info, "runner": runner}
+    return info
 
 
 @app.command()
 @handles_errors
 def history(
     thread: ThreadOpt,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="Show only the newest N checkpoints.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", metavar="N", help="Show only the newest N checkpoints.")] = None,
     show: Annotated[
-        Optional[str], typer.Option("--show", help="State keys whose writes each step shows, comma-separated (e.g. models,decisions).")
+        Optional[str], typer.Option("--show", metavar="KEYS", help="State keys whose writes each step shows, comma-separated (e.g. models,decisions).")
     ] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
@@ -246,35 +264,44 @@ def state(
     out(json.dumps(view.values, default=jsonable, ensure_ascii=False, indent=2))
 
 
+RESULT_FIELDS = ["index", "status", "item", "output", "error", "attempts", "input_tokens", "output_tokens", "round", "model"]
+"""The columns of `agent results`, the keys of each JSONL line (runtime iter_results); a CSV
+takes them from its first row, so a key the runtime adds is never dropped."""
+
+
 @app.command()
 @handles_errors
 def results(
     thread: ThreadOpt,
-    format: Annotated[str, typer.Option("--format", "-f", help="jsonl (one JSON object a line) or csv.")] = "jsonl",
-    status: Annotated[Optional[str], typer.Option(help="Only items with this status: done or failed.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT", help="jsonl (one JSON object a line; the default) or csv.")] = None,
+    status: Annotated[Optional[str], typer.Option(metavar="STATUS", help="Only items with this status: done or failed.")] = None,
     db: DbOpt = DEFAULT_DB,
-    as_json: JsonOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines (the same as --format jsonl).")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Print a task queue's per-item results in item order, with status and error.
+
+    JSON lines by default (--json says the same); CSV with --format csv, with the same columns.
 
     Example: agent results --thread docs --status failed
     """
     from runtime import iter_results
     from runtime.errors import BadInput
 
-    if format not in ("jsonl", "csv"):
+    if format not in (None, "jsonl", "csv"):
         raise BadInput(f"unknown --format {format!r}", "use --format jsonl or --format csv")
+    if as_json and format == "csv":
+        raise BadInput("--json and --format csv ask for two formats", "give one: --json (JSON lines) or --format csv")
     if status not in (None, "done", "failed"):
         raise BadInput(f"unknown --status {status!r}", "use --status done or --status failed")
     with open_db(db) as database:
         rows = iter_results(database, thread, status)
-        if format == "jsonl" or as_json:
+        if format != "csv":
             for row in rows:
                 out(json.dumps(row, ensure_ascii=False, default=jsonable))
             return
-        fields = ["index", "status", "item", "output", "error", "attempts", "input_tokens", "output_tokens"]
-        writer = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
+        first = next(rows, None)
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(first) if first else RESULT_FIELDS)
         writer.writeheader()
-        for row in rows:
+        for row in [first, *rows] if first else ():
             writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in row.items()})

@@ -34,9 +34,9 @@ app = typer.Typer()
 @handles_errors
 @run_settings()
 def run(
-    graph: Annotated[str, typer.Argument(help="A built-in graph (agent graphs), or path/file.py:attr or package.module:attr.")],
+    graph: Annotated[str, typer.Argument(metavar="GRAPH", help="A built-in graph (agent graphs), or path/file.py:attr or package.module:attr.")],
     thread: ThreadOpt,
-    input: Annotated[str, typer.Option("--input", "-i", help="The input: JSON, or @file.json.")] = "{}",
+    input: Annotated[str, typer.Option("--input", "-i", metavar="JSON", help="The input: JSON, or @file.json.")] = "{}",
     settings: Any = None,
     yes: YesOpt = False,
     db: DbOpt = DEFAULT_DB,
@@ -56,7 +56,7 @@ def run(
     check_thread_id(thread)
     data = parse_input(input)
     plan = prepare_run(graph, thread, data, settings, approve_all=yes)  # a bad graph, input or model fails here, before the database is touched
-    with progress_display(quiet, as_json) as display, open_db(db, create=True) as database:  # a bad AGENT_PROGRESS_EVERY fails before the file is made
+    with progress_display(quiet, as_json, thread) as display, open_db(db, create=True) as database:  # a bad AGENT_PROGRESS_EVERY fails before the file is made
         outcome = run_plan(database, plan, on_event=display, handle_signals=True)
     finish(outcome, as_json)
 
@@ -73,7 +73,7 @@ def resume(
     wait: WaitOpt = None,
     set_: Annotated[
         Optional[list[str]],
-        typer.Option("--set", help="Edit the state first: key=value, the value JSON or else a plain string (repeatable)."),
+        typer.Option("--set", metavar="KEY=VALUE", help="Edit the state first: key=value, the value JSON or else a plain string (repeatable)."),
     ] = None,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
@@ -96,7 +96,7 @@ def resume(
 
     edits = parse_assignments(set_ or [])
     wait_seconds = parse_duration(wait, "wait")
-    with open_db(db) as database, progress_display(quiet, as_json) as display:
+    with open_db(db) as database, progress_display(quiet, as_json, thread) as display:
         outcome = resume_thread(
             database, thread, checkpoint, settings, edits=edits or None, wait=wait_seconds, on_event=display, handle_signals=True, force=force, approve_all=yes
         )
@@ -119,7 +119,7 @@ def retry_failed(
     """Send a finished queue's failed items (its dead-letter list) through the queue again.
 
     Items that succeeded are not touched. The failed items, with their errors, are listed by
-    agent results --thread T --status failed. Each item gets --max-attempts more attempts;
+    agent results --thread THREAD --status failed. Each item gets --max-attempts more attempts;
     settings given here replace the thread's from now on, as with resume.
 
     Example: agent retry-failed --thread docs --max-attempts 5
@@ -128,6 +128,6 @@ def retry_failed(
     from runtime.policy.settings import parse_duration
 
     wait_seconds = parse_duration(wait, "wait")
-    with open_db(db) as database, progress_display(quiet, as_json) as display:
+    with open_db(db) as database, progress_display(quiet, as_json, thread) as display:
         outcome = send_failed_again(database, thread, settings, wait=wait_seconds, force=force, on_event=display, handle_signals=True)
     finish(outcome, as_json)

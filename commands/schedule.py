@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from commands.options import DEFAULT_DB, DbOpt, DebugOpt, JsonOpt, QuietOpt, parse_input
+from commands.options import DEFAULT_DB, MODEL_HELP, DbOpt, DebugOpt, JsonOpt, QuietOpt, parse_input
 from commands.output import err, finish, handles_errors, open_db, out, print_json, table
 
 app = typer.Typer()
@@ -23,31 +23,32 @@ schedule_app = typer.Typer(
 )
 app.add_typer(schedule_app, name="schedule")
 
-NameArg = Annotated[str, typer.Argument(help="The schedule's name.")]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The schedule's name.")]
 
 
 def _next_text(view: dict) -> tuple[str, str]:
-    return (view["next_run"] or "-", view["next_run_utc"] or "-")
+    """The next run for people: `2026-12-03 18:00+09:00` in the schedule's zone, `2026-12-03 09:00Z`."""
+    return ((view["next_run"] or "-").replace("T", " "), _clock(view["next_run_utc"]))
 
 
 @schedule_app.command("add")
 @handles_errors
 def add(
     name: NameArg,
-    graph: Annotated[str, typer.Option("--graph", "-g", help="The graph each run starts (agent graphs).")],
-    cron: Annotated[str, typer.Option("--cron", help='Five cron fields: minute hour day-of-month month day-of-week, e.g. "0 9 * * 1-5".')],
-    tz: Annotated[str, typer.Option("--tz", help="IANA time zone the pattern is read in, e.g. Asia/Tokyo.")] = "UTC",
-    input: Annotated[str, typer.Option("--input", "-i", help="Each run's input: JSON, or @file.json.")] = "{}",
+    graph: Annotated[str, typer.Option("--graph", "-g", metavar="GRAPH", help="The graph each run starts (agent graphs).")],
+    cron: Annotated[str, typer.Option("--cron", metavar="CRON", help='Five cron fields: minute hour day-of-month month day-of-week, e.g. "0 9 * * 1-5".')],
+    tz: Annotated[str, typer.Option("--tz", metavar="ZONE", help="IANA time zone the pattern is read in, e.g. Asia/Tokyo.")] = "UTC",
+    input: Annotated[str, typer.Option("--input", "-i", metavar="JSON", help="Each run's input: JSON, or @file.json.")] = "{}",
     max_cost: Annotated[
-        Optional[float], typer.Option("--max-cost", help="Estimated USD each run may spend, at most AGENT_MAX_COST_CEILING.")
+        Optional[float], typer.Option("--max-cost", metavar="USD", help="Estimated USD each run may spend, at most AGENT_MAX_COST_CEILING.")
     ] = None,
-    deadline: Annotated[Optional[str], typer.Option("--deadline", help="Longest each run may take, e.g. 10m.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="offline (default) or openai:<name>, for every run.")] = None,
-    overlap: Annotated[str, typer.Option("--overlap", help="skip: no run while the previous one still runs; allow: run anyway.")] = "skip",
+    deadline: Annotated[Optional[str], typer.Option("--deadline", metavar="DURATION", help="Longest each run may take, e.g. 10m.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="The model of every run: " + MODEL_HELP)] = None,
+    overlap: Annotated[str, typer.Option("--overlap", metavar="POLICY", help="skip: no run while the previous one still runs; allow: run anyway.")] = "skip",
     missed: Annotated[
-        str, typer.Option("--missed", help="When the worker was down: skip missed runs, or run-once (the latest, once).")
+        str, typer.Option("--missed", metavar="POLICY", help="When the worker was down: skip missed runs, or run-once (the latest, once).")
     ] = "skip",
-    max_failures: Annotated[int, typer.Option("--max-failures", help="Consecutive failed runs after which the schedule pauses itself.")] = 3,
+    max_failures: Annotated[int, typer.Option("--max-failures", metavar="N", help="Consecutive failed runs after which the schedule pauses itself.")] = 3,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -82,7 +83,7 @@ def list_(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = Fa
 
     Example: agent schedule list --json
     """
-    from runtime.schedules.calendar import last_runs, list_schedules, utc_iso
+    from runtime.schedules.calendar import last_runs, list_schedules
 
     with open_db(db) as database:
         schedules = list_schedules(database)
@@ -96,9 +97,9 @@ def list_(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = Fa
         local, utc = _next_text(v)
         status = v["status"] + (f" ({v['failures']} failed runs)" if v["pause_reason"] else "")
         run = v["last_run"]
-        result = f"{run['status']} {utc_iso(run['fire_time'])}" if run else "-"
+        result = f"{run['status']} {_clock(run['fire_time'])}" if run else "-"
         rows.append([v["name"], v["graph"], f"{v['cron']} {v['tz']}", local, utc, status, result])
-    table(None, ["schedule", "graph", "cron", "next run", "next run (UTC)", "status", "last run"], rows, keep=("schedule",))
+    table(None, ["schedule", "graph", "cron", "next run", "next run (UTC)", "status", "last run"], rows)
     for v in views:
         if v["pause_reason"]:
             err(f"{v['name']} {v['pause_reason']}; after fixing the cause: agent schedule resume {v['name']}")
@@ -176,9 +177,9 @@ def trigger(name: NameArg, db: DbOpt = DEFAULT_DB, quiet: QuietOpt = False, as_j
 @handles_errors
 def runs(
     name: NameArg,
-    since: Annotated[Optional[str], typer.Option("--since", help="Runs fired from then: 2026-11-01, 2026-11-01T09:00 (the schedule's zone) or 7d (ago).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Runs fired before then, same forms.")] = None,
-    by: Annotated[str, typer.Option("--by", help="Period of the cost totals: day, week or month (in the schedule's zone).")] = "day",
+    since: Annotated[Optional[str], typer.Option("--since", metavar="TIME", help="Runs fired from then: 2026-11-01, 2026-11-01T09:00 (the schedule's zone) or 7d (ago).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", metavar="TIME", help="Runs fired before then, same forms.")] = None,
+    by: Annotated[str, typer.Option("--by", metavar="PERIOD", help="Period of the cost totals: day, week or month (in the schedule's zone).")] = "day",
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -202,18 +203,16 @@ def runs(
     table(
         f"schedule {name}: {len(history['runs'])} run(s), ${history['total_cost_usd']:.4f}",
         ["fired (UTC)", "thread", "started", "ended", "status", "cost", "error"],
-        [[r["fire_time"], r["thread_id"] or "-", _clock(r["started_at"]), _clock(r["ended_at"]), r["status"], f"${r['cost_usd']:.4f}", r["error"] or ""]
+        [[_clock(r["fire_time"]), r["thread_id"] or "-", _clock(r["started_at"]), _clock(r["ended_at"]), r["status"], f"${r['cost_usd']:.4f}", r["error"] or ""]
          for r in history["runs"]],  # fmt: skip
-        keep=("thread",),
     )
     for period in history["periods"]:
         out(f"{period['period']}: {period['runs']} run(s), ${period['cost_usd']:.4f}")
 
 
-def _clock(ts: float | None) -> str:
-    from runtime.schedules.calendar import utc_iso
-
-    return utc_iso(ts) if ts else "-"
+def _clock(iso: str | None) -> str:
+    """An ISO 8601 UTC time from --json, to the minute for people: `2026-11-23 09:00Z`."""
+    return f"{iso[:10]} {iso[11:16]}Z" if iso else "-"
 
 
 @app.command()
@@ -221,11 +220,11 @@ def _clock(ts: float | None) -> str:
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Fire what is due now (and continue dead runs), then exit.")] = False,
     now: Annotated[
-        Optional[str], typer.Option("--now", help="With --once: act as if it were this instant (ISO 8601; UTC unless it names a zone).")
+        Optional[str], typer.Option("--now", metavar="TIME", help="With --once: act as if it were this instant (ISO 8601; UTC unless it names a zone).")
     ] = None,
-    poll: Annotated[str, typer.Option("--poll", help="How often to look for due schedules.")] = "15s",
-    grace: Annotated[str, typer.Option("--grace", help="How late a run may start before it counts as missed (--missed).")] = "15m",
-    max_resumes: Annotated[int, typer.Option("--max-resumes", help="Times a run whose runner died is continued before it fails.")] = 3,
+    poll: Annotated[str, typer.Option("--poll", metavar="DURATION", help="How often to look for due schedules, e.g. 15s.")] = "15s",
+    grace: Annotated[str, typer.Option("--grace", metavar="DURATION", help="How late a run may start before it counts as missed (--missed).")] = "15m",
+    max_resumes: Annotated[int, typer.Option("--max-resumes", metavar="N", help="Times a run whose runner died is continued before it fails.")] = 3,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,

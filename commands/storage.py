@@ -19,10 +19,10 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would go, c
 @app.command()
 @handles_errors
 def prune(
-    thread: Annotated[Optional[str], typer.Option("--thread", "-t", help="Only this thread (default: every thread).")] = None,
-    keep: Annotated[Optional[int], typer.Option("--keep", help="Keep the newest N checkpoints of each thread.")] = None,
+    thread: Annotated[Optional[str], typer.Option("--thread", "-t", metavar="THREAD", help="Only this thread (default: every thread).")] = None,
+    keep: Annotated[Optional[int], typer.Option("--keep", metavar="N", help="Keep the newest N checkpoints of each thread.")] = None,
     older_than: Annotated[
-        Optional[str], typer.Option("--older-than", help="Remove checkpoints older than this, e.g. 30d, 12h.")
+        Optional[str], typer.Option("--older-than", metavar="DURATION", help="Remove checkpoints older than this, e.g. 30d, 12h.")
     ] = None,
     orphans: Annotated[bool, typer.Option("--orphans", help="Also remove writes and values that belong to no checkpoint.")] = False,
     dry_run: DryRunOpt = False,

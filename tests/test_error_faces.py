@@ -69,9 +69,11 @@ def test_prune_without_criteria_names_the_command_as_data(db):
 
     exc = raised(prune, db)
     assert exc.message == "say what to prune: keep=N, older_than=DURATION or orphans"
-    assert exc.hint == 'e.g. prune(db, thread="T", keep=100, dry_run=True)'
-    assert exc.render(CLI) == ("say what to prune: --keep N, --older-than DURATION or --orphans", "e.g. agent prune --thread T --keep 100 --dry-run")
-    assert exc.as_dict()["next"] == [{"verb": "prune", "args": {"thread": "T", "keep": 100, "dry_run": True}}]
+    assert exc.hint == "e.g. prune(db, keep=100, dry_run=True)"
+    assert exc.render(CLI) == ("say what to prune: --keep N, --older-than DURATION or --orphans", "e.g. agent prune --keep 100 --dry-run")
+    assert exc.as_dict()["next"] == [{"verb": "prune", "args": {"keep": 100, "dry_run": True}}]
+    one = raised(prune, db, thread="docs")  # the example names the thread given, never a placeholder
+    assert one.render(CLI)[1] == "e.g. agent prune --thread docs --keep 100 --dry-run"
 
 
 def test_resume_of_a_missing_thread_in_three_faces(db, cli):
@@ -151,10 +153,10 @@ def test_approve_or_reject_and_an_edit_key(db):
 
     exc = raised(run_thread, db, "approval", "a", {}, RunSettings(background=True), approve_all=True)
     assert exc.message == "approve_all cannot approve the actions of a background run: nobody is at the terminal"
-    assert exc.hint.endswith('with decide(db, "T", ["ID"], approved=True) / decide(db, "T", ["ID"], approved=False)')
+    assert exc.hint.endswith('with decide(db, "a", ["ID"], approved=True) / decide(db, "a", ["ID"], approved=False)')
     assert exc.render(CLI) == (
         "--yes cannot approve the actions of a --background run: nobody is at the terminal",
-        "leave out --yes and answer each action with agent approve / agent reject --thread T --id ID",
+        "leave out --yes and answer each action with agent approve / agent reject --thread a --id ID",
     )
     bad_json = raised(parse_assignments, ["names=[1"])
     assert bad_json.message.startswith('edits["names"]: the value is not valid JSON')

@@ -18,8 +18,9 @@ FOREVER = "9" * 400 + "s"
 BAD_RUN_NUMBERS = [
     (["--max-cost", "nan"], {}, "--max-cost must be 0 or more US dollars"),
     (["--max-cost", "inf"], {}, "--max-cost must be 0 or more US dollars"),
-    (["--backoff", "nan"], {}, "--backoff must be 0 or more seconds"),
-    (["--backoff", "inf"], {}, "--backoff must be 0 or more seconds"),
+    (["--backoff", "nan"], {}, "--backoff 'nan' is not a duration"),
+    (["--backoff", "inf"], {}, "--backoff 'inf' is not a duration"),
+    (["--backoff", FOREVER], {}, "is too long to be a duration"),
     (["--deadline", FOREVER], {}, "is too long to be a duration"),
     (["--node-timeout", FOREVER], {}, "is too long to be a duration"),
     ([], {"AGENT_MAX_COST_CEILING": "nan"}, "AGENT_MAX_COST_CEILING must be a number above 0"),

@@ -88,7 +88,7 @@ def decide(
     if not approved and not (reason or "").strip():
         raise BadInput(
             Message("a rejection needs a {reason}", reason=Setting("reason"), value=reason),
-            Message("e.g. {}", Command("reject", thread_id="T", ids=["ID"], reason="not this vendor")),
+            Message("e.g. {}", Command("reject", thread_id=thread_id, ids=ids or ["ID"], reason="not this vendor")),
         )
     answers = decisions_for(db, thread_id, ids, approved, reason, every, attended=resume_options.get("attended", True))
     return resume_thread(db, thread_id, command=GraphCommand(resume=answers), **resume_options)

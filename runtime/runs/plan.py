@@ -106,13 +106,13 @@ def validate_run(
 
 def prepare_run(graph: str, thread_id: str, input: Any, settings: RunSettings | None = None, *, approve_all: bool = False) -> RunPlan:
     """A new thread of `graph` with `input`: checked as `validate_run` checks it, nothing written."""
-    spec, data, resolved, (model, cheap_model) = _checked_new_run(graph, input, settings, approve_all)
+    spec, data, resolved, (model, cheap_model) = _checked_new_run(graph, input, settings, approve_all, thread_id)
     hint = "free some space, then start the run again (nothing of it was written)"
     return RunPlan(thread_id, spec, resolved, model, cheap_model, hint, input=data, approve_all=approve_all)
 
 
 def _checked_new_run(
-    graph: str, input: Any, settings: RunSettings | None, approve_all: bool
+    graph: str, input: Any, settings: RunSettings | None, approve_all: bool, thread_id: str | None = None
 ) -> tuple[GraphSpec, dict[str, Any], RunSettings, tuple[Any, Any]]:
     spec = load_spec(graph)
     resolved = (settings or RunSettings()).resolve(graph_defaults=spec.defaults)
@@ -120,7 +120,7 @@ def _checked_new_run(
     models = build_models(resolved)
     check_prices()  # every run prices what it spends: a broken prices file fails here, not mid-run
     budget.check_budget_settings(resolved)
-    _check_approve_all(resolved, approve_all)
+    _check_approve_all(resolved, approve_all, thread_id)
     return spec, data, resolved, models
 
 
@@ -148,13 +148,13 @@ def prepare_resume(
     edits, command, approve_all = options.get("edits"), options.get("command"), options.get("approve_all", False)
     attended = options.get("attended", True)
     record, spec = runnable_spec(db, thread_id, attended=attended)
-    edits = check_edits(spec, dict(edits)) if edits else None  # bad keys or values fail here, before anything is written
+    edits = check_edits(spec, dict(edits), thread_id) if edits else None  # bad keys or values fail here, before anything is written
     resolved = (settings or RunSettings()).resolve(stored=record.settings, graph_defaults=spec.defaults)
     checkpoint_id = find_checkpoint(db, thread_id, checkpoint) if checkpoint else None
     model, cheap_model = build_models(resolved)
     check_prices()
     budget.check_budget_settings(resolved)
-    _check_approve_all(resolved, approve_all)
+    _check_approve_all(resolved, approve_all, thread_id)
     controls.refuse_if_cancelled(record, options.get("force", False))
     record = _after_waiting(db, record, options.get("wait"), options.get("on_event"))
     threads.refuse_if_busy(record)
@@ -252,12 +252,14 @@ def _after_waiting(
     return threads.get_thread(db, record.thread_id)
 
 
-def _check_approve_all(settings: RunSettings, approve_all: bool) -> None:
+def _check_approve_all(settings: RunSettings, approve_all: bool, thread_id: str | None) -> None:
     if approve_all and settings.background:
+        thread_id = thread_id or Placeholder("THREAD")  # validate_run: no thread yet
         raise BadInput(
             Message("{} cannot approve the actions of a {} run: nobody is at the terminal", Setting("approve_all"), Setting("background")),
             Message(
                 "leave out {} and answer each action with {}",
-                Setting("approve_all"), OneOf(Command("approve", thread_id="T", ids=["ID"]), Command("reject", thread_id="T", ids=["ID"])),
+                Setting("approve_all"),
+                OneOf(Command("approve", thread_id=thread_id, ids=["ID"]), Command("reject", thread_id=thread_id, ids=["ID"])),
             ),
         )

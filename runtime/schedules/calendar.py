@@ -35,6 +35,7 @@ from runtime.store.seam import ScheduleRow
 from runtime.errors import BadInput, Command, Message, ScheduleExists, ScheduleNotFound, Setting, setting_or_text
 from runtime.policy.numbers import env_number
 from runtime.policy.settings import parse_duration
+from runtime.policy.times import iso_time
 from runtime.store.parts import immediate
 
 MIN_INTERVAL_ENV = "AGENT_SCHEDULE_MIN_INTERVAL"
@@ -74,9 +75,14 @@ class Schedule:
     updated_at: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """Its fields, times as ISO 8601 (runtime/policy/times.py); the next run both in the
+        schedule's zone (`next_run`) and in UTC (`next_run_utc`), None while it is paused."""
         view = asdict(self)
-        view["next_run"] = local_iso(self.next_fire, self.tz) if self.next_fire and self.status == "active" else None
-        view["next_run_utc"] = utc_iso(self.next_fire) if self.next_fire and self.status == "active" else None
+        due = self.next_fire if self.next_fire and self.status == "active" else None
+        del view["next_fire"]
+        view["created_at"], view["updated_at"] = iso_time(self.created_at), iso_time(self.updated_at)
+        view["next_run"] = local_iso(due, self.tz) if due else None
+        view["next_run_utc"] = iso_time(due)
         return view
 
 
@@ -158,6 +164,7 @@ def local_iso(ts: float, tz: str) -> str:
 
 
 def utc_iso(ts: float) -> str:
+    """A UTC time to the minute for people (`2026-11-23T09:00Z`); JSON has runtime.policy.times."""
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
 
 
@@ -346,7 +353,7 @@ def list_schedules(db: Database) -> list[Schedule]:
 def last_runs(db: Database) -> dict[str, dict[str, Any]]:
     """schedule name -> its latest run row that fired, was skipped or was missed."""
     return {
-        name: {"thread_id": run.thread_id, "status": run.status, "fire_time": run.fire_time, "error": run.error}
+        name: {"thread_id": run.thread_id, "status": run.status, "fire_time": iso_time(run.fire_time), "error": run.error}
         for name, run in schedule_rows.last_runs(db.conn).items()
     }
 
@@ -399,9 +406,9 @@ def schedule_runs(db: Database, name: str, since: float | None = None, until: fl
         runs.append(
             {
                 "thread_id": run.thread_id,
-                "fire_time": utc_iso(run.fire_time),
-                "started_at": run.started_at,
-                "ended_at": run.ended_at,
+                "fire_time": iso_time(run.fire_time),
+                "started_at": iso_time(run.started_at),
+                "ended_at": iso_time(run.ended_at),
                 "status": run.status,
                 "cost_usd": round(cost, 6),
                 "tokens": tokens,

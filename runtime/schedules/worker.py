@@ -29,6 +29,7 @@ from runtime.store.parts import schedules as schedule_rows
 from runtime.store.database import Database
 from runtime.store.seam import OccurrenceTaken
 from runtime.errors import AgentError, Command, Message, ScheduleBusy, ThreadNotFound
+from runtime.policy.times import iso_time
 from runtime.schedules.calendar import FAILED, Schedule, get_schedule, next_fire_after, thread_name, utc_iso
 from runtime.store.parts import immediate
 
@@ -54,7 +55,7 @@ class WorkerEvent:
         return {
             "event": self.kind,
             "schedule": self.schedule,
-            "fire_time": utc_iso(self.fire_time) if self.fire_time else None,
+            "fire_time": iso_time(self.fire_time) if self.fire_time else None,
             "thread_id": self.thread_id,
             "status": self.status,
             "message": self.message,

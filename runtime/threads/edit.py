@@ -17,7 +17,7 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any, Iterable
 
-from runtime.errors import BadInput, Command, ForShell, Message, OneOf, Setting
+from runtime.errors import BadInput, Command, ForShell, Message, OneOf, Placeholder, Setting
 from runtime.policy.inputs import check_value, decode_json
 
 if TYPE_CHECKING:
@@ -65,8 +65,9 @@ def state_keys(spec: GraphSpec) -> dict[str, Any]:
     return keys
 
 
-def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
-    """Refuse keys the state does not have and values of the wrong type, before anything is written."""
+def check_edits(spec: GraphSpec, edits: dict[str, Any], thread_id: str | None = None) -> dict[str, Any]:
+    """Refuse keys the state does not have and values of the wrong type, before anything is
+    written; `thread_id` is named in the commands a refusal suggests."""
     if not isinstance(edits, dict) or not edits:
         raise BadInput("no edits given", Message("e.g. {}", Setting("edits", {"steps": 2})))
     keys = state_keys(spec)
@@ -77,7 +78,7 @@ def check_edits(spec: GraphSpec, edits: dict[str, Any]) -> dict[str, Any]:
             f"{', '.join(protected)} of graph {spec.spec} can only be written by the graph itself: it is a record, not a setting",
             Message(
                 "a decision is recorded by answering the approval: {}",
-                OneOf(Command("approve", thread_id="T", ids=["ID"]), Command("reject", thread_id="T", ids=["ID"])),
+                OneOf(*(Command(verb, thread_id=thread_id or Placeholder("THREAD"), ids=["ID"]) for verb in ("approve", "reject"))),
             ),
         )
     for key, value in edits.items():

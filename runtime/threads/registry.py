@@ -20,6 +20,7 @@ from runtime.store.database import Database
 from runtime.store.seam import Connection, Owner
 from runtime.store.parts import immediate
 from runtime.errors import BadInput, Command, Duration, Message, Setting, ThreadBusy, ThreadExists, ThreadNotFound
+from runtime.policy.times import iso_time
 
 HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_SECONDS = 30.0
@@ -72,8 +73,8 @@ class ThreadRecord:
             "graph_version": self.graph_version,
             "status": self.shown_status,
             "steps": self.steps,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
+            "created_at": iso_time(self.created_at),
+            "updated_at": iso_time(self.updated_at),
             "error": self.error,
             "settings": self.settings,
         }

@@ -76,7 +76,7 @@ def prune(
     checkpoint and whatever a kept checkpoint needs to be resumed or forked from stay. With
     `orphans`, writes and blobs that belong to no checkpoint go too.
     """
-    _check_criteria(keep, older_than, orphans)
+    _check_criteria(keep, older_than, orphans, thread)
     saver = db.checkpointer()
     report = PruneReport(dry_run=dry_run)
     candidates = [thread] if thread is not None else _all_threads(db)
@@ -155,7 +155,7 @@ def vacuum(db: Database, *, dry_run: bool = False) -> VacuumReport:
     return VacuumReport(dry_run=False, bytes_before=before, reclaimable_bytes=free, bytes_after=_file_bytes(db))
 
 
-def _check_criteria(keep: int | None, older_than: float | None, orphans: bool) -> None:
+def _check_criteria(keep: int | None, older_than: float | None, orphans: bool, thread: str | None) -> None:
     """BadInput unless prune was told what to remove, by criteria that can hold."""
     if keep is None and older_than is None and not orphans:
         raise BadInput(
@@ -163,7 +163,7 @@ def _check_criteria(keep: int | None, older_than: float | None, orphans: bool) -
                 "say what to prune: {keep}, {older_than} or {orphans}",
                 keep=Setting("keep", Placeholder("N")), older_than=Setting("older_than", Placeholder("DURATION")), orphans=Setting("orphans"),
             ),
-            Message("e.g. {}", Command("prune", thread="T", keep=100, dry_run=True)),
+            Message("e.g. {}", Command("prune", **({"thread": thread} if thread else {}), keep=100, dry_run=True)),
         )
     if keep is not None and keep < 1:
         raise BadInput(
