@@ -97,11 +97,11 @@ def status(
             from commands.progress import watch as follow
 
             display = ProgressDisplay(progress_mode(False, as_json, sys.stdout), stream=sys.stdout, thread=thread)
-            info = follow(lambda: status_view(thread_status(database, thread)), display, seconds)
+            info = follow(lambda: thread_status(database, thread), display, seconds)
             if as_json:
                 return
         else:
-            info = status_view(thread_status(database, thread))
+            info = thread_status(database, thread)
     if as_json:
         print_json(info)
         return
@@ -147,18 +147,6 @@ def _when(when: str | float | None) -> str:
         return "-"
     moment = datetime.fromisoformat(when) if isinstance(when, str) else datetime.fromtimestamp(when).astimezone()
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def status_view(info: dict[str, Any]) -> dict[str, Any]:
-    """A thread's status as --json gives it: the runner's times as the others, an ISO 8601
-    instant (`since`) and an age named in seconds (`heartbeat_age_seconds`)."""
-    from runtime.policy.times import iso_time
-
-    if runner := info.get("runner"):
-        runner = {**runner, "since": iso_time(runner.get("since"))}
-        runner["heartbeat_age_seconds"] = runner.pop("heartbeat_age", None)
-        info = {**info, "runner": runner}
-    return info
 
 
 @app.command()

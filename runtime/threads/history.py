@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from state.storage import items_namespace, results_namespace
+from runtime.policy.times import iso_time
 from runtime.store.database import Database
 from runtime.policy.numbers import check_number
 from runtime.threads.progress import reported_progress, stored_progress
@@ -246,8 +247,8 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
         {
             "pid": record.owner_pid,
             "host": record.owner_host,
-            "since": record.owner_since,
-            "heartbeat_age": round(now - record.heartbeat_at, 1) if record.heartbeat_at else None,
+            "since": iso_time(record.owner_since),
+            "heartbeat_age_seconds": round(now - record.heartbeat_at, 1) if record.heartbeat_at else None,
             "alive": record.holder_alive(now),
         }
         if record.owner_pid is not None
