@@ -27,7 +27,7 @@ app = typer.Typer()
 @handles_errors
 def export(
     thread: ThreadOpt,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the bundle to this file (default: stdout).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", help="Write the bundle to this file (default: stdout).")] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -65,8 +65,8 @@ def export(
 @app.command("import")
 @handles_errors
 def import_(
-    source: Annotated[str, typer.Argument(help="The bundle file, or - to read it from stdin.")],
-    thread: Annotated[Optional[str], typer.Option("--thread", "-t", help="Import under this thread id (default: the exported one's).")] = None,
+    source: Annotated[str, typer.Argument(metavar="FILE", help="The bundle file, or - to read it from stdin.")],
+    thread: Annotated[Optional[str], typer.Option("--thread", "-t", metavar="THREAD", help="Import under this thread id (default: the exported one's).")] = None,
     db: DbOpt = DEFAULT_DB,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
