@@ -62,6 +62,8 @@ class RunPlan:
     completed_state: Any = None
     """A stale thread with nothing left to run: its latest state. Nothing runs; the thread is
     recorded as completed (`runner.run_plan`)."""
+    lease: int | None = None
+    """The lease this run holds on the thread, once taken: its writes carry it (fencing)."""
 
 
 def load_spec(spec: str) -> GraphSpec:

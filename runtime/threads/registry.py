@@ -31,7 +31,7 @@ WAIT_POLL_SECONDS = 0.5
 MAX_THREAD_ID = 200
 
 FINAL = ("completed", "failed")
-STATUSES = ("running", "completed", "failed", "timeout", "stopped", "interrupted", "stale", "paused", "budget_exceeded", "cancelled")
+STATUSES = ("queued", "running", "completed", "failed", "timeout", "stopped", "interrupted", "stale", "paused", "budget_exceeded", "cancelled")
 
 
 @dataclass
@@ -49,6 +49,10 @@ class ThreadRecord:
     owner_host: str | None = None
     owner_since: float | None = None
     heartbeat_at: float | None = None
+    lease: int = 0
+    """Grows each time a runner takes the thread; a runner's writes carry it (fencing)."""
+    resumes: int = 0
+    """Takeovers of a dead runner's thread since a run of it last ended."""
 
     def holder_alive(self, now: float | None = None) -> bool:
         if self.owner_pid is None:
@@ -195,11 +199,6 @@ def wait_until_free(db: Database, thread_id: str, timeout: float, notify: Callab
         if time.monotonic() >= deadline:
             raise ThreadBusy(f"thread {thread_id!r} is still being run by {_holder(record)} after waiting {timeout:g}s")
         time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def heartbeat(db: Database, thread_id: str, steps: int | None = None) -> None:
-    """Renew this process's lease (a thread it no longer holds is left alone)."""
-    thread_rows.heartbeat(db.conn, thread_id, os.getpid(), time.time(), steps)
 
 
 def release(db: Database, thread_id: str, status: str, steps: int | None, error: str | None) -> None:
