@@ -11,7 +11,8 @@ The composition root of the CLI: the `agent` app, made of the command groups in 
     pause, cancel, approvals, approve, reject     commands/control.py
     fork, diff, graph show                        commands/edit.py
     export, import                                commands/transfer.py
-    schedule ..., worker                          commands/schedule.py
+    schedule ...                                  commands/schedule.py
+    submit, worker, workers                       commands/fleet.py
 
 Beside them, what belongs to `agent` itself: `--version`, shell completion
 (`--install-completion`), the environment variables its help lists, and the console script's
@@ -25,7 +26,7 @@ from typing import Annotated
 
 import typer
 
-from commands import control, edit, read, run, schedule, storage, transfer
+from commands import control, edit, fleet, read, run, schedule, storage, transfer
 
 ENVIRONMENT = {
     "AGENT_DB": "the database (--db) [checkpoints/agent.db]",
@@ -51,7 +52,7 @@ app = typer.Typer(
     help="Run LangGraph graphs durably: every node is checkpointed in SQLite, and any thread "
     "can be inspected and resumed from its latest checkpoint or from an older one.",
 )
-for group in (run, read, storage, control, edit, transfer, schedule):
+for group in (run, read, storage, control, edit, transfer, schedule, fleet):
     app.add_typer(group.app)
 
 

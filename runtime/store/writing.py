@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
+from datetime import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +61,10 @@ _PARAMS_PER_STATEMENT = _WRITE_COLUMNS * 100
 class CheckpointWrites:
     """The write half of AgentSaver (runtime/store/saver.py), which gives it `conn`, `lock`,
     `serde`, `_tx()`, `_wal`, `_bound`, `_last`, `_put_cursor` and `_put_joined` (the write queue's)."""
+
+    save_latencies: list[float] | None = None
+    """When a list: each checkpoint's seconds from its creation (LangGraph stamps `ts` once the
+    step's tasks finished) to its row being stored (`agent worker --stats`)."""
 
     def get_next_version(self, current: str | int | None, channel: None = None) -> int | str:
         """A counter, as LangGraph's base saver has it: a step's versions are then a few bytes in
@@ -134,6 +140,8 @@ class CheckpointWrites:
         elif self._wal is not None:
             self._wal.committed()
         self._last[(thread_id, ns)] = RowFacts(cid, next_json, where, dict(versions))
+        if self.save_latencies is not None and checkpoint.get("ts"):
+            self.save_latencies.append(time.time() - datetime.fromisoformat(checkpoint["ts"]).timestamp())
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
 
     def _place_values(
