@@ -38,6 +38,7 @@ ENVIRONMENT = {
     "AGENT_MODEL_TIMEOUT": "seconds a model request may take [60]",
     "AGENT_PROGRESS_EVERY": "seconds between progress lines [10]",
     "AGENT_TRUSTED_GRAPHS": "graph files/packages a thread may import",
+    "AGENT_LEASE_SECONDS": "a runner silent this long is taken over [30]",
     "AGENT_SCHEDULE_MIN_INTERVAL": "least time between a schedule's runs [60m]",
     "AGENT_MAX_SCHEDULES": "schedules a database may hold [100]",
     "OPENAI_API_KEY": "the key of an openai:NAME model",

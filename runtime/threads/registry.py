@@ -22,9 +22,19 @@ from runtime.store.parts import immediate
 from runtime.errors import BadInput, Command, Duration, Message, Setting, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.policy.times import iso_time
 
-HEARTBEAT_SECONDS = 2.0
-STALE_AFTER_SECONDS = 30.0
-"""A heartbeat older than this marks the holder as gone."""
+LEASE_ENV = "AGENT_LEASE_SECONDS"
+
+
+def _lease_seconds() -> float:
+    from runtime.policy.numbers import env_number
+
+    return float(env_number(LEASE_ENV, minimum=1, unit="seconds") or 30.0)
+
+
+STALE_AFTER_SECONDS = _lease_seconds()
+"""A heartbeat older than this marks the holder as gone (AGENT_LEASE_SECONDS, default 30): a
+live worker then takes the thread over, and the stalled holder's writes are refused."""
+HEARTBEAT_SECONDS = min(2.0, STALE_AFTER_SECONDS / 4)
 
 WAIT_POLL_SECONDS = 0.5
 
