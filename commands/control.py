@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from commands.options import DEFAULT_DB, DbOpt, DebugOpt, JsonOpt, QuietOpt, ThreadOpt
+from commands.options import DEFAULT_DB, DbOpt, DebugOpt, DetachOpt, JsonOpt, QuietOpt, ThreadOpt, queued
 from commands.output import err, finish, handles_errors, open_db, print_json, progress_display, table
 
 app = typer.Typer()
@@ -83,9 +83,16 @@ def approvals(thread: ThreadOpt, db: DbOpt = DEFAULT_DB, as_json: JsonOpt = Fals
     err(f"Answer with: agent approve --thread {thread} --id ID  /  agent reject --thread {thread} --id ID --reason TEXT")
 
 
-def _decide(thread: str, ids: list[str] | None, every: bool, approved: bool, reason: str | None, db: Any, quiet: bool, as_json: bool) -> None:
+def _decide(thread: str, ids: list[str] | None, every: bool, approved: bool, reason: str | None, db: Any, quiet: bool, as_json: bool, detach: bool) -> None:
     from runtime.runs.approvals import decide
 
+    if detach:
+        from runtime.fleet.queue import submit_decisions
+
+        with open_db(db) as database:
+            submit_decisions(database, thread, ids, approved, reason, every=every)
+        queued(thread, "answer", as_json)
+        return
     with open_db(db) as database, progress_display(quiet, as_json, thread) as display:
         outcome = decide(database, thread, ids, approved, reason, every=every, on_event=display, handle_signals=True)
     finish(outcome, as_json)
@@ -98,6 +105,7 @@ def approve(
     id: IdOpt = None,
     every: AllOpt = False,
     reason: Annotated[Optional[str], typer.Option("--reason", metavar="TEXT", help="Why (recorded with the decision).")] = None,
+    detach: DetachOpt = False,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -109,7 +117,7 @@ def approve(
 
     Example: agent approve --thread cleanup --id 3f2a
     """
-    _decide(thread, id, every, True, reason, db, quiet, as_json)
+    _decide(thread, id, every, True, reason, db, quiet, as_json, detach)
 
 
 @app.command()
@@ -119,6 +127,7 @@ def reject(
     reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (required; recorded with the decision).")],
     id: IdOpt = None,
     every: AllOpt = False,
+    detach: DetachOpt = False,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -129,4 +138,4 @@ def reject(
 
     Example: agent reject --thread cleanup --id 3f2a --reason "keep the archive"
     """
-    _decide(thread, id, every, False, reason, db, quiet, as_json)
+    _decide(thread, id, every, False, reason, db, quiet, as_json, detach)

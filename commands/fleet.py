@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from commands.options import DEFAULT_DB, DbOpt, DebugOpt, JsonOpt, ThreadOpt, check_thread_id, parse_input, run_settings
+from commands.options import DEFAULT_DB, DbOpt, DebugOpt, JsonOpt, ThreadOpt, check_thread_id, parse_input, queued, run_settings
 from commands.output import err, handles_errors, open_db, out, print_json, table
 
 app = typer.Typer()
@@ -47,24 +47,16 @@ def submit(
     data = parse_input(input)
     with open_db(db, create=True) as database:
         submit_run(database, graph, thread, data, settings, priority=priority)
-    _queued(thread, "run", as_json)
-
-
-def _queued(thread: str, kind: str, as_json: bool) -> None:
-    if as_json:
-        print_json({"thread_id": thread, "queued": kind})
-    else:
-        out(thread)
-        err(f"Queued ({kind}); a worker runs it: agent worker. Follow it: agent status --thread {thread}")
+    queued(thread, "run", as_json)
 
 
 @app.command()
 @handles_errors
 def worker(
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", help="Threads driven at once, in this one process.", min=1)] = 8,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", help="Threads driven at once, in this one process.")] = 8,
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is queued or left to take over and no thread runs.")] = False,
     grace: Annotated[str, typer.Option("--grace", metavar="DURATION", help="On SIGTERM, how long threads may take to reach a node boundary.")] = "30s",
-    max_resumes: Annotated[int, typer.Option("--max-resumes", metavar="N", help="Times a dead runner's thread is taken over before it fails.", min=0)] = 3,
+    max_resumes: Annotated[int, typer.Option("--max-resumes", metavar="N", help="Times a dead runner's thread is taken over before it fails.")] = 3,
     stats: Annotated[Optional[Path], typer.Option("--stats", metavar="PATH", help="On exit, write what the worker did as JSON (steps, save latency, CPU).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Fire the schedules that are due, run what is queued, then exit.")] = False,
     now: Annotated[
@@ -86,11 +78,15 @@ def worker(
 
     Example: agent worker --concurrency 100
     """
-    from runtime.fleet.serve import serve_worker
+    from runtime.schedules.serve import serve_worker
     from runtime.policy.settings import parse_duration
     from runtime.schedules.clock import ManualClock, SystemClock
     from runtime.errors import BadInput
 
+    if concurrency < 1:
+        raise BadInput(f"--concurrency must be 1 or more, not {concurrency}", "e.g. agent worker --concurrency 100")
+    if max_resumes < 0:
+        raise BadInput(f"--max-resumes must be 0 or more, not {max_resumes}", "0 fails a dead runner's thread at once; the default is 3")
     clock = SystemClock()
     if now is not None:
         if not once:

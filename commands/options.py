@@ -64,6 +64,9 @@ DEFAULT_DB = Path("checkpoints") / "agent.db"
 
 
 ResumeModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Use another model from now on: " + MODEL_HELP)]
+DetachOpt = Annotated[
+    bool, typer.Option("--detach", help="Queue it for a worker (agent worker) and return at once; a running thread's turn comes when it stops.")
+]
 WaitOpt = Annotated[Optional[str], typer.Option("--wait", metavar="DURATION", help="If another process runs the thread, wait this long for it (e.g. 10m).")]
 
 _RUN_SETTINGS: dict[str, Any] = {
@@ -135,3 +138,25 @@ def check_thread_id(thread: str) -> None:
     from runtime.threads.registry import check_thread_id as check
 
     check(thread)
+
+
+def queued(thread: str, kind: str, as_json: bool) -> None:
+    """What a command that queued a request prints: the thread id (stdout), and how to follow it."""
+    from commands.output import err, out, print_json
+
+    if as_json:
+        print_json({"thread_id": thread, "queued": kind})
+    else:
+        out(thread)
+        err(f"Queued ({kind}); a worker runs it (agent worker). Follow it: agent status --thread {thread}")
+
+
+def check_detach(yes: bool, wait: str | None) -> None:
+    """--detach queues a background run: nobody is there to approve up front, and a queued
+    request waits for a running thread anyway."""
+    from runtime.errors import BadInput
+
+    if yes:
+        raise BadInput("--yes cannot approve the actions of a queued run: nobody is at its terminal", "leave out --yes; answer each action with agent approve --detach")
+    if wait:
+        raise BadInput("--wait does nothing with --detach: a queued request waits for a running thread by itself", "leave out --wait")

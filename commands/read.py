@@ -115,6 +115,8 @@ def status(
     if runner := info["runner"]:
         age = runner["heartbeat_age_seconds"]
         lines.append(("runner", f"pid {runner['pid']} on {runner['host']}, heartbeat {age}s ago" + ("" if runner["alive"] else " (gone)")))
+    if waiting := info.get("queued"):
+        lines.append(("queued", f"a {waiting['kind']} (priority {waiting['priority']}) since {_when(waiting['queued_at'])}, for a worker"))
     if info["progress"]:
         lines.extend(_progress_lines(info["progress"]))
     if info.get("spend") and _spent(info["spend"]):

@@ -14,6 +14,7 @@ from commands.options import (
     DEFAULT_DB,
     CheckpointOpt,
     DbOpt,
+    DetachOpt,
     DebugOpt,
     JsonOpt,
     QuietOpt,
@@ -21,8 +22,10 @@ from commands.options import (
     ThreadOpt,
     WaitOpt,
     YesOpt,
+    check_detach,
     check_thread_id,
     parse_input,
+    queued,
     run_settings,
 )
 from commands.output import finish, handles_errors, open_db, progress_display
@@ -75,6 +78,7 @@ def resume(
         Optional[list[str]],
         typer.Option("--set", metavar="KEY=VALUE", help="Edit the state first: key=value, the value JSON or else a plain string (repeatable)."),
     ] = None,
+    detach: DetachOpt = False,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -96,6 +100,14 @@ def resume(
 
     edits = parse_assignments(set_ or [])
     wait_seconds = parse_duration(wait, "wait")
+    if detach:
+        check_detach(yes, wait)
+        from runtime.fleet.queue import submit_resume
+
+        with open_db(db) as database:
+            submit_resume(database, thread, checkpoint, settings, edits=edits or None, force=force)
+        queued(thread, "resume", as_json)
+        return
     with open_db(db) as database, progress_display(quiet, as_json, thread) as display:
         outcome = resume_thread(
             database, thread, checkpoint, settings, edits=edits or None, wait=wait_seconds, on_event=display, handle_signals=True, force=force, approve_all=yes
@@ -111,6 +123,7 @@ def retry_failed(
     settings: Any = None,
     wait: WaitOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Retry a cancelled thread's failed items anyway.")] = False,
+    detach: DetachOpt = False,
     db: DbOpt = DEFAULT_DB,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -128,6 +141,14 @@ def retry_failed(
     from runtime.policy.settings import parse_duration
 
     wait_seconds = parse_duration(wait, "wait")
+    if detach:
+        check_detach(False, wait)
+        from runtime.fleet.queue import submit_retry
+
+        with open_db(db) as database:
+            submit_retry(database, thread, settings, force=force)
+        queued(thread, "retry", as_json)
+        return
     with open_db(db) as database, progress_display(quiet, as_json, thread) as display:
         outcome = send_failed_again(database, thread, settings, wait=wait_seconds, force=force, on_event=display, handle_signals=True)
     finish(outcome, as_json)

@@ -41,6 +41,9 @@ _PUBLIC: dict[str, tuple[str, ...]] = {
     "runtime.schedules.calendar": ("add_schedule", "check_schedule", "list_schedules", "schedule_runs"),
     "runtime.schedules.worker": ("Worker",),
     "runtime.threads.registry": ("get_thread", "list_threads", "ThreadRecord"),
+    "runtime.fleet.queue": ("submit_decisions", "submit_resume", "submit_retry", "submit_run", "wait_for_thread"),
+    "runtime.fleet.worker": ("FleetWorker",),
+    "runtime.fleet.workers": ("list_workers",),
 }
 _LAZY = {name: module for module, names in _PUBLIC.items() for name in names}
 
@@ -62,6 +65,9 @@ if TYPE_CHECKING:
     from runtime.schedules.calendar import add_schedule, check_schedule, list_schedules, schedule_runs
     from runtime.schedules.worker import Worker
     from runtime.threads.registry import get_thread, list_threads, ThreadRecord
+    from runtime.fleet.queue import submit_decisions, submit_resume, submit_retry, submit_run, wait_for_thread
+    from runtime.fleet.worker import FleetWorker
+    from runtime.fleet.workers import list_workers
 
 
 def __getattr__(name: str):

@@ -17,7 +17,9 @@ from typing import Any
 from runtime.errors import Command, DatabaseMissing, Message, Placeholder, Setting, joined
 from runtime.store.parts import checks, namespaces
 from runtime.store.parts import threads as thread_rows
+from runtime.store.parts import queue as queue_rows
 from runtime.store.parts import schedules as schedule_rows
+from runtime.store.parts import workers as worker_rows
 from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
 from runtime.store.seam import Connection, StorageUnreadable
 from runtime.threads.registry import ThreadRecord
@@ -61,6 +63,9 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
         if {"agent_schedules", "agent_schedule_runs", "agent_threads"} <= tables:
             findings.append(_orphaned_runs(conn))
             findings.append(_schedule_graphs(conn))
+        if {"agent_queue", "agent_workers"} <= tables:
+            findings.append(_queued_graphs(conn))
+            findings.append(_stale_workers(conn))
         return findings
     finally:
         conn.close()
@@ -227,15 +232,52 @@ def _orphaned_runs(conn: Connection) -> Finding:
     )
 
 
+def _missing_graph(graph: str) -> bool:
+    """A graph that is neither built in nor found where its spec points (looked for, never imported)."""
+    from graphs import BUILTIN, locate
+
+    return graph not in BUILTIN and (":" not in graph or locate(graph) is None)
+
+
+def _queued_graphs(conn: Connection) -> Finding:
+    queued = queue_rows.list_all(conn)
+    graphs = {row.thread_id: (thread_rows.get(conn, row.thread_id) or None) for row in queued}
+    missing = [(thread_id, row.graph) for thread_id, row in graphs.items() if row is not None and _missing_graph(row.graph)]
+    if missing:
+        shown = ", ".join(f"{t} ({g})" for t, g in missing[:5])
+        return Finding(
+            "queued runs",
+            False,
+            f"{len(missing)} queued run(s) name a graph that no longer exists: {shown}",
+            Message("restore the graph, or cancel the thread: {} (a worker would fail it)", Command("cancel", thread_id=missing[0][0])),
+        )
+    return Finding("queued runs", True, f"{len(queued)} run(s) queued, the graph of each exists")
+
+
+def _stale_workers(conn: Connection) -> Finding:
+    from runtime.fleet.workers import worker_alive
+
+    rows = [row for row in worker_rows.list_all(conn) if row.status != "stopped"]
+    stale = [row for row in rows if not worker_alive(row.pid, row.host, row.heartbeat_at, time.time())]
+    if stale:
+        shown = ", ".join(f"pid {w.pid} on {w.host}, heartbeat {_age(time.time(), w.heartbeat_at)}" for w in stale[:5])
+        return Finding(
+            "workers",
+            False,
+            f"{len(stale)} worker(s) stopped without saying so: {shown}",
+            Message("their threads are taken over by a live worker: start one with {}", Command("worker")),
+        )
+    return Finding("workers", True, f"{len(rows)} worker(s) alive")
+
+
 def _schedule_graphs(conn: Connection) -> Finding:
     rows = schedule_rows.graphs(conn)
     if not rows:
         return Finding("schedule graphs", True, "no schedules")
-    from graphs import BUILTIN, locate
     from runtime.policy.trust import TRUSTED_GRAPHS_ENV, is_trusted
 
     # Looked for, never imported: a check of the database must not run code it names.
-    missing = [(name, graph) for name, graph in rows if graph not in BUILTIN and (":" not in graph or locate(graph) is None)]
+    missing = [(name, graph) for name, graph in rows if _missing_graph(graph)]
     if missing:
         shown = ", ".join(f"{n} ({g})" for n, g in missing[:5])
         return Finding(

@@ -251,7 +251,9 @@ CALLS: dict[str, Call] = {
     "schedule list": Call("runtime.schedules.calendar", "list_schedules"),
     "schedule delete": Call("runtime.schedules.calendar", "delete_schedule", ("name",)),
     "schedule runs": Call("runtime.schedules.calendar", "schedule_runs", ("name",)),
-    "worker": Call("runtime.schedules.worker", "Worker.serve"),
+    "worker": Call("runtime.fleet.worker", "FleetWorker.run"),
+    "submit": Call("runtime.fleet.queue", "submit_run", ("graph", "thread_id", "input")),
+    "workers": Call("runtime.fleet.workers", "list_workers"),
     "export": Call("runtime.threads.bundle", "export_thread", ("thread_id", "output")),
     "import": Call("runtime.threads.bundle", "import_thread", ("source",)),
 }

@@ -194,7 +194,7 @@ def test_python_wording_of_each_term():
         OneOf(Command("approve", thread_id="t", ids=["i"]), Command("reject", thread_id="t", ids=["i"])),
     )
     assert str(message) == (
-        'max_cost / fork_thread(db, "a", "3", "b") / Worker(db).serve(once=True) / '
+        'max_cost / fork_thread(db, "a", "3", "b") / FleetWorker(db).run(once=True) / '
         'decide(db, "t", ["i"], approved=True) / decide(db, "t", ["i"], approved=False)'
     )
     assert str(joined("; ", [Message("{}", Command("delete", thread_id="a")), "then rest"])) == 'delete_thread(db, "a"); then rest'

@@ -596,7 +596,7 @@ def test_doctor_on_a_healthy_database(cli, db, db_path, monkeypatch):
     result = cli("doctor", "--json")
     assert result.exit_code == 0, result.output
     checks = json.loads(result.stdout)["checks"]
-    assert {c["check"] for c in checks} == {"integrity", "schema", "orphaned writes", "orphaned blobs", "runners", "schedule runs", "schedule graphs"}
+    assert {c["check"] for c in checks} == {"integrity", "schema", "orphaned writes", "orphaned blobs", "runners", "schedule runs", "schedule graphs", "queued runs", "workers"}
     assert all(c["ok"] for c in checks)
     assert db_snapshot(db_path) == before
 

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("cli", "studio", "commands", "runtime", "graphs", "nodes", "state")
 
-RUNTIME_ROOMS = ["runtime.errors", "runtime.redact", "runtime.store", "runtime.policy", "runtime.threads", "runtime.runs", "runtime.schedules", "runtime.doctor", "runtime"]
+RUNTIME_ROOMS = ["runtime.errors", "runtime.redact", "runtime.store", "runtime.policy", "runtime.threads", "runtime.runs", "runtime.fleet", "runtime.schedules", "runtime.doctor", "runtime"]
 """Lowest first: a runtime module imports only from its own room and the rooms before it."""
 
 MAX_FUNCTION_LINES = 60

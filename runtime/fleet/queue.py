@@ -71,14 +71,36 @@ def submit_retry(db: Database, thread_id: str, settings: RunSettings | None = No
     return _queue(db, thread_id, RETRY, {"settings": _given(settings), "force": force}, priority)
 
 
-def submit_answers(db: Database, thread_id: str, answers: dict[str, Any], *, priority: int = 0) -> str:
-    """Queue the answers to a thread's pending approvals (runtime/runs/approvals.py made them,
-    with who, when and why): a worker resumes the thread with them."""
+def submit_decisions(
+    db: Database, thread_id: str, ids: list[str] | None, approved: bool, reason: str | None = None, *, every: bool = False, priority: int = 0
+) -> str:
+    """Queue the answers to a thread's pending approvals, made and checked as `decide` makes
+    them (who, when and why recorded now): a worker resumes the thread with them."""
+    from runtime.runs.approvals import check_reason, decisions_for
+
+    check_reason(thread_id, ids, approved, reason)
+    answers = decisions_for(db, thread_id, ids, approved, reason, every)
     return _queue(db, thread_id, ANSWER, {"answers": answers}, priority)
 
 
 def queued_request(db: Database, thread_id: str) -> QueueRow | None:
     return queue_rows.get(db.conn, thread_id)
+
+
+WAIT_POLL_SECONDS = 0.2
+
+
+def wait_for_thread(db: Database, thread_id: str, timeout: float | None = None) -> threads.ThreadRecord:
+    """Block until the thread has no queued request and nobody runs it (a worker, in this or
+    another process, has taken it to an end or a stop); its record. ThreadBusy after `timeout` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        record = threads.get_thread(db, thread_id)
+        if queue_rows.get(db.conn, thread_id) is None and record.status not in ("queued", "running"):
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ThreadBusy(f"thread {thread_id!r} is still {record.shown_status} after waiting {timeout:g}s", Message("{} shows where it is", Command("status", thread_id=thread_id)))
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def replace_background(settings: RunSettings | None) -> RunSettings:

@@ -137,8 +137,10 @@ class FleetWorker:
         self._last_scan = 0.0
         self._host: RunHost | None = None
 
-    def run(self, seconds: float | None = None) -> WorkerStats:
-        """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`."""
+    def run(self, seconds: float | None = None, once: bool = False) -> WorkerStats:
+        """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`;
+        `once`: until idle (what is queued now, and what it leads to, is run)."""
+        self.until_idle = self.until_idle or once
         return asyncio.run(self.serve(seconds))
 
     async def serve(self, seconds: float | None = None) -> WorkerStats:

@@ -18,7 +18,7 @@ def list_workers(db: Database, *, include_stopped: bool = False) -> list[dict[st
     now, rows = time.time(), []
     for row in worker_rows.list_all(db.conn):
         status = row.status
-        if status != "stopped" and not _alive(row.pid, row.host, row.heartbeat_at, now):
+        if status != "stopped" and not worker_alive(row.pid, row.host, row.heartbeat_at, now):
             status = "stale"
         if status == "stopped" and not include_stopped:
             continue
@@ -38,6 +38,7 @@ def list_workers(db: Database, *, include_stopped: bool = False) -> list[dict[st
     return rows
 
 
-def _alive(pid: int, host: str, heartbeat_at: float, now: float) -> bool:
+def worker_alive(pid: int, host: str, heartbeat_at: float, now: float) -> bool:
+    """A fresh heartbeat, and on this machine a live process."""
     fresh = now - heartbeat_at < STALE_AFTER_SECONDS
     return fresh and pid_alive(pid) if host == socket.gethostname() else fresh

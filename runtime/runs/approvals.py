@@ -69,6 +69,14 @@ def _match(thread_id: str, ref: str, known: list[str]) -> str:
     raise BadInput(f"approval id {ref!r} matches {len(matches)} pending approvals", hint)
 
 
+def check_reason(thread_id: str, ids: list[str] | None, approved: bool, reason: str | None) -> None:
+    if not approved and not (reason or "").strip():
+        raise BadInput(
+            Message("a rejection needs a {reason}", reason=Setting("reason"), value=reason),
+            Message("e.g. {}", Command("reject", thread_id=thread_id, ids=ids or ["ID"], reason="not this vendor")),
+        )
+
+
 def decide(
     db: Database,
     thread_id: str,
@@ -85,10 +93,6 @@ def decide(
 
     from runtime.runs.runner import resume_thread
 
-    if not approved and not (reason or "").strip():
-        raise BadInput(
-            Message("a rejection needs a {reason}", reason=Setting("reason"), value=reason),
-            Message("e.g. {}", Command("reject", thread_id=thread_id, ids=ids or ["ID"], reason="not this vendor")),
-        )
+    check_reason(thread_id, ids, approved, reason)
     answers = decisions_for(db, thread_id, ids, approved, reason, every, attended=resume_options.get("attended", True))
     return resume_thread(db, thread_id, command=GraphCommand(resume=answers), **resume_options)

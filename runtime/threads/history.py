@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from state.storage import items_namespace, results_namespace
 from runtime.policy.times import iso_time
 from runtime.store.database import Database
+from runtime.store.parts import queue as queue_rows
 from runtime.policy.numbers import check_number
 from runtime.threads.progress import reported_progress, stored_progress
 from runtime.errors import AmbiguousCheckpoint, CheckpointNotFound, Command, Message, NoResults, UnknownGraph
@@ -253,6 +254,10 @@ def thread_status(db: Database, thread_id: str) -> dict[str, Any]:
         }
         if record.owner_pid is not None
         else None
+    )
+    waiting = queue_rows.get(db.conn, thread_id)
+    status["queued"] = (
+        {"kind": waiting.kind, "priority": waiting.priority, "queued_at": iso_time(waiting.queued_at), "queued_by": waiting.queued_by} if waiting else None
     )
     latest = db.checkpoint_columns().latest_checkpoint_id(thread_id)
     status["checkpoint_id"] = latest
