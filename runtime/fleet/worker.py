@@ -140,8 +140,10 @@ class FleetWorker:
     def run(self, seconds: float | None = None, once: bool = False) -> WorkerStats:
         """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`;
         `once`: until idle (what is queued now, and what it leads to, is run)."""
+        from runtime.runs.runner import run_sync
+
         self.until_idle = self.until_idle or once
-        return asyncio.run(self.serve(seconds))
+        return run_sync(self.serve(seconds))  # also from a notebook, whose loop is running
 
     async def serve(self, seconds: float | None = None) -> WorkerStats:
         loop = asyncio.get_running_loop()

@@ -107,7 +107,7 @@ def run_plan(db: Database, plan: RunPlan, *, on_event: EventHandler | None = Non
     if on_event:
         for notice in plan.notices:
             on_event(notice)
-    return _run_sync(drive(db, plan, on_event, handle_signals))
+    return run_sync(drive(db, plan, on_event, handle_signals))
 
 
 def _take_lease(db: Database, lease: Callable[[], Any], hint: str) -> Any:
@@ -141,7 +141,7 @@ def _record_completed(db: Database, plan: RunPlan, on_event: EventHandler | None
     return RunOutcome(thread_id, plan.spec.spec, "completed", max(step, 0), state.config["configurable"]["checkpoint_id"], 0.0, error, values)
 
 
-def _run_sync(coro: Any) -> Any:
+def run_sync(coro: Any) -> Any:
     """Run a coroutine to completion, also from inside a running loop (a notebook)."""
     try:
         asyncio.get_running_loop()
