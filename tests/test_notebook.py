@@ -54,7 +54,7 @@ def test_explore_notebook_runs_against_agent_db(tmp_path, monkeypatch):
 
     listed = subprocess.run(agent_cmd("threads", "--json"), cwd=tmp_path, env=agent_env(db_path), capture_output=True, text=True, timeout=120)
     threads = {t["thread_id"]: t for t in json.loads(listed.stdout)}
-    research = next(t for t in threads if t.startswith("nb-") and threads[t]["graph"] == "research" and not t.endswith("-b"))
+    research = next(t for t in threads if t.startswith("nb-") and threads[t]["graph"] == "research" and not t.endswith("-b") and "-fleet-" not in t)
     queue = threads[research + "-queue"]
     assert queue["graph"] == "task_queue" and queue["status"] == "completed"
 
@@ -74,6 +74,9 @@ def test_explore_notebook_runs_against_agent_db(tmp_path, monkeypatch):
     assert len({r.branch for r in rows}) == 3  # the run, the resume from step 1, the edit at step 1
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "20/20 (100%), 19 done, 1 failed" in text and f"over {calls} model calls" in text and calls
+    assert "['queued', 'queued', 'queued']" in text and "worker: 3 run(s), at most 3 at once" in text
+    assert "['completed', 'completed', 'completed']" in text
+    assert sum(t.startswith(research + "-fleet-") and threads[t]["status"] == "completed" for t in threads) == 3
 
 
 def test_without_agent_db_it_opens_the_projects_database_from_its_own_folder(tmp_path, monkeypatch):
