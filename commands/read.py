@@ -54,8 +54,15 @@ def threads(db: DbOpt = DEFAULT_DB, as_json: JsonOpt = False, debug: DebugOpt = 
     table(
         None,
         ["thread", "graph", "status", "steps", "spent", "updated", "error"],
-        [[r.thread_id, r.graph, r.shown_status, r.steps, _spent(spend[r.thread_id]), _when(r.updated_at), r.error or ""] for r in records],
+        [[r.thread_id, r.graph, _shown(r), r.steps, _spent(spend[r.thread_id]), _when(r.updated_at), r.error or ""] for r in records],
     )
+
+
+def _shown(record: Any) -> str:
+    """The status, and for a running thread the process that runs it: `running (pid 4242)`."""
+    if record.shown_status == "running":
+        return f"running (pid {record.owner_pid})"
+    return record.shown_status
 
 
 def _spent(view: dict[str, Any]) -> str:

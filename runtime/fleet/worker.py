@@ -44,8 +44,10 @@ from runtime.store.seam import QueueRow, WorkerRow
 from runtime.threads import registry as threads
 
 TAKEOVER = "takeover"
-CLAIM_BATCH = 256
-"""Requests taken in one transaction; more wait for the next pass."""
+CLAIM_BATCH = 2000
+"""Threads taken in one pass; more wait for the next."""
+PLAN_BATCH = 128
+"""Threads prepared at a time (off the loop) and started before the next are prepared."""
 SCAN_SECONDS = 1.0
 """How often the worker looks for threads whose runner died."""
 POLL_SECONDS = 0.5
@@ -207,12 +209,14 @@ class FleetWorker:
         if room <= 0:
             return 0
         claims = await asyncio.to_thread(self._claim, min(room, CLAIM_BATCH))
-        plans = await asyncio.to_thread(lambda: [self._plan(claim) for claim in claims])
-        for claim, plan in zip(claims, plans):
-            if plan is not None and not self.stopping:
-                self._start(plan, claim)
-            elif plan is not None:  # stopped while it was being prepared: it waits for the next worker
-                await asyncio.to_thread(self._requeue, claim.thread_id, "stopped", None)
+        for start in range(0, len(claims), PLAN_BATCH):
+            batch = claims[start : start + PLAN_BATCH]
+            plans = await asyncio.to_thread(lambda: [self._plan(claim) for claim in batch])
+            for claim, plan in zip(batch, plans):
+                if plan is not None and not self.stopping:
+                    self._start(plan, claim)
+                elif plan is not None:  # stopped while it was being prepared: it waits for the next worker
+                    await asyncio.to_thread(self._requeue, claim.thread_id, "stopped", None)
         return len(claims)
 
     # -- taking threads (off the loop) --------------------------------------------------------------

@@ -155,9 +155,8 @@ class Drive:
     async def run_graph(self) -> None:
         """Compile the graph on the database, stream it, and note how the run ended."""
         settings = self.plan.settings
-        saver, store = self.host.storage
-        builder = self.plan.spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
-        graph = builder.compile(checkpointer=saver, store=store)
+        saver = self.host.storage[0]
+        builder, graph = self.host.compiled(self.plan.spec, settings)
         saver.bind_graph(graph, self.plan.thread_id)  # so each checkpoint records the tasks that run next (agent history)
         context = self.context() if builder.context_schema is RunContext else None
         try:

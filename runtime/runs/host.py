@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from runtime.policy.budget import FLUSH_SECONDS, add_spend
 from runtime.store.database import Database
@@ -40,7 +40,7 @@ class RunHost:
         self.storage: tuple[Any, Any] | None = None
         self._tasks: list[asyncio.Task] = []
         self._stack = contextlib.AsyncExitStack()
-        self.on_lost: Callable[[str], Any] | None = None
+        self._compiled: dict[tuple, tuple[Any, Any]] = {}
 
     async def __aenter__(self) -> RunHost:
         self.storage = await self._stack.enter_async_context(self.db.open_async())
@@ -52,6 +52,17 @@ class RunHost:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._stack.aclose()
+
+    def compiled(self, spec: Any, settings: Any) -> tuple[Any, Any]:
+        """(builder, compiled graph) of a graph with a run's retry settings, on the host's saver
+        and store: compiled once for every run of this process that asks for the same."""
+        key = (spec.spec, spec.version, settings.max_attempts, settings.backoff, settings.node_timeout)
+        found = self._compiled.get(key)
+        if found is None:
+            builder = spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
+            saver, store = self.storage
+            found = self._compiled[key] = (builder, builder.compile(checkpointer=saver, store=store))
+        return found
 
     @contextlib.asynccontextmanager
     async def hosting(self, drive: Drive) -> AsyncIterator[None]:

@@ -33,6 +33,7 @@ class NextTasks:
     """
 
     def __init__(self, graph: Any) -> None:
+        self.graph = graph
         self.triggers = {name: tuple(node.triggers) for name, node in graph.nodes.items()}
         self.specs = {ch: graph.channels[ch] for t in self.triggers.values() for ch in t if ch in graph.channels}
         self.by_channel: dict[str, set[str]] = {}

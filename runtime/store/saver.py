@@ -89,7 +89,7 @@ class AgentSaver(CheckpointReads, CheckpointWrites, QueuedWrites, CheckpointDele
             stop_automatic_wal_checkpoints(conn)
         # Mutable holders, shared with the copies LangGraph makes (`with_allowlist` clones the
         # saver when a graph is compiled and on every run).
-        self._bound: dict[str, NextTasks] = {}
+        self._bound: dict[Any, NextTasks] = {}
         self._start_write_queue()
         self.join_writes = wal_path is not None  # a connection of its own, as for runs
         # (thread_id, checkpoint_ns) -> the facts of the last checkpoint put or loaded: a put
@@ -105,7 +105,10 @@ class AgentSaver(CheckpointReads, CheckpointWrites, QueuedWrites, CheckpointDele
     def bind_graph(self, graph: Any, thread_id: str | None = None) -> "AgentSaver":
         """Record, with each checkpoint, the tasks that run next (what `agent history` shows):
         of every thread, or of `thread_id` only (a saver shared by runs of different graphs)."""
-        self._bound[thread_id or "next"] = NextTasks(graph)
+        tasks = self._bound.get(id(graph))
+        if not isinstance(tasks, NextTasks) or tasks.graph is not graph:
+            tasks = self._bound[id(graph)] = NextTasks(graph)  # one per graph, whatever the threads bound to it
+        self._bound[thread_id or "next"] = tasks
         return self
 
     def unbind(self, thread_id: str) -> None:

@@ -91,6 +91,7 @@ class ThreadRecord:
             "updated_at": iso_time(self.updated_at),
             "error": self.error,
             "settings": self.settings,
+            "runner": {"pid": self.owner_pid, "host": self.owner_host} if self.owner_pid is not None else None,
         }
 
 
