@@ -11,7 +11,8 @@ The composition root of the CLI: the `agent` app, made of the command groups in 
     pause, cancel, approvals, approve, reject     commands/control.py
     fork, diff, graph show                        commands/edit.py
     export, import                                commands/transfer.py
-    schedule ..., worker                          commands/schedule.py
+    schedule ...                                  commands/schedule.py
+    submit, worker, workers                       commands/fleet.py
 
 Beside them, what belongs to `agent` itself: `--version`, shell completion
 (`--install-completion`), the environment variables its help lists, and the console script's
@@ -25,7 +26,7 @@ from typing import Annotated
 
 import typer
 
-from commands import control, edit, read, run, schedule, storage, transfer
+from commands import control, edit, fleet, read, run, schedule, storage, transfer
 
 ENVIRONMENT = {
     "AGENT_DB": "the database (--db) [checkpoints/agent.db]",
@@ -37,6 +38,7 @@ ENVIRONMENT = {
     "AGENT_MODEL_TIMEOUT": "seconds a model request may take [60]",
     "AGENT_PROGRESS_EVERY": "seconds between progress lines [10]",
     "AGENT_TRUSTED_GRAPHS": "graph files/packages a thread may import",
+    "AGENT_LEASE_SECONDS": "a runner silent this long is taken over [30]",
     "AGENT_SCHEDULE_MIN_INTERVAL": "least time between a schedule's runs [60m]",
     "AGENT_MAX_SCHEDULES": "schedules a database may hold [100]",
     "OPENAI_API_KEY": "the key of an openai:NAME model",
@@ -51,7 +53,7 @@ app = typer.Typer(
     help="Run LangGraph graphs durably: every node is checkpointed in SQLite, and any thread "
     "can be inspected and resumed from its latest checkpoint or from an older one.",
 )
-for group in (run, read, storage, control, edit, transfer, schedule):
+for group in (run, read, storage, control, edit, transfer, schedule, fleet):
     app.add_typer(group.app)
 
 

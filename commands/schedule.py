@@ -1,4 +1,5 @@
-"""The schedule commands of the `agent` CLI (`agent schedule ...`) and `agent worker`.
+"""The schedule commands of the `agent` CLI (`agent schedule ...`); `agent worker`, which fires
+them, is in commands/fleet.py.
 
 Each command parses, calls one runtime function (runtime/schedules/calendar.py, runtime/schedules/worker.py) and
 renders; cli.py adds them to the `agent` app.
@@ -6,7 +7,6 @@ renders; cli.py adds them to the `agent` app.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
@@ -213,66 +213,3 @@ def runs(
 def _clock(iso: str | None) -> str:
     """An ISO 8601 UTC time from --json, to the minute for people: `2026-11-23 09:00Z`."""
     return f"{iso[:10]} {iso[11:16]}Z" if iso else "-"
-
-
-@app.command()
-@handles_errors
-def worker(
-    once: Annotated[bool, typer.Option("--once", help="Fire what is due now (and continue dead runs), then exit.")] = False,
-    now: Annotated[
-        Optional[str], typer.Option("--now", metavar="TIME", help="With --once: act as if it were this instant (ISO 8601; UTC unless it names a zone).")
-    ] = None,
-    poll: Annotated[str, typer.Option("--poll", metavar="DURATION", help="How often to look for due schedules, e.g. 15s.")] = "15s",
-    grace: Annotated[str, typer.Option("--grace", metavar="DURATION", help="How late a run may start before it counts as missed (--missed).")] = "15m",
-    max_resumes: Annotated[int, typer.Option("--max-resumes", metavar="N", help="Times a run whose runner died is continued before it fails.")] = 3,
-    db: DbOpt = DEFAULT_DB,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Fire due schedules, one run at a time, in the foreground (let a service manager keep it
-    alive). Also continues runs whose runner died. SIGTERM or Ctrl-C: the run in flight stops at
-    its next node boundary, is recorded, and the worker exits 0; the next worker continues it.
-    Start more workers on one database for more runs at once; none fires an occurrence twice.
-
-    Example: agent worker --poll 30s
-    """
-    from runtime.schedules.clock import ManualClock, SystemClock
-    from runtime.errors import BadInput
-    from runtime.policy.settings import parse_duration
-    from runtime.schedules.worker import Worker
-
-    poll_s, grace_s = parse_duration(poll, "poll") or 1.0, parse_duration(grace, "grace") or 0.0
-    if max_resumes < 0:
-        raise BadInput(f"--max-resumes must be 0 or more, not {max_resumes}")
-    clock = SystemClock()
-    if now is not None:
-        if not once:
-            raise BadInput("--now needs --once: a worker that runs on cannot stand still in time", "agent worker --once --now 2026-11-23T09:00Z")
-        clock = ManualClock(_instant(now))
-
-    def show(event) -> None:
-        if as_json:
-            out(json.dumps(event.as_dict(), ensure_ascii=False))
-        else:
-            parts = [event.kind, event.schedule] + [p for p in (event.thread_id, event.status, event.message) if p]
-            err(" ".join(parts))
-
-    with open_db(db, create=True) as database:
-        w = Worker(database, clock, grace=grace_s, max_resumes=max_resumes, poll=poll_s, handle_signals=True, on_event=show)
-        if not once:
-            err(f"Worker {w.identity} started; stop it with Ctrl-C or SIGTERM.")
-        w.serve(once=once)
-    if not once:
-        err("Worker stopped.")
-
-
-def _instant(text: str) -> float:
-    from datetime import datetime, timezone
-
-    from runtime.errors import BadInput
-
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(f"--now {text!r} is not an ISO 8601 time", "e.g. --now 2026-11-23T09:00Z") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()

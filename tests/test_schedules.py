@@ -405,7 +405,7 @@ def test_a_schema_3_file_gets_the_schedule_tables(db_path):
     conn.commit()
     conn.close()
     with open_database(db_path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert db.conn.execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
         add(db, "after", "0 9 * * *")
         assert schedule(db, "after").status == "active"
@@ -487,7 +487,9 @@ def test_worker_processes_fire_a_due_schedule_exactly_once(run_agent, spawn_agen
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     events = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
-    assert [e["event"] for e in events] == ["fired", "finished"] and events[1]["status"] == "completed"
+    fired = [e for e in events if "schedule" in e]  # the scheduler's events; the others are the run's
+    assert [e["event"] for e in fired] == ["fired", "finished"] and fired[1]["status"] == "completed"
+    assert [e["event"] for e in events if "schedule" not in e] == ["started", "finished"]
     conn = sqlite3.connect(db_path)
     rows = conn.execute("SELECT thread_id, status, ended_at IS NOT NULL FROM agent_schedule_runs").fetchall()
     assert rows == [(f"e2e@{due[:19]}Z", "completed", 1)]
@@ -506,7 +508,7 @@ def test_sigterm_stops_the_worker_cleanly_and_the_next_worker_finishes_the_run(r
         add(db, "slow", "0 * * * *", graph="task_queue", input=items, model=ENDPOINT_MODEL, now=iso(time.time() - 3600))
     # Held with 4 items done and its 8 slots (the default concurrency) waiting on the endpoint.
     endpoint.server.hold(after=4)
-    proc = spawn_agent("worker", "--poll", "1s", "--grace", "2h", "--json", **endpoint.env)
+    proc = spawn_agent("worker", "--poll", "1s", "--missed-after", "2h", "--json", **endpoint.env)
     endpoint.server.wait_held(8, proc)
     assert len(endpoint.server.log()) == 12
     proc.send_signal(signal.SIGTERM)
@@ -518,12 +520,15 @@ def test_sigterm_stops_the_worker_cleanly_and_the_next_worker_finishes_the_run(r
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT status, ended_at IS NOT NULL FROM agent_schedule_runs").fetchall() == [("stopped", 1)]
     assert conn.execute("SELECT status, owner_pid FROM agent_threads").fetchall() == [("stopped", None)]
+    assert conn.execute("SELECT kind FROM agent_queue").fetchall() == [("resume",)]  # for the next worker
     assert conn.execute("SELECT count(*) FROM store WHERE prefix LIKE 'results.slow@%'").fetchone() == (12,)
     conn.close()
     assert "Worker stopped." in err
     nxt = run_agent("worker", "--once", "--json", **endpoint.env)
     assert nxt.returncode == 0, nxt.stderr
-    assert [json.loads(line)["event"] for line in nxt.stdout.splitlines()] == ["resumed", "finished"]
+    events = [json.loads(line) for line in nxt.stdout.splitlines()]
+    assert [(e["event"], e.get("schedule")) for e in events] == [("started", None), ("finished", None), ("finished", "slow")]
     conn = sqlite3.connect(db_path)
-    assert conn.execute("SELECT status, resumes FROM agent_schedule_runs").fetchall() == [("completed", 1)]
+    assert conn.execute("SELECT status FROM agent_schedule_runs").fetchall() == [("completed",)]
+    assert conn.execute("SELECT count(*) FROM store WHERE prefix LIKE 'results.slow@%'").fetchone() == (40,)
     conn.close()

@@ -74,9 +74,11 @@ def _langgraph_history(db, thread: str) -> list[dict]:
 
 
 def _ours(db, thread: str) -> list[dict]:
+    """Our history rows, with the keys LangGraph's history has (the branch tree's are beside them)."""
     from runtime import get_history
 
-    return [r.as_dict() for r in get_history(db, thread)]
+    tree = ("branch", "lane", "parent_checkpoint_id")
+    return [{k: v for k, v in r.as_dict().items() if k not in tree} for r in get_history(db, thread)]
 
 
 # -- the saver ------------------------------------------------------------------------------

@@ -29,11 +29,13 @@ from runtime.policy.metering import SpendCallback
 from runtime.policy.waits import InterruptibleControl, RunClock
 from runtime.redact import redact
 from runtime.runs.answer import answer_text, output_values
+from runtime.runs.host import LEASE_LOST, RunHost
 from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome, explain_failure
 from runtime.runs.tracing import RunTrace, trace_config
 from runtime.runs.plan import RunPlan
 from runtime.store.database import Database, is_full
 from runtime.store.parts import immediate
+from runtime.store.seam import LEASE_KEY, LeaseLost
 from runtime.threads import control as controls
 from runtime.threads import registry as threads
 from runtime.threads.edit import apply_edits
@@ -44,7 +46,15 @@ RECURSION_LIMIT = 10_000_000
 """Steps one invocation may take: queues of many items legitimately loop for long."""
 DEADLINE = "deadline"
 """The drain reason of a run stopped by its deadline."""
-DRAINED_STATUS = {DEADLINE: "timeout", budget.BUDGET: "budget_exceeded", controls.PAUSE: "paused", controls.CANCEL: "cancelled"}
+TAKEN_OVER = "taken_over"
+"""How a run ends whose lease another runner took: nothing of it is recorded (it is not the holder)."""
+DRAINED_STATUS = {
+    DEADLINE: "timeout",
+    budget.BUDGET: "budget_exceeded",
+    controls.PAUSE: "paused",
+    controls.CANCEL: "cancelled",
+    LEASE_LOST: TAKEN_OVER,
+}
 """The status of a run drained for a reason (any other reason, a signal's name: `stopped`)."""
 PROGRESS_EVERY = 0.2
 """Seconds between two `progress` events of a queue."""
@@ -52,15 +62,16 @@ PROGRESS_EVERY = 0.2
 
 async def drive(db: Database, plan: RunPlan, on_event: EventHandler | None = None, handle_signals: bool = False) -> RunOutcome:
     """Run the plan's graph on its thread, whose lease this process holds, and record how it ended."""
-    return await Drive(db, plan, on_event).run(handle_signals)
+    async with RunHost(db) as host:
+        return await Drive(db, plan, on_event, host).run(handle_signals)
 
 
 class Drive:
     """One run of a plan: what drains it (its control), what it spends (its meter), the step it
     has reached, and how it ended. Made inside the run's event loop, which the control binds to."""
 
-    def __init__(self, db: Database, plan: RunPlan, on_event: EventHandler | None) -> None:
-        self.db, self.plan = db, plan
+    def __init__(self, db: Database, plan: RunPlan, on_event: EventHandler | None, host: RunHost) -> None:
+        self.db, self.plan, self.host = db, plan, host
         self.emit: EventHandler = on_event or (lambda event: None)
         self.control = InterruptibleControl()  # a drain also ends every wait of the run (runtime/policy/waits.py)
         self.limits = budget.run_limits(plan.settings)
@@ -85,7 +96,7 @@ class Drive:
             finally:
                 steps = self.step if self.step >= 0 else None
                 final = self.figures() if self.tracker is not None and self.tracker.active else None
-                reported = final if self.reported else None
+                reported = final if self.reported and self.status != TAKEN_OVER else None
                 _record_end(self.db, self.plan.thread_id, self.meter.take_pending(), self.status, steps, self.error, reported)
                 self.trace.ended(self.status, max(self.step, 0), self.checkpoint_id, self.error)
         if final is not None:
@@ -107,33 +118,29 @@ class Drive:
 
     @contextlib.asynccontextmanager
     async def watched(self, handle_signals: bool) -> AsyncIterator[None]:
-        """Around the run: the signals, the deadline, the heartbeat, and the watcher of the spend
-        and of what other processes ask (runtime/threads/control.py)."""
+        """Around the run: the signals, the deadline, and the host that renews the lease, adds
+        the spend and hands on what other processes ask (runtime/runs/host.py)."""
         restore_signals = _install_signals(self.control, self.emit) if handle_signals else (lambda: None)
         seconds = self.plan.settings.deadline
         deadline = asyncio.get_running_loop().call_later(seconds, self.control.request_drain, DEADLINE) if seconds else None
-        beat = asyncio.create_task(self.heartbeat())
-        watcher = asyncio.create_task(
-            controls.watch(self.db, self.plan.thread_id, self.control, self.meter, on_request=lambda request: self.emit(_asked_to_stop(request)))
-        )
         try:
-            yield
+            async with self.host.hosting(self):
+                yield
         finally:
-            beat.cancel()
-            watcher.cancel()
             restore_signals()
             if deadline is not None:
                 deadline.cancel()
 
-    async def heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(threads.HEARTBEAT_SECONDS)
-            # Off the event loop: the write may have to wait for the store's transaction, which
-            # needs the loop to reach its COMMIT; waiting on the loop would stall both for the
-            # whole busy timeout.
-            await asyncio.to_thread(threads.heartbeat, self.db, self.plan.thread_id, max(self.step, 0))
-            if self.reported:
-                await asyncio.to_thread(save_reported, self.db, self.plan.thread_id, self.figures())
+    def asked(self, request: str) -> None:
+        """A pause or cancel asked from another process: stop at the next node boundary."""
+        if not self.control.drain_requested:
+            self.control.request_drain(request)
+            self.emit(_asked_to_stop(request))
+
+    def lease_lost(self) -> None:
+        """Another runner took the thread over (this process stalled past its lease): stop."""
+        if self.control.drain_reason != LEASE_LOST:
+            self.control.request_drain(LEASE_LOST)
 
     def figures(self) -> ProgressSnapshot:
         """The progress now; for a graph that reports its own, with the thread's spend as the meter has it."""
@@ -148,21 +155,26 @@ class Drive:
     async def run_graph(self) -> None:
         """Compile the graph on the database, stream it, and note how the run ended."""
         settings = self.plan.settings
-        async with self.db.open_async() as (saver, store):
-            builder = self.plan.spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
-            graph = builder.compile(checkpointer=saver, store=store)
-            saver.bind_graph(graph)  # so each checkpoint records the tasks that run next (agent history)
-            context = self.context() if builder.context_schema is RunContext else None
-            try:
-                await self.stream(graph, context)
-            except (GraphDrained, WaitInterrupted):  # a node that was waiting when the drain came ends it too
-                self.status, self.values = DRAINED_STATUS.get(self.control.drain_reason, "stopped"), {}
-                self.error = self.drained_error()
-            except asyncio.CancelledError:
-                self.status, self.values = "stopped", {}
-                asyncio.current_task().uncancel()
-            except Exception as exc:
-                self.status, self.error, self.values = "failed", explain_failure(exc), {}
+        saver, store = self.host.storage
+        builder = self.plan.spec.build(max_attempts=settings.max_attempts, backoff=settings.backoff, node_timeout=settings.node_timeout)
+        graph = builder.compile(checkpointer=saver, store=store)
+        saver.bind_graph(graph, self.plan.thread_id)  # so each checkpoint records the tasks that run next (agent history)
+        context = self.context() if builder.context_schema is RunContext else None
+        try:
+            await self.stream(graph, context)
+        except (GraphDrained, WaitInterrupted):  # a node that was waiting when the drain came ends it too
+            self.status, self.values = DRAINED_STATUS.get(self.control.drain_reason, "stopped"), {}
+            self.error = self.drained_error()
+        except asyncio.CancelledError:
+            self.status, self.values = "stopped", {}
+            asyncio.current_task().uncancel()
+        except LeaseLost:
+            self.status, self.values = TAKEN_OVER, {}
+            self.error = self.drained_error()
+        except Exception as exc:
+            self.status, self.error, self.values = "failed", explain_failure(exc), {}
+        finally:
+            saver.unbind(self.plan.thread_id)
 
     def context(self) -> RunContext:
         """What the graph's nodes get from the run: its models, limits, clock and meter."""
@@ -192,12 +204,16 @@ class Drive:
             return budget.exceeded_message(self.meter.total, self.limits, self.meter.unpriced)
         if self.status == "cancelled":
             return "cancelled at a node boundary"
+        if self.status == TAKEN_OVER:
+            return "another runner took the thread over while this one was stalled; this one stopped, and wrote nothing after"
         return self.error
 
     async def stream(self, graph: Any, context: RunContext | None) -> None:
         """Stream the graph from where the plan starts to its end (or a drain, which raises)."""
         plan = self.plan
         configurable: dict[str, Any] = {"thread_id": plan.thread_id}
+        if plan.lease is not None:
+            configurable[LEASE_KEY] = plan.lease  # fencing: its writes are refused once another runner takes the thread
         if plan.checkpoint_id:
             configurable["checkpoint_id"] = plan.checkpoint_id
         config = {

@@ -18,6 +18,7 @@ EXIT_CODES = {
     "budget_exceeded": 4,
     "cancelled": 5,
     "stopped": 130,
+    "taken_over": 1,
 }
 
 

@@ -62,6 +62,8 @@ class RunPlan:
     completed_state: Any = None
     """A stale thread with nothing left to run: its latest state. Nothing runs; the thread is
     recorded as completed (`runner.run_plan`)."""
+    lease: int | None = None
+    """The lease this run holds on the thread, once taken: its writes carry it (fencing)."""
 
 
 def load_spec(spec: str) -> GraphSpec:
@@ -135,6 +137,8 @@ class ResumeOptions(TypedDict, total=False):
     approve_all: bool
     command: Any
     attended: bool
+    queued: bool
+    """Checked for a queue (runtime/fleet/queue.py): a thread that is running is not refused."""
 
 
 def prepare_resume(
@@ -157,7 +161,8 @@ def prepare_resume(
     _check_approve_all(resolved, approve_all, thread_id)
     controls.refuse_if_cancelled(record, options.get("force", False))
     record = _after_waiting(db, record, options.get("wait"), options.get("on_event"))
-    threads.refuse_if_busy(record)
+    if not options.get("queued"):
+        threads.refuse_if_busy(record)
     completed = _nothing_left(db, spec, record, checkpoint_id, plain=edits is None and command is None)
     notices = ()
     if record.graph_version != spec.version:

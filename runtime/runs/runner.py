@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from runtime.errors import Command, Message, StorageFull
@@ -99,16 +100,17 @@ def run_plan(db: Database, plan: RunPlan, *, on_event: EventHandler | None = Non
         return _record_completed(db, plan, on_event)
     if plan.record is None:
         spec = plan.spec
-        _take_lease(db, lambda: threads.create_thread(db, plan.thread_id, spec.spec, spec.version, plan.settings.as_dict()), plan.lease_hint)
+        record = _take_lease(db, lambda: threads.create_thread(db, plan.thread_id, spec.spec, spec.version, plan.settings.as_dict()), plan.lease_hint)
     else:
-        _take_lease(db, lambda: threads.acquire(db, plan.thread_id, plan.settings.as_dict()), plan.lease_hint)
+        record = _take_lease(db, lambda: threads.acquire(db, plan.thread_id, plan.settings.as_dict()), plan.lease_hint)
+    plan = replace(plan, lease=record.lease)
     if on_event:
         for notice in plan.notices:
             on_event(notice)
     return _run_sync(drive(db, plan, on_event, handle_signals))
 
 
-def _take_lease(db: Database, lease: Callable[[], Any], hint: str) -> None:
+def _take_lease(db: Database, lease: Callable[[], Any], hint: str) -> Any:
     """Take a thread's lease (`lease()`) for a run, once the database's reserve is in place.
 
     The reserve is what lets a run stopped by a full disk still record how it ended
@@ -117,7 +119,7 @@ def _take_lease(db: Database, lease: Callable[[], Any], hint: str) -> None:
     """
     db.keep_reserve(hint)
     try:
-        lease()
+        return lease()
     except sqlite3.OperationalError as exc:
         if is_full(exc):
             raise StorageFull(f"the disk that holds {db.path} is full", hint) from None

@@ -85,8 +85,13 @@ class Worker:
         poll: float = POLL_SECONDS,
         handle_signals: bool = False,
         on_event: Callable[[WorkerEvent], None] | None = None,
+        enqueue: bool = False,
     ) -> None:
         self.db = db
+        self.enqueue = enqueue
+        """Put each occurrence on the run queue for the fleet worker that hosts this scheduler
+        (runtime/fleet/worker.py, which reports each run's end to `finished_run`) instead of
+        running it here; dead and stopped runs are then the fleet's to continue."""
         self.clock = clock or SystemClock()
         self.grace = grace
         self.max_resumes = max_resumes
@@ -190,7 +195,7 @@ class Worker:
                 if worker_alive(worker):
                     return thread_id  # claimed, its thread not created yet
                 continue
-            if record.status == "running" and record.holder_alive():
+            if (record.status == "running" and record.holder_alive()) or record.status == "queued":
                 return thread_id
         return None
 
@@ -223,6 +228,8 @@ class Worker:
         stored = schedule.settings
         settings = RunSettings(model=stored.get("model"), max_cost=stored.get("max_cost"), deadline=stored.get("deadline"), background=True)
         outcome = None
+        if self.enqueue and not reraise:
+            return self._enqueue(run_id, schedule, thread_id, settings, events)
         try:
             # Unattended: only built-in graphs and those listed in AGENT_TRUSTED_GRAPHS (runtime/policy/trust.py).
             if resume:
@@ -242,6 +249,24 @@ class Worker:
         if status == "stopped":
             self.stopping = True  # the run was stopped by SIGTERM/SIGINT: the worker stops too
         return outcome
+
+    def _enqueue(self, run_id: int, schedule: Schedule, thread_id: str, settings: Any, events: list[WorkerEvent]) -> None:
+        """Queue a claimed occurrence for the fleet worker; a run that cannot be queued fails here."""
+        from runtime.fleet.queue import submit_run
+        from runtime.policy.trust import require_trusted
+
+        try:
+            require_trusted(schedule.graph, attended=False, owner=f"schedule {schedule.name!r}")
+            submit_run(self.db, schedule.graph, thread_id, schedule.input, settings, origin={"schedule": schedule.name, "run_id": run_id})
+        except AgentError as exc:
+            self.finish(run_id, schedule.name, "failed", exc.message, events, thread_id)
+
+    def finished_run(self, origin: dict[str, Any], thread_id: str, status: str, error: str | None) -> None:
+        """The fleet worker's report of a queued occurrence's run. A run stopped by its worker
+        stopping is recorded `stopped` and continued by the next worker; its end, like that of a
+        run taken over, is recorded when it comes (`recover`)."""
+        if status != "taken_over":
+            self.finish(origin["run_id"], origin["schedule"], status, error, [], thread_id)
 
     def finish(self, run_id: int, name: str, status: str, error: str | None, events: list[WorkerEvent], thread_id: str | None = None) -> None:
         """Record a run's end and its effect on the schedule's failure count, in one transaction."""
@@ -280,8 +305,10 @@ class Worker:
                 if status == "running" and worker_alive(worker):
                     continue  # just claimed by a live worker
                 resume = False
-            elif record.status == "running" and record.holder_alive():
+            elif (record.status == "running" and record.holder_alive()) or record.status == "queued":
                 continue
+            elif self.enqueue and (record.shown_status == "stale" or record.status == "stopped"):
+                continue  # the fleet continues it; its end is recorded here once it has one
             elif record.shown_status == "stale" or record.status == "stopped":
                 resume = True
             else:  # the thread ended, but its worker died before recording it

@@ -12,6 +12,13 @@ import sqlite3
 from runtime.store.seam import ControlRow, Owner
 
 
+def addressed_to(conn: sqlite3.Connection, owner: Owner) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT thread_id, request FROM agent_control WHERE target_pid IS NULL OR (target_pid = ? AND target_host = ?)", (owner.pid, owner.host)
+    ).fetchall()
+    return dict(rows)
+
+
 def get(conn: sqlite3.Connection, thread_id: str) -> ControlRow | None:
     row = conn.execute(
         "SELECT request, target_pid, target_host, requested_by, requested_at FROM agent_control WHERE thread_id = ?", (thread_id,)

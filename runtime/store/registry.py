@@ -16,7 +16,7 @@ from runtime.store.seam import Owner, ThreadRow
 
 COLUMNS = (
     "thread_id, graph, graph_version, status, settings, created_at, updated_at, steps, error, "
-    "owner_pid, owner_host, owner_since, heartbeat_at"
+    "owner_pid, owner_host, owner_since, heartbeat_at, lease, resumes"
 )
 
 
@@ -44,7 +44,7 @@ def running(conn: sqlite3.Connection) -> list[ThreadRow]:
 def insert(conn: sqlite3.Connection, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any], owner: Owner, now: float) -> bool:
     try:
         conn.execute(
-            f"INSERT INTO agent_threads ({COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?)",
+            f"INSERT INTO agent_threads ({COLUMNS}) VALUES (?, ?, ?, 'running', ?, ?, ?, 0, NULL, ?, ?, ?, ?, 1, 0)",
             (thread_id, graph, graph_version, json.dumps(settings), now, now, owner.pid, owner.host, now, now),
         )
     except sqlite3.IntegrityError:  # undoes the statement only; the transaction goes on
@@ -55,8 +55,8 @@ def insert(conn: sqlite3.Connection, thread_id: str, graph: str, graph_version: 
 def reuse(conn: sqlite3.Connection, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any], owner: Owner, now: float) -> None:
     conn.execute(
         "UPDATE agent_threads SET graph = ?, graph_version = ?, status = 'running', settings = ?, created_at = ?, "
-        "updated_at = ?, steps = 0, error = NULL, owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? "
-        "WHERE thread_id = ?",
+        "updated_at = ?, steps = 0, error = NULL, owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ?, "
+        "lease = lease + 1, resumes = 0 WHERE thread_id = ?",
         (graph, graph_version, json.dumps(settings), now, now, owner.pid, owner.host, now, now, thread_id),
     )
 
@@ -64,7 +64,7 @@ def reuse(conn: sqlite3.Connection, thread_id: str, graph: str, graph_version: s
 def take_lease(conn: sqlite3.Connection, thread_id: str, settings: dict[str, Any], owner: Owner, now: float) -> None:
     conn.execute(
         "UPDATE agent_threads SET status = 'running', settings = ?, error = NULL, updated_at = ?, "
-        "owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? WHERE thread_id = ?",
+        "owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ?, lease = lease + 1 WHERE thread_id = ?",
         (json.dumps(settings), now, owner.pid, owner.host, now, now, thread_id),
     )
 
@@ -83,7 +83,7 @@ def release(conn: sqlite3.Connection, thread_id: str, pid: int, status: str, err
     return bool(
         conn.execute(
             "UPDATE agent_threads SET status = ?, error = ?, steps = COALESCE(?, steps), updated_at = ?, "
-            "owner_pid = NULL, owner_host = NULL, owner_since = NULL, heartbeat_at = NULL "
+            "owner_pid = NULL, owner_host = NULL, owner_since = NULL, heartbeat_at = NULL, resumes = 0 "
             "WHERE thread_id = ? AND owner_pid = ?",
             (status, error, steps, now, thread_id, pid),
         ).rowcount
@@ -96,6 +96,49 @@ def end_unowned(conn: sqlite3.Connection, thread_id: str, status: str, error: st
         "owner_since = NULL, heartbeat_at = NULL WHERE thread_id = ?",
         (status, error, now, thread_id),
     )
+
+
+def insert_queued(conn: sqlite3.Connection, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any], now: float) -> bool:
+    try:
+        conn.execute(
+            f"INSERT INTO agent_threads ({COLUMNS}) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, NULL, NULL, NULL, NULL, NULL, 0, 0)",
+            (thread_id, graph, graph_version, json.dumps(settings), now, now),
+        )
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
+def mark_queued(conn: sqlite3.Connection, thread_id: str, now: float) -> None:
+    conn.execute("UPDATE agent_threads SET status = 'queued', updated_at = ? WHERE thread_id = ? AND status != 'running'", (now, thread_id))
+
+
+def claim(conn: sqlite3.Connection, thread_id: str, owner: Owner, now: float) -> int | None:
+    row = conn.execute(
+        "UPDATE agent_threads SET status = 'running', error = NULL, updated_at = ?, owner_pid = ?, owner_host = ?, "
+        "owner_since = ?, heartbeat_at = ?, lease = lease + 1 WHERE thread_id = ? AND status != 'running' RETURNING lease",
+        (now, owner.pid, owner.host, now, now, thread_id),
+    ).fetchall()
+    return row[0][0] if row else None
+
+
+def take_over(conn: sqlite3.Connection, thread_id: str, lease: int, owner: Owner, now: float) -> bool:
+    return bool(
+        conn.execute(
+            "UPDATE agent_threads SET updated_at = ?, owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ?, "
+            "lease = lease + 1, resumes = resumes + 1 WHERE thread_id = ? AND lease = ? AND status = 'running'",
+            (now, owner.pid, owner.host, now, now, thread_id, lease),
+        ).rowcount
+    )
+
+
+def leases_held(conn: sqlite3.Connection, owner: Owner, now: float) -> dict[str, int]:
+    rows = conn.execute(
+        "UPDATE agent_threads SET heartbeat_at = ?, updated_at = ? WHERE owner_pid = ? AND owner_host = ? AND status = 'running' "
+        "RETURNING thread_id, lease",
+        (now, now, owner.pid, owner.host),
+    ).fetchall()
+    return dict(rows)
 
 
 def has_checkpoints(conn: sqlite3.Connection, thread_id: str) -> bool:

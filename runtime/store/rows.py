@@ -20,6 +20,10 @@ COLUMNS = (
     "run_id, writers, next, vals, refs, pwrites"
 )
 INSERT_CHECKPOINT = f"INSERT INTO checkpoints ({COLUMNS}) VALUES ({', '.join('?' * 16)}) ON CONFLICT DO NOTHING"
+HOLDS_LEASE = "EXISTS (SELECT 1 FROM agent_threads WHERE thread_id = ? AND lease = ?)"
+"""True while the thread's lease is the given one (fencing: runtime/store/seam.py, LEASE_KEY)."""
+INSERT_CHECKPOINT_FENCED = f"INSERT INTO checkpoints ({COLUMNS}) SELECT {', '.join('?' * 16)} WHERE {HOLDS_LEASE} ON CONFLICT DO NOTHING"
+"""INSERT_CHECKPOINT while the runner holds the lease: one statement, so no taking over comes between."""
 LOADED = "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, vals, refs, next"
 """The columns a checkpoint is loaded from (runtime/store/reading.py)."""
 INSERT_WRITE = (

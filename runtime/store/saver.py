@@ -102,10 +102,14 @@ class AgentSaver(CheckpointReads, CheckpointWrites, QueuedWrites, CheckpointDele
 
     # -- set-up -------------------------------------------------------------------------
 
-    def bind_graph(self, graph: Any) -> "AgentSaver":
-        """Record, with each checkpoint, the tasks that run next (what `agent history` shows)."""
-        self._bound["next"] = NextTasks(graph)
+    def bind_graph(self, graph: Any, thread_id: str | None = None) -> "AgentSaver":
+        """Record, with each checkpoint, the tasks that run next (what `agent history` shows):
+        of every thread, or of `thread_id` only (a saver shared by runs of different graphs)."""
+        self._bound[thread_id or "next"] = NextTasks(graph)
         return self
+
+    def unbind(self, thread_id: str) -> None:
+        self._bound.pop(thread_id, None)
 
     def setup(self) -> None:
         if self.is_setup:

@@ -39,8 +39,10 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterable
 
-SCHEMA_VERSION = 6
-"""6: `agent_spend.unpriced_calls` and `agent_progress` (PROGRESS_TABLE); an older file gets them
+SCHEMA_VERSION = 7
+"""7: the fleet (FLEET_TABLES): `agent_threads.lease` and `.resumes`, the run queue `agent_queue`
+and the workers `agent_workers`; an older file gets them in its migration transaction.
+6: `agent_spend.unpriced_calls` and `agent_progress` (PROGRESS_TABLE); an older file gets them
 in its migration transaction.
 5: one row per step in `checkpoints` (values and the parent's writes in the row, see above).
 3: the control tables (CONTROL_TABLES: spend, pause/cancel requests); a file of schema 2 gets them
@@ -113,6 +115,48 @@ CREATE TABLE IF NOT EXISTS agent_control (
 run, retry and resume (runtime/policy/budget.py); `unpriced_calls` (schema 6) counts the calls of
 models the price table does not know, whose cost is therefore unknown. `agent_control`: a pause or cancel asked of the
 process running a thread, read by its runner (runtime/threads/control.py)."""
+
+
+FLEET_TABLES = """
+CREATE TABLE IF NOT EXISTS agent_queue (
+    thread_id     TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    request       TEXT NOT NULL DEFAULT '{}',
+    priority      INTEGER NOT NULL DEFAULT 0,
+    queued_at     REAL NOT NULL,
+    queued_by     TEXT
+);
+CREATE INDEX IF NOT EXISTS agent_queue_order ON agent_queue (priority DESC, queued_at);
+CREATE TABLE IF NOT EXISTS agent_workers (
+    worker_id     TEXT PRIMARY KEY,
+    pid           INTEGER NOT NULL,
+    host          TEXT NOT NULL,
+    started_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,
+    concurrency   INTEGER NOT NULL,
+    running       INTEGER NOT NULL DEFAULT 0,
+    status        TEXT NOT NULL DEFAULT 'running'
+);
+CREATE INDEX IF NOT EXISTS agent_threads_running ON agent_threads (status, heartbeat_at)
+"""
+"""Schema 7. `agent_queue`: at most one queued request per thread (a new run, a resume, a retry
+of its failed items, an answer to its approvals), taken by a worker oldest first within its
+priority once no live runner holds the thread (runtime/fleet/queue.py). `agent_workers`: one row
+per worker process, its heartbeat and how many threads it runs. `agent_threads.lease` grows each
+time a runner takes the thread: a runner's writes carry its lease and are refused once another
+has taken the thread (fencing, runtime/store/seam.py); `.resumes` counts the takeovers of a dead
+runner's thread since it last ran to an end."""
+
+
+def create_fleet_tables(conn: sqlite3.Connection) -> None:
+    columns = table_columns(conn, "agent_threads")
+    if "lease" not in columns:
+        conn.execute("ALTER TABLE agent_threads ADD COLUMN lease INTEGER NOT NULL DEFAULT 0")
+    if "resumes" not in columns:
+        conn.execute("ALTER TABLE agent_threads ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
+    for statement in FLEET_TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 def create_control_tables(conn: sqlite3.Connection) -> None:

@@ -37,6 +37,12 @@ What each part must guarantee:
 - Spend (`spend`): `add` is one atomic statement that adds to the thread's row, so that adders in
   many processes never lose a count (an upsert).
 - Progress (`progress`): at most one row of figures per thread; `put` replaces it.
+- The run queue (`queue`): at most one queued request per thread; a worker takes one inside
+  `immediate`, deleting it and taking the thread's lease in the same transaction (`claim`), so
+  of two workers one gets it. Workers (`workers`): one row per worker process.
+- Fencing: a runner's checkpoint and writes carry its lease (LEASE_KEY) and are stored only
+  while the thread's `lease` is still that number, checked in the statement (or transaction)
+  that stores them; otherwise `LeaseLost` and nothing is stored.
 - Control requests (`control`): at most one per thread; `put` replaces it.
 - Schedules, their occurrences and runs (`schedules`): an occurrence is claimed once under
   UNIQUE (schedule, fire_time): `insert_run` of a claimed one raises `OccurrenceTaken` (the
@@ -63,7 +69,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ContextManager, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
@@ -73,101 +79,21 @@ Connection = Any
 """The backend's connection, as `Database.conn` gives it to the calling thread."""
 
 
-class OccurrenceTaken(Exception):
-    """A schedule's occurrence (schedule, fire time) was claimed already, by another worker or a trigger."""
-
-
-class StorageUnreadable(Exception):
-    """The storage cannot be read at all (not a database of this backend, or a damaged one)."""
-
-
-# -- rows: what the parts hand back -----------------------------------------------------------
-
-
-class Owner(NamedTuple):
-    """The process holding a thread's lease, or asked to pause or cancel it."""
-
-    pid: int
-    host: str
-
-
-class ThreadRow(NamedTuple):
-    thread_id: str
-    graph: str
-    graph_version: str
-    status: str
-    settings: dict[str, Any]
-    created_at: float
-    updated_at: float
-    steps: int
-    error: str | None
-    owner_pid: int | None
-    owner_host: str | None
-    owner_since: float | None
-    heartbeat_at: float | None
-
-
-class StoreItem(NamedTuple):
-    """An item of LangGraph's store, as a thread's namespaces hold it."""
-
-    key: str
-    value: dict[str, Any]
-    created_at: float
-    updated_at: float
-
-
-class SpendRow(NamedTuple):
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    """The estimated cost of the calls whose model has a price."""
-    calls: int
-    unpriced_calls: int = 0
-    """Calls of models the price table does not know: their tokens count, their cost is unknown."""
-
-
-class ControlRow(NamedTuple):
-    request: str
-    target_pid: int | None
-    target_host: str | None
-    requested_by: str | None
-    requested_at: float
-
-
-class ScheduleRow(NamedTuple):
-    name: str
-    graph: str
-    cron: str
-    tz: str
-    input: Any
-    settings: dict[str, Any]
-    overlap: str
-    missed: str
-    max_failures: int
-    status: str
-    pause_reason: str | None
-    failures: int
-    next_fire: float | None
-    created_at: float
-    updated_at: float
-
-
-class RunRow(NamedTuple):
-    """One occurrence of a schedule: claimed (`running`, then how its thread ended), skipped or missed."""
-
-    id: int
-    schedule: str
-    fire_time: float
-    thread_id: str | None
-    status: str
-    started_at: float | None
-    ended_at: float | None
-    error: str | None
-    worker: str | None
-    resumes: int
-
-
-# -- the parts ---------------------------------------------------------------------------------
+from runtime.store.records import (  # noqa: F401  the rows and errors, apart to keep this file short; named here as the seam's
+    OccurrenceTaken,
+    LeaseLost,
+    StorageUnreadable,
+    Owner,
+    ThreadRow,
+    QueueRow,
+    WorkerRow,
+    StoreItem,
+    SpendRow,
+    ControlRow,
+    ScheduleRow,
+    RunRow,
+    LEASE_KEY,
+)
 
 
 @runtime_checkable
@@ -199,8 +125,12 @@ class Checkpointer(Protocol):
     async def aput_writes(self, config: Any, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None: ...
     async def adelete_thread(self, thread_id: str) -> None: ...
 
-    def bind_graph(self, graph: Any) -> Any:
-        """Record with each checkpoint the tasks that run next (what history shows)."""
+    def bind_graph(self, graph: Any, thread_id: str | None = None) -> Any:
+        """Record with each checkpoint the tasks that run next (what history shows), of every
+        thread or of `thread_id` only."""
+
+    def unbind(self, thread_id: str) -> None:
+        """Forget the graph bound for `thread_id`."""
 
     def flush(self, min_age: float = 0.0) -> int:
         """Store the writes queued for a later commit; how many."""
@@ -294,7 +224,49 @@ class ThreadRegistry(Protocol):
     def end_unowned(self, conn: Connection, thread_id: str, status: str, error: str | None, now: float) -> None:
         """Record a status for a thread nobody runs, dropping whatever lease is left."""
 
+    def insert_queued(self, conn: Connection, thread_id: str, graph: str, graph_version: str, settings: dict[str, Any], now: float) -> bool:
+        """A new thread waiting in the queue (status `queued`, nobody holds it); False when the id exists."""
+
+    def mark_queued(self, conn: Connection, thread_id: str, now: float) -> None:
+        """Show a thread that nobody runs as `queued` (a running one is left as it is)."""
+
+    def claim(self, conn: Connection, thread_id: str, owner: Owner, now: float) -> int | None:
+        """Lease a thread that is not running to `owner`, running; its new lease, or None when it is running."""
+
+    def take_over(self, conn: Connection, thread_id: str, lease: int, owner: Owner, now: float) -> bool:
+        """Lease a running thread whose runner is gone to `owner`, while its lease is still `lease`
+        (of two takers, one wins); its takeovers (`resumes`) grow by one."""
+
+    def leases_held(self, conn: Connection, owner: Owner, now: float) -> dict[str, int]:
+        """Renew every lease `owner` holds, in one statement; thread id -> lease of each."""
+
     def has_checkpoints(self, conn: Connection, thread_id: str) -> bool: ...
+
+
+@runtime_checkable
+class RunQueue(Protocol):
+    """Queued requests to run threads, at most one per thread. SQLite: runtime/store/queue_rows.py."""
+
+    def put(self, conn: Connection, row: QueueRow) -> bool:
+        """Queue a request; False (nothing written) when the thread has one queued already."""
+
+    def get(self, conn: Connection, thread_id: str) -> QueueRow | None: ...
+    def list_all(self, conn: Connection) -> list[QueueRow]: ...
+
+    def ready(self, conn: Connection, limit: int) -> list[QueueRow]:
+        """Requests whose thread nobody is running (its status is not `running`), highest
+        priority first, then oldest first."""
+
+    def delete(self, conn: Connection, thread_id: str) -> int: ...
+
+
+@runtime_checkable
+class WorkerRegistry(Protocol):
+    """The worker processes and their heartbeats. SQLite: runtime/store/worker_rows.py."""
+
+    def register(self, conn: Connection, row: WorkerRow) -> None: ...
+    def beat(self, conn: Connection, worker_id: str, running: int, status: str, now: float) -> None: ...
+    def list_all(self, conn: Connection) -> list[WorkerRow]: ...
 
 
 @runtime_checkable
@@ -327,6 +299,9 @@ class ControlRequests(Protocol):
     """Pause and cancel requests to a thread's runner. SQLite: runtime/store/control.py."""
 
     def get(self, conn: Connection, thread_id: str) -> ControlRow | None: ...
+
+    def addressed_to(self, conn: Connection, owner: Owner) -> dict[str, str]:
+        """thread id -> request, of the requests addressed to `owner` (or to no one in particular)."""
 
     def put(self, conn: Connection, thread_id: str, request: str, target: Owner, requested_by: str, now: float) -> None:
         """Ask `target` (the lease holder) to carry out `request`, replacing an earlier request."""
@@ -444,6 +419,8 @@ class Backend:
     threads: ThreadRegistry
     spend: SpendLedger
     progress: ProgressBoard
+    queue: RunQueue
+    workers: WorkerRegistry
     control: ControlRequests
     schedules: Schedules
     namespaces: Namespaces

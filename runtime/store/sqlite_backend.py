@@ -6,7 +6,7 @@ those on its file.
 
 from __future__ import annotations
 
-from runtime.store import checks, control, namespaces, progress_board, registry, schedules, spend, transaction
+from runtime.store import checks, control, namespaces, progress_board, queue_rows, registry, schedules, spend, transaction, worker_rows
 from runtime.store.seam import Backend
 
 BACKEND = Backend(
@@ -14,6 +14,8 @@ BACKEND = Backend(
     threads=registry,
     spend=spend,
     progress=progress_board,
+    queue=queue_rows,
+    workers=worker_rows,
     control=control,
     schedules=schedules,
     namespaces=namespaces,

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import time
+from datetime import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +34,9 @@ from langgraph.checkpoint.base import (
 
 from runtime.store.rows import (
     COLUMNS,
+    HOLDS_LEASE,
     INSERT_CHECKPOINT,
+    INSERT_CHECKPOINT_FENCED,
     INSERT_WRITE,
     LEGACY,
     NO_PARENT,
@@ -47,6 +51,8 @@ from runtime.store.rows import (
     vals_of,
 )
 
+from runtime.store.seam import LEASE_KEY, LeaseLost
+
 _WRITE_COLUMNS = 9
 _PARAMS_PER_STATEMENT = _WRITE_COLUMNS * 100
 """Writes go in statements of up to 100 rows."""
@@ -55,6 +61,10 @@ _PARAMS_PER_STATEMENT = _WRITE_COLUMNS * 100
 class CheckpointWrites:
     """The write half of AgentSaver (runtime/store/saver.py), which gives it `conn`, `lock`,
     `serde`, `_tx()`, `_wal`, `_bound`, `_last`, `_put_cursor` and `_put_joined` (the write queue's)."""
+
+    save_latencies: list[float] | None = None
+    """When a list: each checkpoint's seconds from its creation (LangGraph stamps `ts` once the
+    step's tasks finished) to its row being stored (`agent worker --stats`)."""
 
     def get_next_version(self, current: str | int | None, channel: None = None) -> int | str:
         """A counter, as LangGraph's base saver has it: a step's versions are then a few bytes in
@@ -95,7 +105,7 @@ class CheckpointWrites:
         vals, where, refs = self._place_values(cid, checkpoint["channel_values"], versions, new_versions, last)
         meta = get_checkpoint_metadata(config, metadata)
         source = meta.get("source")
-        next_tasks = self._bound.get("next")
+        next_tasks = self._bound.get(thread_id) or self._bound.get("next")
         next_json = names_json(next_tasks(checkpoint)) if next_tasks is not None and ns == "" else None
         pwrites = self._join_parent_writes(ns, cid, parent, joined) if joined else None
         type_, serialized = self.serde.dumps_typed({**checkpoint, "channel_values": {}})
@@ -118,12 +128,20 @@ class CheckpointWrites:
             pwrites,
         )
         cur = self._cursor()
-        cur.execute(INSERT_CHECKPOINT, row)
-        if cur.rowcount == 0:  # the id is stored already
+        lease = configurable.get(LEASE_KEY)
+        if lease is None:
+            cur.execute(INSERT_CHECKPOINT, row)
+        else:
+            cur.execute(INSERT_CHECKPOINT_FENCED, (*row, thread_id, lease))
+        if cur.rowcount == 0:  # the id is stored already, or the lease is lost
+            if lease is not None:
+                self._check_lease(thread_id, lease)
             self._put_again(row)
         elif self._wal is not None:
             self._wal.committed()
         self._last[(thread_id, ns)] = RowFacts(cid, next_json, where, dict(versions))
+        if self.save_latencies is not None and checkpoint.get("ts"):
+            self.save_latencies.append(time.time() - datetime.fromisoformat(checkpoint["ts"]).timestamp())
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}}
 
     def _place_values(
@@ -227,9 +245,18 @@ class CheckpointWrites:
         dumps = self.serde.dumps_typed
         return [(task_id, task_path, WRITES_IDX_MAP.get(ch, idx), ch, *dumps(value)) for idx, (ch, value) in enumerate(writes)]
 
+    def _check_lease(self, thread_id: str, lease: int) -> None:
+        """Raise LeaseLost unless the thread's lease is still `lease`."""
+        if not self.conn.execute(f"SELECT {HOLDS_LEASE}", (thread_id, lease)).fetchone()[0]:
+            raise LeaseLost(f"the lease on thread {thread_id!r} was taken over; this runner's writes are refused")
+
     def _put_writes(self, config, writes, task_id, task_path) -> None:
         verb, params = self._write_rows(config, writes, task_id, task_path)
         if not params:
+            return
+        lease = config["configurable"].get(LEASE_KEY)
+        if lease is not None:
+            self._put_writes_fenced(str(config["configurable"]["thread_id"]), lease, verb, params)
             return
         if len(params) <= _PARAMS_PER_STATEMENT and not self.conn.in_transaction:
             # One statement is one (implicit) transaction: the rows commit together, in one call.
@@ -240,6 +267,14 @@ class CheckpointWrites:
                 self._wal.committed()
             return
         with self._tx() as cur:
+            for start in range(0, len(params), _PARAMS_PER_STATEMENT):
+                self._insert_writes(cur, verb, params[start : start + _PARAMS_PER_STATEMENT])
+
+    def _put_writes_fenced(self, thread_id: str, lease: int, verb: str, params: list[Any]) -> None:
+        """A runner's writes, stored only while it holds the lease: checked and stored in one
+        transaction that takes the write lock first, so no taking over comes between."""
+        with self._tx() as cur:
+            self._check_lease(thread_id, lease)
             for start in range(0, len(params), _PARAMS_PER_STATEMENT):
                 self._insert_writes(cur, verb, params[start : start + _PARAMS_PER_STATEMENT])
 

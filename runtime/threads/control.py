@@ -1,8 +1,9 @@
 """Pause and cancel: asked from any process, carried out by the process running the thread.
 
 `request_pause` / `request_cancel` store a request in `agent_control`, addressed to the runner
-that holds the thread's lease (its pid and host). That runner reads it every
-`runtime.policy.budget.FLUSH_SECONDS` (`pending_request`) and asks LangGraph to drain: the nodes in
+that holds the thread's lease (its pid and host). That runner's process reads
+the requests addressed to it every `runtime.policy.budget.FLUSH_SECONDS` (runtime/runs/host.py)
+and asks LangGraph to drain: the nodes in
 flight finish and are saved, the run stops at the next node boundary with status `paused` or
 `cancelled`, and the request is cleared when the runner lets the thread go. A thread nobody is
 running is not asked anything: a cancel marks it `cancelled` at once, a pause leaves it as it is
@@ -14,10 +15,9 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+
 
 from runtime.threads import registry as threads
 from runtime.store.parts import control as control_rows
@@ -96,20 +96,6 @@ def _request(db: Database, thread_id: str, action: str) -> ControlResult:
         return ControlResult(thread_id, action, "marked", CANCELLED, f"thread {thread_id} was {shown}; it is now cancelled")
 
 
-def pending_request(db: Database, thread_id: str) -> str | None:
-    """The request addressed to this process's run of the thread, if any (read by the runner).
-
-    A request addressed to another runner (one killed before it read it) is ignored.
-    """
-    row = control_rows.get(db.conn, thread_id)
-    if row is None:
-        return None
-    request, pid, host = row.request, row.target_pid, row.target_host
-    if pid is not None and (pid != os.getpid() or host != socket.gethostname()):
-        return None
-    return request
-
-
 def clear_request(db: Database, thread_id: str) -> None:
     control_rows.clear(db.conn, thread_id, os.getpid())
 
@@ -120,25 +106,3 @@ def refuse_if_cancelled(record: threads.ThreadRecord, force: bool, command: str 
             f"thread {record.thread_id!r} was cancelled",
             Message("to continue it anyway: {}", Command(command, thread_id=record.thread_id, force=True)),
         )
-
-
-async def watch(db: Database, thread_id: str, control, meter, on_request: Callable[[str], Any] | None = None) -> None:
-    """In a run: every FLUSH_SECONDS, add the meter's new spend to the thread's and honour a
-    pause or cancel asked by another process (LangGraph's RunControl drain), telling
-    `on_request` once it has. Off the event loop, like the heartbeat: a write may wait for the
-    store's transaction, which needs the loop."""
-    import asyncio
-
-    from runtime.policy.budget import FLUSH_SECONDS, add_spend
-
-    def once() -> str | None:
-        add_spend(db, thread_id, meter.take_pending())
-        return pending_request(db, thread_id)
-
-    while True:
-        await asyncio.sleep(FLUSH_SECONDS)
-        request = await asyncio.to_thread(once)
-        if request is not None and not control.drain_requested:
-            control.request_drain(request)
-            if on_request is not None:
-                on_request(request)

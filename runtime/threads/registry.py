@@ -22,16 +22,26 @@ from runtime.store.parts import immediate
 from runtime.errors import BadInput, Command, Duration, Message, Setting, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.policy.times import iso_time
 
-HEARTBEAT_SECONDS = 2.0
-STALE_AFTER_SECONDS = 30.0
-"""A heartbeat older than this marks the holder as gone."""
+LEASE_ENV = "AGENT_LEASE_SECONDS"
+
+
+def _lease_seconds() -> float:
+    from runtime.policy.numbers import env_number
+
+    return float(env_number(LEASE_ENV, minimum=1, unit="seconds") or 30.0)
+
+
+STALE_AFTER_SECONDS = _lease_seconds()
+"""A heartbeat older than this marks the holder as gone (AGENT_LEASE_SECONDS, default 30): a
+live worker then takes the thread over, and the stalled holder's writes are refused."""
+HEARTBEAT_SECONDS = min(2.0, STALE_AFTER_SECONDS / 4)
 
 WAIT_POLL_SECONDS = 0.5
 
 MAX_THREAD_ID = 200
 
 FINAL = ("completed", "failed")
-STATUSES = ("running", "completed", "failed", "timeout", "stopped", "interrupted", "stale", "paused", "budget_exceeded", "cancelled")
+STATUSES = ("queued", "running", "completed", "failed", "timeout", "stopped", "interrupted", "stale", "paused", "budget_exceeded", "cancelled")
 
 
 @dataclass
@@ -49,6 +59,10 @@ class ThreadRecord:
     owner_host: str | None = None
     owner_since: float | None = None
     heartbeat_at: float | None = None
+    lease: int = 0
+    """Grows each time a runner takes the thread; a runner's writes carry it (fencing)."""
+    resumes: int = 0
+    """Takeovers of a dead runner's thread since a run of it last ended."""
 
     def holder_alive(self, now: float | None = None) -> bool:
         if self.owner_pid is None:
@@ -195,11 +209,6 @@ def wait_until_free(db: Database, thread_id: str, timeout: float, notify: Callab
         if time.monotonic() >= deadline:
             raise ThreadBusy(f"thread {thread_id!r} is still being run by {_holder(record)} after waiting {timeout:g}s")
         time.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def heartbeat(db: Database, thread_id: str, steps: int | None = None) -> None:
-    """Renew this process's lease (a thread it no longer holds is left alone)."""
-    thread_rows.heartbeat(db.conn, thread_id, os.getpid(), time.time(), steps)
 
 
 def release(db: Database, thread_id: str, status: str, steps: int | None, error: str | None) -> None:

@@ -1,0 +1,107 @@
+"""What the runs of one process share: the saver and store they write through, one heartbeat
+for every lease the process holds, and one reader of pause / cancel requests and spend.
+
+`agent run` hosts one run; a worker hosts thousands at once on one event loop. Per run, a
+heartbeat and a watcher would be two queries a run every half second or so, 20,000 a second for
+10,000 threads: here each is one statement for all of them. Every `HEARTBEAT_SECONDS` the host
+renews all its leases at once (`leases_held`) and learns which it still holds: a run whose lease
+was taken over (this process stalled past it, or lost the database) is told to stop, and its
+writes would be refused anyway (fencing, runtime/store/seam.py). Every `FLUSH_SECONDS` it adds
+every run's new spend in one transaction and hands each run the pause or cancel asked of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+from runtime.policy.budget import FLUSH_SECONDS, add_spend
+from runtime.store.database import Database
+from runtime.store.parts import control as control_rows
+from runtime.store.parts import immediate
+from runtime.store.parts import threads as thread_rows
+from runtime.threads import registry as threads
+from runtime.threads.progress import save_reported
+
+if TYPE_CHECKING:
+    from runtime.runs.drive import Drive
+
+LEASE_LOST = "lease_lost"
+"""The drain reason of a run whose lease another runner took."""
+
+
+class RunHost:
+    """The shared services of the runs in this process (use `async with`)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.drives: dict[str, Drive] = {}
+        self.storage: tuple[Any, Any] | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stack = contextlib.AsyncExitStack()
+        self.on_lost: Callable[[str], Any] | None = None
+
+    async def __aenter__(self) -> RunHost:
+        self.storage = await self._stack.enter_async_context(self.db.open_async())
+        self._tasks = [asyncio.create_task(self._beat()), asyncio.create_task(self._watch())]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stack.aclose()
+
+    @contextlib.asynccontextmanager
+    async def hosting(self, drive: Drive) -> AsyncIterator[None]:
+        self.drives[drive.plan.thread_id] = drive
+        try:
+            yield
+        finally:
+            self.drives.pop(drive.plan.thread_id, None)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(threads.HEARTBEAT_SECONDS)
+            if not self.drives:
+                continue
+            # Off the event loop: the write may wait for the store's transaction, which needs the loop.
+            held = await asyncio.to_thread(self.renew)
+            for thread_id, drive in list(self.drives.items()):
+                if drive.plan.lease is not None and held.get(thread_id) != drive.plan.lease:
+                    drive.lease_lost()
+
+    def renew(self) -> dict[str, int]:
+        """Renew every lease this process holds, keep the progress runs reported; the leases held."""
+        with immediate(self.db.conn):
+            held = thread_rows.leases_held(self.db.conn, threads.this_process(), _now())
+            for drive in list(self.drives.values()):
+                if drive.reported and held.get(drive.plan.thread_id) == drive.plan.lease:
+                    save_reported(self.db, drive.plan.thread_id, drive.figures())
+        return held
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            if not self.drives:
+                continue
+            requests = await asyncio.to_thread(self.flush)
+            for thread_id, request in requests.items():
+                drive = self.drives.get(thread_id)
+                if drive is not None:
+                    drive.asked(request)
+
+    def flush(self) -> dict[str, str]:
+        """Add every run's new spend in one transaction; the requests addressed to this process's runs."""
+        drives = list(self.drives.values())
+        with immediate(self.db.conn):
+            for drive in drives:
+                add_spend(self.db, drive.plan.thread_id, drive.meter.take_pending())
+        return control_rows.addressed_to(self.db.conn, threads.this_process())
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
