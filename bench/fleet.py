@@ -73,6 +73,9 @@ class Shape:
     save_p99: float
     cpu_seconds: float
     note: str = ""
+    wall_after_start: float | None = None
+    """(a): from the first worker's own start (its stats' started_at: interpreter start-up and
+    imports left out, as the gathers' wall leaves them out) to the last one's exit."""
 
     @property
     def kb_per_thread(self) -> float:
@@ -154,13 +157,25 @@ def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:] if log.exists() else "(none)"
 
 
+def submit_run():
+    """The fleet's Python submit, or None on a tree without the fleet. Looked for in the public
+    API first; the fleet's module otherwise (it is not listed in `runtime._PUBLIC` yet)."""
+    found = getattr(runtime, "submit_run", None)
+    if found is None:
+        try:
+            from runtime.fleet.queue import submit_run as found
+        except ImportError:
+            return None
+    return found
+
+
 def submit(db: Path, threads: int, steps: int, model: str, prefix: str = "t") -> float:
     """Queue `threads` runs in-process; seconds per submit."""
-    settings = runtime.RunSettings(model=model)
+    settings, submit_one = runtime.RunSettings(model=model), submit_run()
     with runtime.open_database(db, create=True) as database:
         started = time.perf_counter()
         for i in range(threads):
-            runtime.submit_run(database, GRAPH_SPEC, f"{prefix}{i}", {"topic": f"topic {i}", "steps": steps}, settings, priority=0)
+            submit_one(database, GRAPH_SPEC, f"{prefix}{i}", {"topic": f"topic {i}", "steps": steps}, settings, priority=0)
         return (time.perf_counter() - started) / threads
 
 
@@ -203,8 +218,7 @@ def run_fleet(work: Path, threads: int, steps: int, latency: float, workers: int
     note = (
         f"threads completed {done}/{threads}; stats: steps {sum(f['steps'] for f in figures)}, "
         f"saves {sum(s['count'] for s in saves)}, max running {'+'.join(str(f['max_running']) for f in figures)}, "
-        f"CPU {'+'.join(format(f['cpu_seconds'], '.1f') for f in figures)} s; wall from the stats' started_at "
-        f"{max(p.ended_epoch for p in processes) - min(f['started_at'] for f in figures):.1f} s"
+        f"CPU {'+'.join(format(f['cpu_seconds'], '.1f') for f in figures)} s"
     )
     if workers > 1:
         note += "; save latency: the worst worker's p50 and p99"
@@ -212,8 +226,9 @@ def run_fleet(work: Path, threads: int, steps: int, latency: float, workers: int
         f"(a) fleet, {workers} worker{'s' if workers > 1 else ''} x {concurrency}", threads, threads * steps,
         max(p.ended for p in processes) - min(p.started for p in processes),
         sum(p.maxrss_kb for p in processes), workers * idle.maxrss_kb,
-        max(s["p50"] for s in saves), max(s["p99"] for s in saves),
+        max(s["p50"] or float("nan") for s in saves), max(s["p99"] or float("nan") for s in saves),
         sum(p.cpu_seconds for p in processes) - workers * idle.cpu_seconds, note,
+        max(p.ended_epoch for p in processes) - min(f["started_at"] for f in figures),
     )  # fmt: skip
     return shape, per_submit
 
@@ -321,7 +336,8 @@ def targets(fleet: list[Shape], floor: Shape | None, recovery: Recovery | None) 
     checks: list[tuple[str, float | None, float]] = []
     for s in fleet:
         if floor is not None:
-            checks.append((f"{s.name}: wall / (c)'s wall <= 1.2", s.wall / floor.wall, 1.2))
+            own = "" if s.wall_after_start is None else f" (from the worker's own start: {s.wall_after_start / floor.wall:.2f})"
+            checks.append((f"{s.name}: wall / (c)'s wall <= 1.2{own}", s.wall / floor.wall, 1.2))
         checks.append((f"{s.name}: RSS per concurrent thread <= 100 KB", s.kb_per_thread, 100))
         checks.append((f"{s.name}: save p99 <= 20 ms", s.save_p99, 20))
     if recovery is not None:
@@ -365,7 +381,7 @@ def measure(work: Path, threads: int, steps: int, latency: float, ideal: float, 
     floor = rows[0]
     fleet: list[Shape] = []
     recovery, per_submit, cli = None, None, None
-    if hasattr(runtime, "submit_run"):
+    if submit_run() is not None:
         print("running an idle worker ...", flush=True)
         idle = idle_worker(work, threads, steps)
         for workers in (1, 2):
