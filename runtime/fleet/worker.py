@@ -270,7 +270,15 @@ class FleetWorker:
         return replace(plan, lease=claim.lease)
 
     def _refused(self, claim: Claim, exc: AgentError) -> None:
-        status = "failed" if claim.kind in (queue.RUN, TAKEOVER) or claim.before in ("queued", "running") else claim.before
+        """A claimed thread that cannot run here: a new run fails; a dead runner's thread this
+        worker may not continue (its graph is not trusted here, say) is left `stopped` for a
+        person to resume; any other request leaves the thread as it was before."""
+        if claim.kind == TAKEOVER:
+            status = "stopped"
+        elif claim.kind == queue.RUN or claim.before in ("queued", "running"):
+            status = "failed"
+        else:
+            status = claim.before
         self._release(claim.thread_id, status, f"the queued {claim.kind} could not start: {exc.message}")
         self.emit(WorkerEvent("refused", claim.thread_id, status, exc.message))
 
