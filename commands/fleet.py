@@ -41,12 +41,13 @@ def submit(
 
     Example: agent submit task_queue --thread docs --input @docs.json --max-cost 5
     """
-    from runtime.fleet.queue import submit_run
+    from runtime.fleet.queue import prepare_submit, queue_plan
 
     check_thread_id(thread)
     data = parse_input(input)
+    plan = prepare_submit(graph, thread, data, settings)  # a bad graph, input or model fails here, before the database is made
     with open_db(db, create=True) as database:
-        submit_run(database, graph, thread, data, settings, priority=priority)
+        queue_plan(database, plan, priority=priority)
     queued(thread, "run", as_json)
 
 

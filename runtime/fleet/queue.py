@@ -36,9 +36,17 @@ def submit_run(
 ) -> str:
     """Queue a new thread of `graph` with `input`; checked as `run_thread` checks it. Returns the
     thread id. `origin` is kept with the request (a schedule's run, for its worker to record)."""
-    background = replace_background(settings)
-    plan = prepare_run(graph, thread_id, input, background)
-    now = time.time()
+    return queue_plan(db, prepare_submit(graph, thread_id, input, settings), priority=priority, origin=origin)
+
+
+def prepare_submit(graph: str, thread_id: str, input: dict[str, Any], settings: RunSettings | None = None) -> Any:
+    """A queued run, checked as `run_thread` checks it, before the database is touched (or made)."""
+    return prepare_run(graph, thread_id, input, replace_background(settings))
+
+
+def queue_plan(db: Database, plan: Any, *, priority: int = 0, origin: dict[str, Any] | None = None) -> str:
+    """Record a checked run (`prepare_submit`) as a queued thread."""
+    thread_id, now = plan.thread_id, time.time()
     with immediate(db.conn):
         if not thread_rows.insert_queued(db.conn, thread_id, plan.spec.spec, plan.spec.version, plan.settings.as_dict(), now):
             _refuse_taken(db, thread_id)

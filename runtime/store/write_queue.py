@@ -20,6 +20,8 @@ from typing import Any, Callable
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import WRITES_IDX_MAP
 
+from runtime.store.records import LeaseLost
+
 JOIN_SECONDS = 0.005
 """How long a task's queued writes (sync API) wait for the step's checkpoint to take them."""
 _QUIET_SECONDS = 1.0
@@ -84,10 +86,14 @@ class QueuedWrites:
         return due
 
     def _store(self, due: list[PendingWrites]) -> None:
-        """Store taken writes on their own (callers hold `self.lock`); what fails goes back."""
+        """Store taken writes on their own (callers hold `self.lock`); what fails goes back, but
+        the writes of a runner that lost its thread (fencing), which are refused for good: those
+        are dropped, and whoever flushed them (a reader, another run) is not troubled by them."""
         for i, p in enumerate(due):
             try:
                 self._put_writes(*p.args)
+            except LeaseLost:
+                continue
             except BaseException:
                 self._unclaim(due[i:])
                 raise
@@ -105,6 +111,8 @@ class QueuedWrites:
         joined = self._claim(config) if self._sync_pending else []
         try:
             return self._put(config, checkpoint, metadata, new_versions, [p.args for p in joined])
+        except LeaseLost:
+            raise  # the thread is another runner's now: its writes go with the refused checkpoint
         except BaseException:
             self._unclaim(joined)
             raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from runtime.store.parts import namespaces
+from runtime.store.parts import queue as queue_rows
 from runtime.store.parts import threads as thread_rows
 from runtime.store.database import Database
 from runtime.store.seam import Connection, Owner
@@ -154,7 +155,7 @@ def create_thread(db: Database, thread_id: str, graph: str, graph_version: str, 
     with immediate(db.conn):
         if not thread_rows.insert(db.conn, thread_id, graph, graph_version, settings, this_process(), now):
             existing = get_thread(db, thread_id)
-            if existing.holder_alive() or has_saved_work(db.conn, thread_id):
+            if existing.holder_alive() or has_saved_work(db.conn, thread_id) or queue_rows.get(db.conn, thread_id) is not None:
                 raise ThreadExists(
                     f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
                     Message(
