@@ -183,3 +183,24 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid -= 1
+
+
+def test_detach_queues_an_answer_a_resume_and_a_retry_for_a_worker(run_agent, db_path):
+    plan = {"request": "Tidy up", "actions": [{"kind": "send_email", "target": "a@example.com", "detail": "hello"}]}
+    assert run_agent("run", "approval", "--thread", "ap", "--input", json.dumps(plan), "--background", "--quiet").returncode == 3
+    queue = {"items": ["a", "b POISON"], "prompt": "Summarize: {item}"}
+    assert run_agent("run", "task_queue", "--thread", "q", "--input", json.dumps(queue), "--model", "offline:fail_on=POISON", "--max-attempts", "1", "--quiet").returncode == 0
+    proc = run_agent("approve", "--thread", "ap", "--all", "--reason", "fine", "--detach")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ap", proc.stderr
+    assert run_agent("retry-failed", "--thread", "q", "--model", "offline", "--detach").returncode == 0
+    refused = run_agent("resume", "--thread", "q", "--detach", "--wait", "1m")
+    assert refused.returncode == 2 and refused.stderr.startswith("Error: --wait does nothing with --detach")
+    assert json.loads(run_agent("status", "--thread", "ap", "--json").stdout)["queued"]["kind"] == "answer"
+    # Two runs ending side by side in one process: each records its end off the loop, where the
+    # other's store transaction may hold the write lock until the loop reaches its COMMIT.
+    proc = run_agent("worker", "--until-idle", "--json")
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads(run_agent("state", "--thread", "ap", "--json").stdout)
+    assert [d["reason"] for d in state["values"]["decisions"]] == ["fine"] and state["values"]["performed"][0]["outcome"] == "done"
+    results = [json.loads(line) for line in run_agent("results", "--thread", "q").stdout.splitlines()]
+    assert [r["status"] for r in results] == ["done", "done"]  # the retry round sent the failed item again, on a model that answers it

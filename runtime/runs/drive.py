@@ -97,7 +97,11 @@ class Drive:
                 steps = self.step if self.step >= 0 else None
                 final = self.figures() if self.tracker is not None and self.tracker.active else None
                 reported = final if self.reported and self.status != TAKEN_OVER else None
-                _record_end(self.db, self.plan.thread_id, self.meter.take_pending(), self.status, steps, self.error, reported)
+                # Off the loop, and whole even if this task is cancelled meanwhile: the write waits
+                # its turn, and the lock may be held by the store's transaction of another run of
+                # this process, which needs the loop to reach its COMMIT.
+                ending = (self.db, self.plan.thread_id, self.meter.take_pending(), self.status, steps, self.error, reported)
+                await asyncio.shield(asyncio.to_thread(_record_end, *ending))
                 self.trace.ended(self.status, max(self.step, 0), self.checkpoint_id, self.error)
         if final is not None:
             self.emit(RunEvent("progress", progress=final))
