@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -49,13 +49,24 @@ def empty_database() -> Iterator[str]:
         )
     name = f"agent_test_{secrets.token_hex(6)}"
     try:
-        admin.execute(f"CREATE DATABASE {name}")
+        create(admin, name)
         try:
             yield make_conninfo(url, dbname=name)
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         admin.close()
+
+
+def create(admin: Any, name: str) -> None:
+    """CREATE DATABASE, ordering text as English does where the server has ICU (PostgreSQL 15
+    on), so that the byte order the backend promises is tested on a server whose own is not."""
+    import psycopg
+
+    try:
+        admin.execute(f"CREATE DATABASE {name} LOCALE_PROVIDER icu ICU_LOCALE 'en-US' TEMPLATE template0")
+    except psycopg.Error:
+        admin.execute(f"CREATE DATABASE {name}")
 
 
 @contextlib.contextmanager

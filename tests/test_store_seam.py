@@ -305,6 +305,19 @@ def test_an_occurrence_is_claimed_once(backend: Backend, two) -> None:
     assert schedules.last_runs(first)["s"].ended_at == 201.0
 
 
+def test_names_are_listed_in_byte_order(backend: Backend, two) -> None:
+    first, second = two
+    names = ["b", "B", "a", "Z", "é"]
+    for name in names:
+        backend.schedules.insert(first, _schedule(name))
+        assert backend.threads.insert(first, name, "g", "1", {}, A, 1.0)
+    in_order = sorted(names)  # code point order, as SQLite compares text, whatever the server's locale
+    assert [row.name for row in backend.schedules.list_all(second)] == in_order
+    assert [name for name, _graph in backend.schedules.graphs(second)] == in_order
+    assert backend.schedules.due(second, 100.0) == in_order  # one fire time: by name
+    assert [row.thread_id for row in backend.threads.running(second)] == in_order
+
+
 def test_a_run_is_taken_over_by_one_worker(backend: Backend, two) -> None:
     first, second = two
     schedules = backend.schedules
@@ -394,6 +407,20 @@ def test_items_are_read_and_written_with_their_times(backend: Backend, two) -> N
         assert namespaces.put_items(first, "results.a", items) == 2
     assert list(namespaces.items(second, "results.a")) == sorted(items)  # by key
     assert list(namespaces.items(second, "results.none")) == []
+
+
+def test_many_items_come_back_all_in_byte_order_while_the_connection_does_other_work(backend: Backend, two) -> None:
+    first, second = two
+    namespaces = backend.namespaces
+    keys = [f"{n:05d}" for n in range(1201)] + ["B", "a", "é", "Z", "ä"]  # more than a page of reads or writes
+    with backend.transactions.immediate(first):
+        assert namespaces.put_items(first, "items.a", (StoreItem(key, {"n": key}, 1.0, 2.0) for key in keys)) == len(keys)
+    seen = []
+    for item in namespaces.items(second, "items.a"):
+        seen.append(item.key)
+        if len(seen) == 600:
+            assert namespaces.prefixes(second) == ["items.a"]  # the connection is free between reads
+    assert seen == sorted(keys)  # code point order, UTF-8's byte order, whatever the server's locale
 
 
 def test_a_snapshot_sees_the_database_as_it_was_at_its_first_read(backend: Backend, two) -> None:
