@@ -1,43 +1,148 @@
 """The storage seam (runtime/store/seam.py): each backend provides every part, and keeps its guarantees.
 
 Parametrised over the backends: a new one is a new implementation plus these same tests. Two
-processes are played by two connections on one real file, each with an owner of its own.
+processes are played by two connections on one new database (a file on SQLite, a database made
+for the test on the PostgreSQL server of tests/postgres_server.py), each with an owner of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import json
 import sqlite3
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from runtime.store import seam, sqlite_backend
+from runtime.store import seam
 from runtime.store.database import connect, open_database
-from runtime.store.schema import SCHEMA_VERSION
-from runtime.store.seam import Backend, OccurrenceTaken, Owner, SpendRow, StorageUnreadable, StoreItem
+from runtime.store.seam import Backend, OccurrenceTaken, Owner, QueueRow, SpendRow, StorageUnreadable, StoreItem, WorkerRow
+from tests.postgres_server import postgres_off, set_up_database
 
-BACKENDS = {"sqlite": sqlite_backend.BACKEND}
+BACKENDS = {"sqlite": "runtime.store.sqlite_backend", "postgres": "runtime.store.postgres.backend"}
+SCHEMAS = {"sqlite": "runtime.store.schema", "postgres": "runtime.store.postgres.schema"}
+"""Imported as they are needed: PostgreSQL's need its driver, which AGENT_TEST_POSTGRES=off may go without."""
 A, B = Owner(101, "host-a"), Owner(202, "host-b")
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return BACKENDS[request.param]
+def backend_name(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and postgres_off():
+        pytest.skip("AGENT_TEST_POSTGRES=off leaves PostgreSQL out")
+    return request.param
 
 
 @pytest.fixture
-def two(db_path: Path):
-    """Two connections to one new database file, as two processes would have."""
+def backend(backend_name: str) -> Backend:
+    return importlib.import_module(BACKENDS[backend_name]).BACKEND
+
+
+@dataclass
+class Fresh:
+    """A new database of one backend, set up as its opener sets it up, and the ways in that the
+    tests need besides the parts."""
+
+    location: Any
+    """What `checks.open_read_only` takes: a file, a URL."""
+    connect: Callable[[], Any]
+    """A connection of its own, as another process would have."""
+    writer_blocked: Callable[[], bool]
+    """Whether another writer, asking now, would have to wait for the write lock."""
+    saver: Callable[[], contextlib.AbstractContextManager[Any]]
+    """The backend's synchronous checkpointer on the database."""
+    store: Callable[[], contextlib.AbstractContextManager[Any]]
+    """LangGraph's synchronous store of the backend on the database."""
+    read_only: tuple[type[Exception], str]
+    """What a write on a read-only connection raises, and words of its message."""
+    junk: Any
+    """A location that holds no database of this backend."""
+
+
+@contextlib.contextmanager
+def sqlite_saver(db_path: Path) -> Iterator[Any]:
+    db = open_database(db_path)
+    try:
+        yield db.checkpointer()
+    finally:
+        db.close()
+
+
+def sqlite_fresh(db_path: Path) -> Fresh:
+    from langgraph.store.sqlite import SqliteStore
+
     open_database(db_path, create=True).close()
-    first, second = connect(db_path), connect(db_path)
+    junk = db_path.with_name("junk.db")
+    junk.write_bytes(b"not a database at all" * 100)
+
+    def writer_blocked() -> bool:
+        probe = sqlite3.connect(db_path, timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError as exc:
+            return "locked" in str(exc)
+        finally:
+            probe.close()
+
+    return Fresh(
+        db_path, lambda: connect(db_path), writer_blocked, lambda: sqlite_saver(db_path),
+        lambda: SqliteStore.from_conn_string(str(db_path)), (sqlite3.OperationalError, "readonly"), junk,
+    )  # fmt: skip
+
+
+def postgres_fresh(url: str) -> Fresh:
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.store.postgres import PostgresStore
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from runtime.store.postgres.connect import connect as pg_connect
+    from runtime.store.postgres.transaction import LOCK_KEY
+
+    def writer_blocked() -> bool:
+        with pg_connect(url) as probe:
+            return not probe.execute("SELECT pg_try_advisory_xact_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+
+    missing = make_conninfo(url, dbname=conninfo_to_dict(url)["dbname"] + "_missing")
+    return Fresh(
+        url, lambda: pg_connect(url), writer_blocked, lambda: PostgresSaver.from_conn_string(url),
+        lambda: PostgresStore.from_conn_string(url), (psycopg.errors.ReadOnlySqlTransaction, "read-only transaction"), missing,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def fresh(backend_name: str, db_path: Path) -> Iterator[Fresh]:
+    if backend_name == "sqlite":
+        yield sqlite_fresh(db_path)
+        return
+    with set_up_database() as url:
+        yield postgres_fresh(url)
+
+
+@pytest.fixture
+def two(fresh: Fresh):
+    """Two connections to one new database, as two processes would have."""
+    first, second = fresh.connect(), fresh.connect()
     yield first, second
     first.close()
     second.close()
 
 
-def test_every_part_is_provided(backend: Backend, db_path: Path) -> None:
+def in_transaction(conn: Any) -> bool:
+    if isinstance(conn, sqlite3.Connection):
+        return conn.in_transaction
+    from runtime.store.postgres.transaction import in_transaction as open_on
+
+    return open_on(conn)
+
+
+def test_every_part_is_provided(backend: Backend) -> None:
     for name, part in Backend.__annotations__.items():
         implementation = getattr(backend, name)
         protocol = getattr(seam, part)
@@ -76,16 +181,13 @@ def test_differences_names_what_is_missing_or_named_otherwise() -> None:
 # -- leases --------------------------------------------------------------------------------------
 
 
-def test_a_lease_is_taken_with_the_write_lock_held_from_the_first_read(backend: Backend, two, db_path: Path) -> None:
+def test_a_lease_is_taken_with_the_write_lock_held_from_the_first_read(backend: Backend, fresh: Fresh, two) -> None:
     first, second = two
     threads, immediate = backend.threads, backend.transactions.immediate
+    assert not fresh.writer_blocked()
     with immediate(first):
         assert threads.get(first, "t") is None
-        if isinstance(first, sqlite3.Connection):  # before a single write, another writer cannot begin
-            probe = sqlite3.connect(db_path, timeout=0)
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                probe.execute("BEGIN IMMEDIATE")
-            probe.close()
+        assert fresh.writer_blocked()  # before a single write, another writer cannot begin
         assert threads.insert(first, "t", "g", "1", {"a": 1}, A, 10.0)
     with immediate(second):
         row = threads.get(second, "t")
@@ -94,14 +196,13 @@ def test_a_lease_is_taken_with_the_write_lock_held_from_the_first_read(backend: 
         assert threads.get(second, "t").owner_pid == A.pid
 
 
-def test_of_many_takers_at_once_one_finds_the_thread_free(backend: Backend, db_path: Path) -> None:
-    open_database(db_path, create=True).close()
+def test_of_many_takers_at_once_one_finds_the_thread_free(backend: Backend, fresh: Fresh) -> None:
     takers = 6
     found_free: list[int] = []
     start = threading.Barrier(takers)
 
     def take(pid: int) -> None:
-        conn = connect(db_path)
+        conn = fresh.connect()
         try:
             start.wait()
             with backend.transactions.immediate(conn):
@@ -117,7 +218,7 @@ def test_of_many_takers_at_once_one_finds_the_thread_free(backend: Backend, db_p
     for worker in workers:
         worker.join()
     assert len(found_free) == 1
-    conn = connect(db_path)
+    conn = fresh.connect()
     assert backend.threads.get(conn, "t").owner_pid == found_free[0]
     conn.close()
 
@@ -144,6 +245,40 @@ def test_heartbeat_and_release_change_the_row_only_for_the_holder(backend: Backe
     assert threads.running(first) == [] and [r.thread_id for r in threads.list_all(first)] == ["t"]
 
 
+def test_a_thread_is_claimed_and_taken_over_by_one_taker(backend: Backend, two) -> None:
+    first, second = two
+    threads = backend.threads
+    assert threads.insert_queued(first, "t", "g", "1", {"q": 1}, 1.0)
+    assert not threads.insert_queued(second, "t", "g", "1", {}, 2.0) and threads.get(second, "t").settings == {"q": 1}
+    lease = threads.claim(first, "t", A, 3.0)
+    assert lease == 1 and threads.claim(second, "t", B, 3.5) is None  # running: nobody else claims it
+    assert threads.leases_held(first, A, 4.0) == {"t": lease} and threads.leases_held(second, B, 4.0) == {}
+    assert threads.take_over(second, "t", lease, B, 5.0)
+    assert not threads.take_over(first, "t", lease, A, 5.0)  # of two takers of one lease, one wins
+    row = threads.get(first, "t")
+    assert (row.owner_pid, row.lease, row.resumes, row.heartbeat_at) == (B.pid, lease + 1, 1, 5.0)
+    threads.mark_queued(first, "t", 6.0)  # running: left as it is
+    assert threads.get(second, "t").status == "running"
+    assert threads.release(second, "t", B.pid, "completed", None, 3, 7.0)
+    threads.mark_queued(first, "t", 8.0)
+    threads.reuse(second, "t", "g2", "2", {"r": 2}, A, 9.0)
+    row = threads.get(first, "t")
+    assert (row.graph, row.status, row.settings, row.steps, row.owner_pid, row.lease, row.resumes) == ("g2", "running", {"r": 2}, 0, A.pid, lease + 2, 0)
+
+
+def test_a_failed_step_inside_another_is_undone_alone(backend: Backend, two) -> None:
+    first, second = two
+    threads, immediate = backend.threads, backend.transactions.immediate
+    with immediate(first):
+        assert threads.insert(first, "kept", "g", "1", {}, A, 1.0)
+        with pytest.raises(RuntimeError):
+            with immediate(first):  # a savepoint of the transaction around it
+                assert threads.insert(first, "undone", "g", "1", {}, A, 1.0)
+                raise RuntimeError("the inner step fails")
+        assert threads.get(second, "kept") is None  # nothing is seen before the outer commit
+    assert [row.thread_id for row in threads.list_all(second)] == ["kept"]
+
+
 # -- occurrences -------------------------------------------------------------------------------
 
 
@@ -162,12 +297,25 @@ def test_an_occurrence_is_claimed_once(backend: Backend, two) -> None:
         with immediate(second):
             schedules.advance(second, "s", 999.0, 101.0)  # undone with the claim that failed
             schedules.insert_run(second, "s", 100.0, "s@100-again", "running", None, "w2", 101.0)
-    assert not second.in_transaction
+    assert not in_transaction(second)
     assert schedules.get(second, "s").next_fire == 200.0
     assert [(r.id, r.thread_id, r.worker) for r in schedules.running_runs(second, "s")] == [(claimed, "s@100", "w1")]
     skipped = schedules.insert_run(second, "s", 200.0, None, "skipped", "busy", "w2", 201.0)
     assert schedules.last_runs(first)["s"][:5] == (skipped, "s", 200.0, None, "skipped")
     assert schedules.last_runs(first)["s"].ended_at == 201.0
+
+
+def test_names_are_listed_in_byte_order(backend: Backend, two) -> None:
+    first, second = two
+    names = ["b", "B", "a", "Z", "é"]
+    for name in names:
+        backend.schedules.insert(first, _schedule(name))
+        assert backend.threads.insert(first, name, "g", "1", {}, A, 1.0)
+    in_order = sorted(names)  # code point order, as SQLite compares text, whatever the server's locale
+    assert [row.name for row in backend.schedules.list_all(second)] == in_order
+    assert [name for name, _graph in backend.schedules.graphs(second)] == in_order
+    assert backend.schedules.due(second, 100.0) == in_order  # one fire time: by name
+    assert [row.thread_id for row in backend.threads.running(second)] == in_order
 
 
 def test_a_run_is_taken_over_by_one_worker(backend: Backend, two) -> None:
@@ -204,11 +352,9 @@ def test_failures_pause_a_schedule_and_resume_clears_them(backend: Backend, two)
 # -- spend, control, namespaces, checks ----------------------------------------------------------
 
 
-def test_spend_added_from_many_connections_is_never_lost(backend: Backend, db_path: Path) -> None:
-    open_database(db_path, create=True).close()
-
+def test_spend_added_from_many_connections_is_never_lost(backend: Backend, fresh: Fresh) -> None:
     def add() -> None:
-        conn = connect(db_path)
+        conn = fresh.connect()
         for _ in range(20):
             backend.spend.add(conn, "t", SpendRow(1, 2, 0.5, 1), 1.0)
         conn.close()
@@ -218,9 +364,10 @@ def test_spend_added_from_many_connections_is_never_lost(backend: Backend, db_pa
         adder.start()
     for adder in adders:
         adder.join()
-    conn = connect(db_path)
+    conn = fresh.connect()
     assert backend.spend.get(conn, "t") == SpendRow(80, 160, 40.0, 80)
     assert backend.spend.by_thread(conn) == {"t": SpendRow(80, 160, 40.0, 80)} and backend.spend.get(conn, "u") is None
+    conn.close()
 
 
 def test_a_control_request_is_one_per_thread(backend: Backend, two) -> None:
@@ -238,15 +385,13 @@ def test_a_control_request_is_one_per_thread(backend: Backend, two) -> None:
     assert control.get(first, "t") is None
 
 
-def test_a_threads_namespaces_are_found_copied_and_counted(backend: Backend, two) -> None:
+def test_a_threads_namespaces_are_found_copied_and_counted(backend: Backend, fresh: Fresh, two) -> None:
     first, second = two
     namespaces = backend.namespaces
     assert namespaces.prefixes(first) == [] and namespaces.copy(first, "a", "b") == 0
-    for key, status in (("0", "done"), ("1", "failed")):
-        first.execute(
-            "INSERT INTO store (prefix, key, value) VALUES ('results.a', ?, json(?))",
-            (key, f'{{"status": "{status}", "input_tokens": 2, "output_tokens": 3}}'),
-        )
+    with fresh.store() as store:  # the rows as LangGraph's own store writes them
+        for key, status in (("0", "done"), ("1", "failed")):
+            store.put(("results", "a"), key, {"status": status, "input_tokens": 2, "output_tokens": 3})
     assert namespaces.of_thread(second, "a") == ["results.a"] and namespaces.of_thread(second, "b") == []
     assert namespaces.copy(second, "a", "b") == 2
     assert sorted(namespaces.prefixes(first)) == ["results.a", "results.b"]
@@ -264,6 +409,20 @@ def test_items_are_read_and_written_with_their_times(backend: Backend, two) -> N
     assert list(namespaces.items(second, "results.none")) == []
 
 
+def test_many_items_come_back_all_in_byte_order_while_the_connection_does_other_work(backend: Backend, two) -> None:
+    first, second = two
+    namespaces = backend.namespaces
+    keys = [f"{n:05d}" for n in range(1201)] + ["B", "a", "é", "Z", "ä"]  # more than a page of reads or writes
+    with backend.transactions.immediate(first):
+        assert namespaces.put_items(first, "items.a", (StoreItem(key, {"n": key}, 1.0, 2.0) for key in keys)) == len(keys)
+    seen = []
+    for item in namespaces.items(second, "items.a"):
+        seen.append(item.key)
+        if len(seen) == 600:
+            assert namespaces.prefixes(second) == ["items.a"]  # the connection is free between reads
+    assert seen == sorted(keys)  # code point order, UTF-8's byte order, whatever the server's locale
+
+
 def test_a_snapshot_sees_the_database_as_it_was_at_its_first_read(backend: Backend, two) -> None:
     first, second = two
     registry = backend.threads
@@ -275,20 +434,67 @@ def test_a_snapshot_sees_the_database_as_it_was_at_its_first_read(backend: Backe
     assert sorted(row.thread_id for row in registry.list_all(second)) == ["t1", "t2"]
 
 
-def test_the_checks_read_without_writing(backend: Backend, db_path: Path, tmp_path: Path) -> None:
-    open_database(db_path, create=True).close()
+def test_the_checks_read_without_writing(backend: Backend, backend_name: str, fresh: Fresh) -> None:
     checks = backend.checks
-    conn = checks.open_read_only(db_path)
+    conn = checks.open_read_only(fresh.location)
     try:
-        assert checks.integrity(conn) == [] and checks.schema_version(conn) == SCHEMA_VERSION
+        assert checks.integrity(conn) == [] and checks.schema_version(conn) == importlib.import_module(SCHEMAS[backend_name]).SCHEMA_VERSION
         assert {"agent_threads", "checkpoints", "store"} <= checks.tables(conn)
         assert checks.orphaned_writes(conn) == [] and checks.orphaned_blobs(conn) == []
         assert checks.latest_checkpoints(conn, "t", 2) == []
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            conn.execute("CREATE TABLE x (y)")
+        error, words = fresh.read_only
+        with pytest.raises(error, match=words):
+            conn.execute("CREATE TABLE x (y integer)")
     finally:
         conn.close()
-    junk = tmp_path / "junk.db"
-    junk.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StorageUnreadable):
-        checks.open_read_only(junk)
+        checks.open_read_only(fresh.junk)
+
+
+def test_checkpoints_are_seen_by_the_registry_and_the_checks(backend: Backend, fresh: Fresh, two) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    first, _ = two
+    with fresh.saver() as saver:  # the backend's own checkpointer writes them
+        saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {"source": "input", "step": -1}, {})
+        saver.put_writes({"configurable": {"thread_id": "u", "checkpoint_ns": "", "checkpoint_id": "1f0-none"}}, [("ch", 1)], "task")
+    assert backend.threads.has_checkpoints(first, "t") and not backend.threads.has_checkpoints(first, "u")
+    checks = backend.checks
+    [(source, metadata, _next)] = checks.latest_checkpoints(first, "t", 2)
+    assert source == "input" and json.loads(metadata) == {"source": "input", "step": -1}
+    assert checks.orphaned_writes(first) == [("u", 1)]
+
+
+# -- the run queue, workers, progress ----------------------------------------------------------------
+
+
+def test_the_queue_holds_one_request_per_thread(backend: Backend, two) -> None:
+    first, second = two
+    queue, threads = backend.queue, backend.threads
+    for thread_id in ("low", "high", "busy"):
+        assert threads.insert_queued(first, thread_id, "g", "1", {}, 1.0)
+    assert queue.put(first, QueueRow("low", "run", {"input": {"x": 1}}, 0, 1.0, "me"))
+    assert not queue.put(second, QueueRow("low", "resume", {}, 9, 2.0, "you"))  # one per thread: the first stays
+    assert queue.put(second, QueueRow("high", "run", {}, 5, 3.0, None))
+    assert queue.put(second, QueueRow("busy", "run", {}, 9, 0.5, None))
+    assert threads.claim(first, "busy", A, 4.0) == 1  # its runner holds it: not ready
+    assert queue.get(first, "low") == QueueRow("low", "run", {"input": {"x": 1}}, 0, 1.0, "me")
+    assert [row.thread_id for row in queue.list_all(second)] == ["busy", "high", "low"]
+    assert [row.thread_id for row in queue.ready(second, 10)] == ["high", "low"]
+    assert [row.thread_id for row in queue.ready(second, 1)] == ["high"]
+    assert queue.delete(first, "high") == 1 and queue.delete(first, "high") == 0 and queue.get(second, "high") is None
+
+
+def test_workers_and_progress_are_one_row_each(backend: Backend, two) -> None:
+    first, second = two
+    workers, progress = backend.workers, backend.progress
+    workers.register(first, WorkerRow("w1", 11, "h", 1.0, 1.0, 4, 0, "running"))
+    workers.register(second, WorkerRow("w2", 12, "h", 2.0, 2.0, 2, 0, "running"))
+    workers.register(second, WorkerRow("w1", 13, "h2", 3.0, 3.0, 8, 0, "running"))  # registered again: replaced
+    workers.beat(first, "w2", 2, "stopping", 4.0)
+    assert workers.list_all(second) == [WorkerRow("w1", 13, "h2", 3.0, 3.0, 8, 0, "running"), WorkerRow("w2", 12, "h", 2.0, 4.0, 2, 2, "stopping")]
+    assert progress.get(first, "t") is None
+    progress.put(first, "t", {"done": 1, "total": 3}, 5.0)
+    progress.put(second, "t", {"done": 2, "total": 3, "note": "é"}, 6.0)
+    assert progress.get(first, "t") == ({"done": 2, "total": 3, "note": "é"}, 6.0)
+    assert progress.delete(second, "t") == 1 and progress.get(first, "t") is None

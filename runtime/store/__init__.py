@@ -1,4 +1,4 @@
-"""Storage: the only code that knows SQLite.
+"""Storage: the only code that knows SQLite (and, in `postgres`, PostgreSQL).
 
 Opening a file:
 - `database`: opens (and makes, and migrates) the file; hands out each thread's connection, the
@@ -27,5 +27,6 @@ plain functions on a connection, named for what they hold: `registry` (threads a
 leases), `spend`, `control` (pause and cancel requests), `schedules` (schedules, their
 occurrences and runs), `namespaces` (a thread's rows in the LangGraph store) and `checks` (what
 `agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`, and
-`parts` hands the rooms the parts of the backend in use.
+`parts` hands the rooms the parts of the backend in use. PostgreSQL's parts are the package
+`postgres`, module for module (its checkpointer and store are LangGraph's own).
 """

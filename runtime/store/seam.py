@@ -1,8 +1,8 @@
 """The storage seam: everything the rooms above runtime/store/ ask of storage, written down.
 
 A backend is the parts below. SQLite's implementation is the modules beside this one, named in
-each part; a PostgreSQL backend provides the same parts, with the same behaviour and the same
-guarantees, and passes the same tests (tests/test_store_seam.py for these parts, LangGraph's own
+each part; PostgreSQL's (runtime/store/postgres/) provides the same parts, with the same behaviour
+and the same guarantees, and passes the same tests (tests/test_store_seam.py for these parts, LangGraph's own
 checkpointer tests and the conformance suite for the checkpointer). The rooms above keep their
 policy: the store returns facts (rows, counts, whether a conditional UPDATE matched) and never
 decides what is wrong; the rooms do, and raise the runtime's errors (runtime/errors.py).
