@@ -204,3 +204,21 @@ def test_detach_queues_an_answer_a_resume_and_a_retry_for_a_worker(run_agent, db
     assert [d["reason"] for d in state["values"]["decisions"]] == ["fine"] and state["values"]["performed"][0]["outcome"] == "done"
     results = [json.loads(line) for line in run_agent("results", "--thread", "q").stdout.splitlines()]
     assert [r["status"] for r in results] == ["done", "done"]  # the retry round sent the failed item again, on a model that answers it
+
+
+def test_a_worker_stopped_while_it_takes_threads_gives_back_those_it_had_not_started(db):
+    for i in range(10):
+        submit_run(db, "research", f"g{i}", QUESTION, priority=7)
+    worker = FleetWorker(db, concurrency=10)
+    worker.emit = lambda event: event.kind == "started" and worker.stop()  # stopped as the first thread starts
+    worker.run()
+    from runtime.store.parts import queue as queue_rows
+
+    waiting = {row.thread_id: row for row in queue_rows.list_all(db.conn)}
+    records = {f"g{i}": thread_rows.get(db.conn, f"g{i}") for i in range(10)}
+    given_back = [t for t, r in records.items() if r.status == "queued"]
+    assert len(given_back) == 9 and all(waiting[t].kind == "run" and waiting[t].priority == 7 for t in given_back)
+    (started,) = [t for t, r in records.items() if r.status != "queued"]
+    assert records[started].status == "stopped" and waiting[started].kind == "resume"
+    FleetWorker(db, until_idle=True).run()
+    assert all(thread_rows.get(db.conn, f"g{i}").status == "completed" for i in range(10))

@@ -67,6 +67,7 @@ class Claim:
     resumes: int = 0
     before: str = "queued"
     """The thread's status before it was taken (restored when its request cannot start)."""
+    priority: int = 0
 
 
 @dataclass
@@ -216,7 +217,7 @@ class FleetWorker:
                 if plan is not None and not self.stopping:
                     self._start(plan, claim)
                 elif plan is not None:  # stopped while it was being prepared: it waits for the next worker
-                    await asyncio.to_thread(self._requeue, claim.thread_id, "stopped", None)
+                    await asyncio.to_thread(self._give_back, claim)
         return len(claims)
 
     # -- taking threads (off the loop) --------------------------------------------------------------
@@ -230,7 +231,7 @@ class FleetWorker:
                 lease = thread_rows.claim(self.db.conn, row.thread_id, self.owner, now)
                 if lease is not None and before is not None:
                     queue_rows.delete(self.db.conn, row.thread_id)
-                    claims.append(Claim(row.thread_id, row.kind, row.request, lease, before=before.status))
+                    claims.append(Claim(row.thread_id, row.kind, row.request, lease, before=before.status, priority=row.priority))
         return claims
 
     def _take_over(self, room: int) -> list[Claim]:
@@ -286,12 +287,14 @@ class FleetWorker:
         with immediate(self.db.conn):
             thread_rows.release(self.db.conn, thread_id, self.owner.pid, status, error, None, time.time())
 
-    def _requeue(self, thread_id: str, status: str, error: str | None) -> None:
-        """A thread this worker stopped: released, with a resume queued for the next worker."""
+    def _give_back(self, claim: Claim) -> None:
+        """A thread taken but not started (the worker is stopping): released as it was, with its
+        request queued again (a takeover's as a resume) for the next worker."""
+        kind, request = (queue.RESUME, {}) if claim.kind == TAKEOVER else (claim.kind, claim.request)
+        status = "stopped" if claim.kind == TAKEOVER else claim.before
         with immediate(self.db.conn):
-            thread_rows.release(self.db.conn, thread_id, self.owner.pid, status, error, None, time.time())
-            queue_rows.put(self.db.conn, QueueRow(thread_id, queue.RESUME, {}, 0, time.time(), self.worker_id))
-            thread_rows.mark_queued(self.db.conn, thread_id, time.time())
+            thread_rows.release(self.db.conn, claim.thread_id, self.owner.pid, status, None, None, time.time())
+            queue_rows.put(self.db.conn, QueueRow(claim.thread_id, kind, request, claim.priority, time.time(), self.worker_id))
 
     def _idle(self) -> bool:
         """Nothing queued that could run, and no dead runner's thread to take over."""
