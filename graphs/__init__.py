@@ -13,6 +13,7 @@ import inspect
 import os
 import sys
 import typing
+import weakref
 from dataclasses import dataclass, field
 from dataclasses import replace as _dc_replace
 from pathlib import Path
@@ -44,6 +45,9 @@ class GraphLoadError(ValueError):
         self.choices = choices
 
 
+_INPUT_KEYS: "weakref.WeakKeyDictionary[Callable[..., StateGraph], set[str] | None]" = weakref.WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """A graph ready to compile, and what a thread records about it."""
@@ -63,7 +67,14 @@ class GraphSpec:
     decisions, which an edit of the state may not write."""
 
     def input_keys(self) -> set[str] | None:
-        """Keys the input schema declares, or None when it is not a TypedDict."""
+        """Keys the input schema declares, or None when it is not a TypedDict (worked out once
+        per graph: a worker checks thousands of inputs of the same graph)."""
+        if self.build not in _INPUT_KEYS:
+            _INPUT_KEYS[self.build] = self._declared_input_keys()
+        keys = _INPUT_KEYS[self.build]
+        return set(keys) if keys is not None else None
+
+    def _declared_input_keys(self) -> set[str] | None:
         schema = self.build().input_schema
         try:
             hints = typing.get_type_hints(schema)

@@ -271,8 +271,21 @@ class CheckpointWrites:
                 self._insert_writes(cur, verb, params[start : start + _PARAMS_PER_STATEMENT])
 
     def _put_writes_fenced(self, thread_id: str, lease: int, verb: str, params: list[Any]) -> None:
-        """A runner's writes, stored only while it holds the lease: checked and stored in one
-        transaction that takes the write lock first, so no taking over comes between."""
+        """A runner's writes, stored only while it holds the lease: the check is in the statement
+        that stores them (or, for more than one statement's worth, in their transaction), so no
+        taking over comes between."""
+        if len(params) <= _PARAMS_PER_STATEMENT and not self.conn.in_transaction:
+            rows = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * (len(params) // _WRITE_COLUMNS))
+            cur = self.conn.execute(
+                f"INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value) "
+                f"SELECT * FROM (VALUES {rows}) WHERE {HOLDS_LEASE}",
+                [*params, thread_id, lease],
+            )
+            if cur.rowcount == 0:  # stored already (IGNORE), or the lease is lost
+                self._check_lease(thread_id, lease)
+            if self._wal is not None:
+                self._wal.committed()
+            return
         with self._tx() as cur:
             self._check_lease(thread_id, lease)
             for start in range(0, len(params), _PARAMS_PER_STATEMENT):
