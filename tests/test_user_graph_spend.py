@@ -205,6 +205,12 @@ def test_agent_status_shows_a_running_user_graphs_progress(tmp_path: Path, spawn
         assert record["status"] == "running" and record["runner"]["alive"]
         assert (progress["done"], progress["total"], progress["remaining"]) == (3, 5, 2)
         assert progress["elapsed"] is not None
+        # The registry's steps follow the run too (what `agent threads` lists), with the heartbeat.
+        steps = -1
+        while steps != record["steps"]:  # the latest checkpoint's step, while the run holds in the next
+            assert time.monotonic() < deadline, stderr.text()
+            listed = json.loads(run_agent("threads", "--json").stdout)
+            steps = next(t["steps"] for t in listed if t["thread_id"] == "h")
     finally:
         gate.touch()
     out, err = finish(proc, stderr)

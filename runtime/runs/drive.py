@@ -78,6 +78,8 @@ class Drive:
         spent = budget.get_spend(db, plan.thread_id)
         self.meter = budget.SpendMeter(spent, self.limits, on_exceeded=lambda: self.control.request_drain(budget.BUDGET))
         self.step, self.checkpoint_id = -1, plan.checkpoint_id
+        self.step_recorded = -1
+        """The step last written to the thread's row (by the host's heartbeat)."""
         self.status, self.error, self.values = "failed", None, {}
         self.tracker: ProgressTracker | None = None
         self.reported = False

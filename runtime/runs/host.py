@@ -86,9 +86,15 @@ class RunHost:
     def renew(self) -> dict[str, int]:
         """Renew every lease this process holds, keep the progress runs reported; the leases held."""
         with immediate(self.db.conn):
-            held = thread_rows.leases_held(self.db.conn, threads.this_process(), _now())
+            owner, now = threads.this_process(), _now()
+            held = thread_rows.leases_held(self.db.conn, owner, now)
             for drive in list(self.drives.values()):
-                if drive.reported and held.get(drive.plan.thread_id) == drive.plan.lease:
+                if held.get(drive.plan.thread_id) != drive.plan.lease:
+                    continue
+                if drive.step >= 0 and drive.step != drive.step_recorded:  # for `agent threads` meanwhile
+                    drive.step_recorded = drive.step
+                    thread_rows.heartbeat(self.db.conn, drive.plan.thread_id, owner.pid, now, drive.step)
+                if drive.reported:
                     save_reported(self.db, drive.plan.thread_id, drive.figures())
         return held
 
