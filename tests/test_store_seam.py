@@ -326,7 +326,8 @@ def test_a_run_is_taken_over_by_one_worker(backend: Backend, two) -> None:
     assert [r.id for r in schedules.unfinished_runs(second)] == [run_id]
     assert schedules.claim_resume(first, run_id, 0, "running", "w1")
     assert not schedules.claim_resume(second, run_id, 0, "running", "w2")
-    schedules.end_run(second, run_id, "completed", None, 150.0)
+    assert schedules.end_run(second, run_id, "completed", None, 150.0)
+    assert not schedules.end_run(first, run_id, "failed", "late", 160.0)  # its end is recorded once
     assert schedules.unfinished_runs(first) == [] and schedules.fire_time(first, run_id) == 100.0
     backend.spend.add(first, "s@100", SpendRow(3, 4, 0.25, 1), 150.0)
     [(run, cost, tokens)] = schedules.runs_with_spend(second, "s", None, None)

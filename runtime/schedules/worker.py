@@ -269,11 +269,14 @@ class Worker:
             self.finish(origin["run_id"], origin["schedule"], status, error, [], thread_id)
 
     def finish(self, run_id: int, name: str, status: str, error: str | None, events: list[WorkerEvent], thread_id: str | None = None) -> None:
-        """Record a run's end and its effect on the schedule's failure count, in one transaction."""
+        """Record a run's end and its effect on the schedule's failure count, in one transaction;
+        once: a run whose end was recorded already (by the worker that ran it, or another
+        worker's `recover`) is left as it is, and its failure counted once."""
         paused = None
         with immediate(self.db.conn):
             fire = schedule_rows.fire_time(self.db.conn, run_id)
-            schedule_rows.end_run(self.db.conn, run_id, status, error, self.clock.now())
+            if not schedule_rows.end_run(self.db.conn, run_id, status, error, self.clock.now()):
+                return
             row = schedule_rows.failures(self.db.conn, name)
             if row is not None:
                 failures, max_failures, current = row

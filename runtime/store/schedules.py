@@ -112,8 +112,13 @@ def fire_time(conn: sqlite3.Connection, run_id: int) -> float | None:
     return None if row is None else row[0]
 
 
-def end_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | None, now: float) -> None:
-    conn.execute("UPDATE agent_schedule_runs SET status = ?, error = ?, ended_at = ? WHERE id = ?", (status, error, now, run_id))
+def end_run(conn: sqlite3.Connection, run_id: int, status: str, error: str | None, now: float) -> bool:
+    return bool(
+        conn.execute(
+            "UPDATE agent_schedule_runs SET status = ?, error = ?, ended_at = ? WHERE id = ? AND status IN ('running', 'stopped')",
+            (status, error, now, run_id),
+        ).rowcount
+    )
 
 
 def running_runs(conn: sqlite3.Connection, name: str | None = None) -> list[RunRow]:

@@ -346,7 +346,8 @@ class Schedules(Protocol):
         """Claim (or record skipped or missed) an occurrence; its id. Raises OccurrenceTaken."""
 
     def fire_time(self, conn: Connection, run_id: int) -> float | None: ...
-    def end_run(self, conn: Connection, run_id: int, status: str, error: str | None, now: float) -> None: ...
+    def end_run(self, conn: Connection, run_id: int, status: str, error: str | None, now: float) -> bool:
+        """Record a run's end while it is `running` or `stopped`; False (nothing changed) once ended."""
 
     def running_runs(self, conn: Connection, name: str | None = None) -> list[RunRow]:
         """Runs recorded as running (of one schedule, or of all), oldest occurrence first."""

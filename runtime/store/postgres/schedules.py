@@ -109,8 +109,13 @@ def fire_time(conn: psycopg.Connection, run_id: int) -> float | None:
     return None if row is None else row[0]
 
 
-def end_run(conn: psycopg.Connection, run_id: int, status: str, error: str | None, now: float) -> None:
-    conn.execute("UPDATE agent_schedule_runs SET status = %s, error = %s, ended_at = %s WHERE id = %s", (status, error, now, run_id))
+def end_run(conn: psycopg.Connection, run_id: int, status: str, error: str | None, now: float) -> bool:
+    return bool(
+        conn.execute(
+            "UPDATE agent_schedule_runs SET status = %s, error = %s, ended_at = %s WHERE id = %s AND status IN ('running', 'stopped')",
+            (status, error, now, run_id),
+        ).rowcount
+    )
 
 
 def running_runs(conn: psycopg.Connection, name: str | None = None) -> list[RunRow]:
