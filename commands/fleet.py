@@ -7,6 +7,7 @@ runtime/fleet/workers.py) and renders.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -104,7 +105,7 @@ def worker(
     }
     with open_db(db, create=True) as database:
         if not once:
-            err(f"Worker started (pid {__import__('os').getpid()}, {concurrency} at once); stop it with Ctrl-C or SIGTERM.")
+            err(f"Worker started (pid {os.getpid()}, {concurrency} at once); stop it with Ctrl-C or SIGTERM.")
         report = serve_worker(database, clock, on_event=_show(as_json), **options)
     if stats is not None:
         stats.write_text(json.dumps(report, indent=2) + "\n")

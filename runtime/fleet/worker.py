@@ -312,22 +312,28 @@ class FleetWorker:
         self.emit(WorkerEvent("started", plan.thread_id, message=claim.kind))
 
     async def _drive(self, drive: Drive, claim: Claim) -> None:
+        """Drive one thread, then record what follows from how it ended; the thread counts as
+        this worker's until that is done, so a stopping worker does not exit before it is."""
         thread_id = drive.plan.thread_id
         try:
             outcome = await drive.run(handle_signals=False)
+            self.stats.finished += 1
+            self.stats.steps += max(outcome.steps, 0)
+            requeue = self.stopping and outcome.status == "stopped"
+            # Whole even if this task is cancelled meanwhile (a second SIGTERM).
+            await asyncio.shield(asyncio.to_thread(self._after, claim, outcome, requeue))
+            self.emit(WorkerEvent("finished", thread_id, outcome.status, outcome.error))
         except Exception as exc:  # a bug of ours: the thread is left to a takeover, the worker goes on
             self.emit(WorkerEvent("finished", thread_id, "failed", f"{type(exc).__name__}: {exc}"))
-            return
         finally:
             self.tasks.pop(thread_id, None)
             self.drives.pop(thread_id, None)
             self._changed.set()
-        self.stats.finished += 1
-        self.stats.steps += max(outcome.steps, 0)
-        if self.stopping and outcome.status == "stopped":
-            await asyncio.to_thread(self._requeue_stopped, thread_id)
-        self.emit(WorkerEvent("finished", thread_id, outcome.status, outcome.error))
-        await asyncio.to_thread(self._finished, claim, outcome)
+
+    def _after(self, claim: Claim, outcome: RunOutcome, requeue: bool) -> None:
+        if requeue:
+            self._requeue_stopped(claim.thread_id)
+        self._finished(claim, outcome)
 
     def _requeue_stopped(self, thread_id: str) -> None:
         """A thread stopped because this worker is stopping: it stays `stopped`, with a resume queued."""
