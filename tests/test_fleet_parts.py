@@ -222,3 +222,13 @@ def test_a_worker_stopped_while_it_takes_threads_gives_back_those_it_had_not_sta
     assert records[started].status == "stopped" and waiting[started].kind == "resume"
     FleetWorker(db, until_idle=True).run()
     assert all(thread_rows.get(db.conn, f"g{i}").status == "completed" for i in range(10))
+
+
+def test_submit_takes_an_id_whose_first_run_saved_nothing(db):
+    with immediate(db.conn):  # a run killed before its first checkpoint left its row behind
+        assert thread_rows.insert(db.conn, "early", "risky", "1", {}, Owner(_dead_pid(), socket.gethostname()), time.time())
+    submit_run(db, "research", "early", QUESTION)
+    record = thread_rows.get(db.conn, "early")
+    assert (record.graph, record.status, record.owner_pid) == ("research", "queued", None)
+    FleetWorker(db, until_idle=True).run()
+    assert wait_for_thread(db, "early", timeout=5).status == "completed"

@@ -50,8 +50,8 @@ def queue_plan(db: Database, plan: Any, *, priority: int = 0, origin: dict[str, 
     with immediate(db.conn):
         if not thread_rows.insert_queued(db.conn, thread_id, plan.spec.spec, plan.spec.version, plan.settings.as_dict(), now):
             _refuse_taken(db, thread_id)
-            thread_rows.end_unowned(db.conn, thread_id, "queued", None, now)  # an id whose first run saved nothing: free again
-            db.conn.execute("UPDATE agent_threads SET graph = ?, graph_version = ?, settings = ? WHERE thread_id = ?", _fresh_row(plan, thread_id))
+            thread_rows.delete(db.conn, thread_id)  # an id whose first run saved nothing: free again
+            thread_rows.insert_queued(db.conn, thread_id, plan.spec.spec, plan.spec.version, plan.settings.as_dict(), now)
         _put(db, QueueRow(thread_id, RUN, {"input": plan.input, **({"origin": origin} if origin else {})}, priority, now, current_user()))
     return thread_id
 
@@ -141,12 +141,6 @@ def _refuse_taken(db: Database, thread_id: str) -> None:
             f"thread {thread_id!r} already exists (graph {existing.graph}, {existing.shown_status})",
             Message("continue it with: {resume}  (or pick a new {thread})", resume=Command("resume", thread_id=thread_id), thread=Setting("thread_id")),
         )
-
-
-def _fresh_row(plan: Any, thread_id: str) -> tuple:
-    import json
-
-    return (plan.spec.spec, plan.spec.version, json.dumps(plan.settings.as_dict()), thread_id)
 
 
 def _given(settings: RunSettings | None) -> dict[str, Any]:

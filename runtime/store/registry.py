@@ -141,5 +141,9 @@ def leases_held(conn: sqlite3.Connection, owner: Owner, now: float) -> dict[str,
     return dict(rows)
 
 
+def delete(conn: sqlite3.Connection, thread_id: str) -> int:
+    return conn.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,)).rowcount
+
+
 def has_checkpoints(conn: sqlite3.Connection, thread_id: str) -> bool:
     return conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)).fetchone() is not None

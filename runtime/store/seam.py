@@ -242,6 +242,9 @@ class ThreadRegistry(Protocol):
 
     def has_checkpoints(self, conn: Connection, thread_id: str) -> bool: ...
 
+    def delete(self, conn: Connection, thread_id: str) -> int:
+        """Forget a thread's row (its checkpoints and data are the callers' to remove)."""
+
 
 @runtime_checkable
 class RunQueue(Protocol):

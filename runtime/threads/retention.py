@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from runtime.store.parts import progress as progress_rows
+from runtime.store.parts import threads as thread_rows
 from runtime.threads import registry as threads
 from runtime.store.database import Database
 from runtime.errors import BadInput, Command, Duration, Message, Placeholder, Setting, ThreadBusy, ThreadNotFound
@@ -113,7 +114,7 @@ def delete_thread(db: Database, thread_id: str, *, dry_run: bool = False) -> Del
         counts = removal.delete_thread(thread_id)
         counts["store_items"] = _delete_store_namespaces(db.conn, thread_label(thread_id))
         progress_rows.delete(db.conn, thread_id)
-        counts["registry"] = db.conn.execute("DELETE FROM agent_threads WHERE thread_id = ?", (thread_id,)).rowcount
+        counts["registry"] = thread_rows.delete(db.conn, thread_id)
     return DeleteReport(dry_run=dry_run, thread_id=thread_id, **counts)
 
 

@@ -139,6 +139,10 @@ def leases_held(conn: psycopg.Connection, owner: Owner, now: float) -> dict[str,
     return dict(rows)
 
 
+def delete(conn: psycopg.Connection, thread_id: str) -> int:
+    return conn.execute("DELETE FROM agent_threads WHERE thread_id = %s", (thread_id,)).rowcount
+
+
 def has_checkpoints(conn: psycopg.Connection, thread_id: str) -> bool:
     """In the checkpointer's table, `checkpoints` (LangGraph's PostgresSaver's, made by its setup())."""
     return conn.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,)).fetchone() is not None
