@@ -232,3 +232,13 @@ def test_submit_takes_an_id_whose_first_run_saved_nothing(db):
     assert (record.graph, record.status, record.owner_pid) == ("research", "queued", None)
     FleetWorker(db, until_idle=True).run()
     assert wait_for_thread(db, "early", timeout=5).status == "completed"
+
+
+def test_a_queued_resumes_settings_replace_the_threads_from_then_on(db):
+    from runtime import run_thread
+
+    assert run_thread(db, "research", "s", QUESTION, RunSettings(max_tokens=10)).status == "budget_exceeded"
+    submit_resume(db, "s", settings=RunSettings(max_tokens=100_000))
+    FleetWorker(db, until_idle=True).run()
+    record = wait_for_thread(db, "s", timeout=5)
+    assert record.status == "completed" and record.settings["max_tokens"] == 100_000

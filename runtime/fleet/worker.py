@@ -268,7 +268,19 @@ class FleetWorker:
         except AgentError as exc:
             self._refused(claim, exc)
             return None
-        return replace(plan, lease=claim.lease)
+        if claim.kind == queue.RUN:
+            return replace(plan, lease=claim.lease)
+        return replace(plan, lease=self._keep_settings(claim, plan.settings.as_dict()))
+
+    def _keep_settings(self, claim: Claim, settings: dict[str, Any]) -> int:
+        """A resume's or retry's settings replace the thread's from now on, as `agent resume`'s
+        do; the thread's lease, taken again with them (still this worker's)."""
+        with immediate(self.db.conn):
+            row = thread_rows.get(self.db.conn, claim.thread_id)
+            if row is None or row.lease != claim.lease or row.owner_pid != self.owner.pid:
+                return claim.lease  # no longer this worker's: its writes will be refused
+            thread_rows.take_lease(self.db.conn, claim.thread_id, {**row.settings, **settings}, self.owner, time.time())
+            return thread_rows.get(self.db.conn, claim.thread_id).lease
 
     def _refused(self, claim: Claim, exc: AgentError) -> None:
         """A claimed thread that cannot run here: a new run fails; a dead runner's thread this
