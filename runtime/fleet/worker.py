@@ -235,23 +235,27 @@ class FleetWorker:
         return claims
 
     def _take_over(self, room: int) -> list[Claim]:
-        """Threads recorded as running whose runner is gone, taken over (one transaction each)."""
+        """Threads recorded as running whose runner is gone, taken over in one transaction (each
+        conditional on the lease read, so of two workers one gets each thread)."""
         self._last_scan = time.monotonic()
-        now, claims = time.time(), []
-        for row in thread_rows.running(self.db.conn):
-            record = threads.ThreadRecord(*row)
-            if len(claims) >= room or record.thread_id in self.tasks or record.holder_alive(now):
-                continue
-            with immediate(self.db.conn):
+        now, claims, events = time.time(), [], []
+        records = [threads.ThreadRecord(*row) for row in thread_rows.running(self.db.conn)]
+        dead = [r for r in records if r.thread_id not in self.tasks and not r.holder_alive(now)]
+        if not dead:
+            return claims
+        with immediate(self.db.conn):
+            for record in dead[:room]:
                 if not thread_rows.take_over(self.db.conn, record.thread_id, record.lease, self.owner, now):
                     continue  # another worker took it first
                 if record.resumes >= self.max_resumes:
                     why = f"its runner died {record.resumes + 1} times; gave up after {self.max_resumes} takeovers (--max-resumes)"
                     thread_rows.release(self.db.conn, record.thread_id, self.owner.pid, "failed", why, None, now)
-                    self.emit(WorkerEvent("gave_up", record.thread_id, "failed", why))
+                    events.append(WorkerEvent("gave_up", record.thread_id, "failed", why))
                     continue
-            claims.append(Claim(record.thread_id, TAKEOVER, {}, record.lease + 1, record.resumes + 1))
-            self.emit(WorkerEvent("taken_over", record.thread_id, message=f"its runner was gone; takeover {record.resumes + 1} of {self.max_resumes}"))
+                claims.append(Claim(record.thread_id, TAKEOVER, {}, record.lease + 1, record.resumes + 1))
+                events.append(WorkerEvent("taken_over", record.thread_id, message=f"its runner was gone; takeover {record.resumes + 1} of {self.max_resumes}"))
+        for event in events:
+            self.emit(event)
         return claims
 
     def _plan(self, claim: Claim) -> RunPlan | None:
