@@ -130,6 +130,8 @@ class FleetWorker:
         self.emit = on_event or (lambda event: None)
         self.on_tick = on_tick
         """Called off the loop on each pass (the scheduler fires due schedules there)."""
+        self.on_origin: Callable[[dict[str, Any], RunOutcome], Any] | None = None
+        """Told, off the loop, how each run whose request named an origin ended (a schedule's run)."""
         self.owner = threads.this_process()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{time.time():.3f}"
         self.tasks: dict[str, asyncio.Task] = {}
@@ -361,8 +363,6 @@ class FleetWorker:
         origin = claim.request.get("origin")
         if origin and self.on_origin is not None:
             self.on_origin(origin, outcome)
-
-    on_origin: Callable[[dict[str, Any], RunOutcome], Any] | None = None
 
     def _events(self, thread_id: str) -> Callable[[RunEvent], None]:
         def on_event(event: RunEvent) -> None:
