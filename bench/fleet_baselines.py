@@ -1,6 +1,6 @@
 """The fleet benchmark's baselines: what a LangGraph user does today, in a process of its own.
 
-    .venv/bin/python bench/fleet_baselines.py sqlite --threads 200 --latency 1 --db /tmp/x.db
+    .venv/bin/python bench/fleet_baselines.py sqlite --threads 200 --latency 1 --db baseline.db
     .venv/bin/python bench/fleet_baselines.py memory --threads 200 --latency 1
 
 One process, one event loop, `asyncio.gather` of N `graph.ainvoke` calls of bench/fleet_graph.py,
