@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -228,3 +228,42 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.section("LangGraph's own tests against agent's saver")
         for result in results:
             terminalreporter.write_line(result.summary())
+
+
+def run_in_terminal(
+    args: list[str], env: dict[str, str], *, columns: int = 200, timeout: float = 60, on_output: Callable[[bytes, subprocess.Popen], Any] | None = None
+) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal `columns` wide (as a person at a terminal would) and
+    return its exit code and what it drew; `on_output` sees the output so far after each read
+    (to act once something is drawn: a signal, not a sleep)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+                if on_output is not None:
+                    on_output(output, proc)
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=timeout), output.decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, agent_cmd, agent_env, queue_input
+from tests.conftest import ROOT, agent_cmd, agent_env, queue_input, run_in_terminal
 
 QUESTION = '{"question": "Why is the sea salty?", "steps": 3}'
 
@@ -107,40 +106,16 @@ def _strip_ansi(text: str) -> str:
 def test_ctrl_c_on_an_80_column_terminal_leaves_no_broken_bar(db_path):
     """On a pseudo-terminal 80 columns wide, every frame of the bar fits one line, so a redraw
     (and the last one, after Ctrl-C) overwrites it whole instead of leaving half a bar behind."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 80, 0, 0))
     env = {k: v for k, v in agent_env(db_path, TERM="xterm-256color").items() if k != "COLUMNS"}
     args = agent_cmd("run", "task_queue", "--thread", "tty", "--input", queue_input(2000), "--model", "offline:latency=0.02", "--concurrency", "4")
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    output, interrupted = b"", False
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-                if not interrupted and "items/s".encode() in output:  # the bar is drawn: the run is under way
-                    proc.send_signal(signal.SIGINT)
-                    interrupted = True
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=120)
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-    screen = output.decode(errors="replace")
+    interrupted: list[bool] = []
+
+    def interrupt_once_drawn(output: bytes, proc: subprocess.Popen) -> None:
+        if not interrupted and b"items/s" in output:  # the bar is drawn: the run is under way
+            proc.send_signal(signal.SIGINT)
+            interrupted.append(True)
+
+    code, screen = run_in_terminal(args, env, columns=80, timeout=120, on_output=interrupt_once_drawn)
     assert interrupted and code == 130, screen
     frames = [frame for line in _strip_ansi(screen).split("\n") for frame in line.split("\r") if "━" in frame]
     assert frames and all(len(frame) < 80 for frame in frames), [f for f in frames if len(f) >= 80]

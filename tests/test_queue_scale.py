@@ -7,17 +7,11 @@ process must catch mid-way is held there by the fake model endpoint until the te
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
 import re
-import select
 import signal
 import sqlite3
-import struct
 import subprocess
-import termios
 from pathlib import Path
 
 import pytest
@@ -25,7 +19,7 @@ import pytest
 from runtime import get_state, iter_results, open_database, resume_thread, retry_failed, run_thread
 from runtime.errors import CannotRetry
 from runtime.policy.settings import RunSettings
-from tests.conftest import ENDPOINT_MODEL, ROOT, LineReader, agent_cmd, agent_env, finish, wait_for_results
+from tests.conftest import ENDPOINT_MODEL, ROOT, LineReader, agent_cmd, agent_env, finish, run_in_terminal, wait_for_results
 
 
 def _queue(n: int, prefix: str = "doc", poison: set[int] = frozenset()) -> dict:
@@ -180,35 +174,8 @@ def test_progress_as_json_events_and_nothing_with_quiet(cli):
     assert len(quiet.stdout.splitlines()) == 1 and "(30 done, 0 failed of 30 items)" in quiet.stdout
 
 
-def _run_in_terminal(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
-    """Run a command on a pseudo-terminal (as a person at a terminal would) and return what it drew."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    output = b""
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=timeout), output.decode(errors="replace")
-    finally:
-        os.close(master)
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_progress_as_a_live_bar_on_a_terminal(db_path):
-    code, screen = _run_in_terminal(
+    code, screen = run_in_terminal(
         agent_cmd("run", "task_queue", "--thread", "tty", "--input", json.dumps(_queue(300, poison={5})),
                   "--model", "offline:latency=0.01,fail_on=POISON", "--concurrency", "8", "--backoff", "0"),  # fmt: skip
         {**agent_env(db_path), "TERM": "xterm-256color"},
