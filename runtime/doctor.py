@@ -241,7 +241,7 @@ def _missing_graph(graph: str) -> bool:
 
 def _queued_graphs(conn: Connection) -> Finding:
     queued = queue_rows.list_all(conn)
-    graphs = {row.thread_id: (thread_rows.get(conn, row.thread_id) or None) for row in queued}
+    graphs = {row.thread_id: thread_rows.get(conn, row.thread_id) for row in queued}
     missing = [(thread_id, row.graph) for thread_id, row in graphs.items() if row is not None and _missing_graph(row.graph)]
     if missing:
         shown = ", ".join(f"{t} ({g})" for t, g in missing[:5])

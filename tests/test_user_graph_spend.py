@@ -211,6 +211,9 @@ def test_agent_status_shows_a_running_user_graphs_progress(tmp_path: Path, spawn
             assert time.monotonic() < deadline, stderr.text()
             listed = json.loads(run_agent("threads", "--json").stdout)
             steps = next(t["steps"] for t in listed if t["thread_id"] == "h")
+        # ... and which process runs it, in the table as in --json.
+        assert next(t["runner"] for t in listed if t["thread_id"] == "h")["pid"] == record["runner"]["pid"] == proc.pid
+        assert f"running (pid {proc.pid})" in run_agent("threads").stdout
     finally:
         gate.touch()
     out, err = finish(proc, stderr)

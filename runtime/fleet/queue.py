@@ -2,7 +2,7 @@
 
 `submit_run` checks everything `run_thread` checks (the graph, the input, the settings, the
 models) and records the thread as `queued` with its settings; `submit_resume`, `submit_retry` and
-`submit_answers` queue a resume (from the latest or a chosen checkpoint, with edits), a new round
+`submit_decisions` queue a resume (from the latest or a chosen checkpoint, with edits), a new round
 of a queue's failed items, or answers to a thread's approvals, each checked as its direct form
 checks it. Nothing is written when a check fails. At most one request waits per thread; a
 request for a thread that is running waits for that run to end. Workers take requests oldest
@@ -28,7 +28,6 @@ from runtime.threads import registry as threads
 from runtime.threads.control import current_user
 
 RUN, RESUME, RETRY, ANSWER = "run", "resume", "retry", "answer"
-KINDS = (RUN, RESUME, RETRY, ANSWER)
 
 
 def submit_run(
@@ -89,10 +88,6 @@ def submit_decisions(
     check_reason(thread_id, ids, approved, reason)
     answers = decisions_for(db, thread_id, ids, approved, reason, every)
     return _queue(db, thread_id, ANSWER, {"answers": answers}, priority)
-
-
-def queued_request(db: Database, thread_id: str) -> QueueRow | None:
-    return queue_rows.get(db.conn, thread_id)
 
 
 WAIT_POLL_SECONDS = 0.2

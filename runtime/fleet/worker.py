@@ -64,7 +64,6 @@ class Claim:
     kind: str
     request: dict[str, Any]
     lease: int
-    resumes: int = 0
     before: str = "queued"
     """The thread's status before it was taken (restored when its request cannot start)."""
     priority: int = 0
@@ -254,7 +253,7 @@ class FleetWorker:
                     thread_rows.release(self.db.conn, record.thread_id, self.owner.pid, "failed", why, None, now)
                     events.append(WorkerEvent("gave_up", record.thread_id, "failed", why))
                     continue
-                claims.append(Claim(record.thread_id, TAKEOVER, {}, record.lease + 1, record.resumes + 1))
+                claims.append(Claim(record.thread_id, TAKEOVER, {}, record.lease + 1))
                 events.append(WorkerEvent("taken_over", record.thread_id, message=f"its runner was gone; takeover {record.resumes + 1} of {self.max_resumes}"))
         for event in events:
             self.emit(event)

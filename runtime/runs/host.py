@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from runtime.policy.budget import FLUSH_SECONDS, add_spend
@@ -86,7 +87,7 @@ class RunHost:
     def renew(self) -> dict[str, int]:
         """Renew every lease this process holds, keep the progress runs reported; the leases held."""
         with immediate(self.db.conn):
-            owner, now = threads.this_process(), _now()
+            owner, now = threads.this_process(), time.time()
             held = thread_rows.leases_held(self.db.conn, owner, now)
             for drive in list(self.drives.values()):
                 if held.get(drive.plan.thread_id) != drive.plan.lease:
@@ -117,8 +118,3 @@ class RunHost:
                 add_spend(self.db, drive.plan.thread_id, drive.meter.take_pending())
         return control_rows.addressed_to(self.db.conn, threads.this_process())
 
-
-def _now() -> float:
-    import time
-
-    return time.time()
