@@ -274,6 +274,7 @@ OUT_OF_RANGE = [
     ("run", "task_queue", "--thread", "n", "--input", '{"items": ["a"], "prompt": "{item}"}', "--rpm", "-1"),
     ("run", "task_queue", "--thread", "n", "--input", '{"items": ["a"], "prompt": "{item}"}', "--backoff", "-1"),
     ("worker", "--once", "--max-resumes", "-1"),
+    ("worker", "--once", "--concurrency", "0"),
     ("schedule", "add", "x", "--graph", "research", "--cron", "0 9 * * *", "--max-failures", "0"),
 ]
 

@@ -195,6 +195,8 @@ def test_detach_queues_an_answer_a_resume_and_a_retry_for_a_worker(run_agent, db
     assert run_agent("retry-failed", "--thread", "q", "--model", "offline", "--detach").returncode == 0
     refused = run_agent("resume", "--thread", "q", "--detach", "--wait", "1m")
     assert refused.returncode == 2 and refused.stderr.startswith("Error: --wait does nothing with --detach")
+    refused = run_agent("resume", "--thread", "q", "--detach", "--yes")
+    assert refused.returncode == 2 and refused.stderr.startswith("Error: --yes cannot approve the actions of a queued run")
     assert json.loads(run_agent("status", "--thread", "ap", "--json").stdout)["queued"]["kind"] == "answer"
     # Two runs ending side by side in one process: each records its end off the loop, where the
     # other's store transaction may hold the write lock until the loop reaches its COMMIT.
