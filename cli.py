@@ -29,7 +29,7 @@ import typer
 from commands import control, edit, fleet, read, run, schedule, storage, transfer
 
 ENVIRONMENT = {
-    "AGENT_DB": "the database (--db) [checkpoints/agent.db]",
+    "AGENT_DB": "the database (--db): a file or postgresql:// URL [checkpoints/agent.db]",
     "AGENT_MODEL": "a new run's model (--model) [offline]",
     "AGENT_DEBUG": "1: tracebacks on errors (--debug)",
     "AGENT_PRICES": "a JSON file of prices, USD a million tokens",
@@ -41,6 +41,7 @@ ENVIRONMENT = {
     "AGENT_LEASE_SECONDS": "a runner silent this long is taken over [30]",
     "AGENT_SCHEDULE_MIN_INTERVAL": "least time between a schedule's runs [60m]",
     "AGENT_MAX_SCHEDULES": "schedules a database may hold [100]",
+    "AGENT_PG_POOL": "PostgreSQL connections a process's runs share [10]",
     "OPENAI_API_KEY": "the key of an openai:NAME model",
     "OPENAI_BASE_URL": "another OpenAI-compatible endpoint",
 }

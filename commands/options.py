@@ -17,7 +17,9 @@ MODEL_HELP = (
 )
 """The forms of a model, as runtime/policy/models.py reads them."""
 
-DbOpt = Annotated[Path, typer.Option("--db", envvar="AGENT_DB", metavar="PATH", help="SQLite database file.", show_default=True)]
+DbOpt = Annotated[
+    str, typer.Option("--db", envvar="AGENT_DB", metavar="PATH|URL", help="SQLite database file, or a postgresql:// URL.", show_default=True)
+]
 ThreadOpt = Annotated[str, typer.Option("--thread", "-t", metavar="THREAD", help="Thread id.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", envvar="AGENT_DEBUG", help="Show tracebacks (AGENT_DEBUG=1).")]
@@ -60,7 +62,7 @@ BackgroundOpt = Annotated[
     typer.Option("--background/--foreground", help="Nobody at the terminal: sensitive actions always wait for agent approve [default: foreground]."),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Approve this run's sensitive actions up front, in your name (not with --background).")]
-DEFAULT_DB = Path("checkpoints") / "agent.db"
+DEFAULT_DB = str(Path("checkpoints") / "agent.db")
 
 
 ResumeModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODEL", help="Use another model from now on: " + MODEL_HELP)]

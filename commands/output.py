@@ -192,7 +192,7 @@ def report_error(message: str, hint: str | None, code: int, as_json: bool) -> No
         err(f"Hint: {hint}")
 
 
-def open_db(db: Path, create: bool = False):
+def open_db(db: str | Path, create: bool = False):
     from runtime import open_database
 
     return open_database(db, create=create)

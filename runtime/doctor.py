@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import Command, DatabaseMissing, Message, Placeholder, Setting, joined
-from runtime.store.parts import checks, namespaces
+from runtime.store.parts import checks, namespaces, server_location
 from runtime.store.parts import threads as thread_rows
 from runtime.store.parts import queue as queue_rows
 from runtime.store.parts import schedules as schedule_rows
 from runtime.store.parts import workers as worker_rows
-from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
 from runtime.store.seam import Connection, StorageUnreadable
 from runtime.threads.registry import ThreadRecord
 
@@ -40,12 +39,17 @@ class Finding:
 def check_database(path: str | os.PathLike) -> list[Finding]:
     """Integrity, schema version, orphaned writes and blobs, threads whose runner died, schedule
     runs recorded as running with no live thread, schedules naming a graph that is gone."""
-    path = Path(path)
-    if not path.exists():
-        raise DatabaseMissing(f"no database at {path}", Message("point {} (or AGENT_DB) at the database to check", Setting("path")))
+    on_server = server_location(path)
+    if not on_server:
+        path = Path(path)
+        if not path.exists():
+            raise DatabaseMissing(f"no database at {path}", Message("point {} (or AGENT_DB) at the database to check", Setting("path")))
     try:
         conn = checks.open_read_only(path)
     except StorageUnreadable as exc:
+        if on_server:
+            fix = Message("check {} (or AGENT_DB), and that the server is up", Setting("path"))
+            return [Finding("connection", False, f"cannot read the PostgreSQL database: {exc}", fix)]
         return [Finding("integrity", False, f"{path} is not a usable SQLite database: {exc}", "restore it from a backup")]
     try:
         integrity = _integrity(conn)
@@ -55,7 +59,7 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
         schema = _schema(conn)
         findings.append(schema)
         tables = checks.tables(conn)
-        if {"checkpoints", "writes", "checkpoint_blobs"} <= tables:
+        if {"checkpoints", checks.layout(conn).writes_table, "checkpoint_blobs"} <= tables:
             findings.append(_orphaned_writes(conn))
             findings.append(_orphaned_blobs(conn))
         if "agent_threads" in tables:
@@ -73,33 +77,35 @@ def check_database(path: str | os.PathLike) -> list[Finding]:
 
 def _integrity(conn: Connection) -> Finding:
     rows = checks.integrity(conn)
+    kind = checks.layout(conn).kind
     if not rows:
-        return Finding("integrity", True, "SQLite integrity check passed")
+        return Finding("integrity", True, f"{kind} integrity check passed" if kind == "SQLite" else f"{kind} database readable")
     return Finding(
         "integrity",
         False,
-        "SQLite integrity check failed: " + "; ".join(rows[:5]),
+        f"{kind} integrity check failed: " + "; ".join(rows[:5]),
         "restore the file from a backup; to salvage what is readable: sqlite3 DB .recover | sqlite3 NEW.db (agent never repairs in place)",
     )
 
 
 def _schema(conn: Connection) -> Finding:
     version = checks.schema_version(conn)
-    if version > SCHEMA_VERSION:
+    layout = checks.layout(conn)
+    if version > layout.schema_version:
         return Finding(
             "schema",
             False,
-            f"schema version {version} was written by a newer agent (this one reads {SCHEMA_VERSION})",
+            f"schema version {version} was written by a newer agent (this one reads {layout.schema_version})",
             "upgrade agent (pip install -U agent), or use this database only with the newer version",
         )
-    if version < SCHEMA_VERSION:
+    if version < layout.schema_version:
         return Finding(
             "schema",
             False,
-            f"schema version {version} is older than this agent's ({SCHEMA_VERSION})",
+            f"schema version {version} is older than this agent's ({layout.schema_version})",
             Message("run any agent command on it (e.g. {}): the database is converted on opening, in one transaction", Command("threads")),
         )
-    missing = [t for t in EXPECTED_TABLES if t not in checks.tables(conn)]
+    missing = [t for t in layout.expected_tables if t not in checks.tables(conn)]
     if missing:
         return Finding("schema", False, f"schema version {version}, but tables are missing: {', '.join(missing)}", "restore the file from a backup")
     return Finding("schema", True, f"schema version {version}, all tables present")

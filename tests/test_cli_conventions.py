@@ -363,7 +363,7 @@ def test_shell_completion_is_shown_installed_and_completes(tmp_path, db_path):
 
 METAVARS = {
     "--thread": "THREAD", "--new-thread": "THREAD", "--checkpoint": "CHECKPOINT", "--from": "CHECKPOINT", "--to": "CHECKPOINT",
-    "--db": "PATH", "--max-cost": "USD", "--model": "MODEL", "--cheap-model": "MODEL", "--input": "JSON", "--graph": "GRAPH",
+    "--db": "PATH|URL", "--max-cost": "USD", "--model": "MODEL", "--cheap-model": "MODEL", "--input": "JSON", "--graph": "GRAPH",
     **{flag: "DURATION" for flag in ("--interval", "--poll", "--wait", "--node-timeout", "--deadline", "--grace", "--missed-after", "--older-than", "--backoff")},
     **{flag: "N" for flag in ("--limit", "--keep", "--concurrency", "--max-attempts", "--rpm", "--tpm", "--max-tokens", "--max-failures", "--max-resumes")},
 }  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from runtime.store.seam import StorageUnreadable
+from runtime.store.seam import Layout, StorageUnreadable
 
 
 def open_read_only(path: str | os.PathLike) -> sqlite3.Connection:
@@ -31,6 +31,12 @@ def integrity(conn: sqlite3.Connection) -> list[str]:
     """The first 20 problems SQLite's integrity check finds."""
     rows = [r[0] for r in conn.execute("PRAGMA integrity_check(20)")]
     return [] if rows == ["ok"] else rows
+
+
+def layout(conn: sqlite3.Connection) -> Layout:
+    from runtime.store.schema import EXPECTED_TABLES, SCHEMA_VERSION
+
+    return Layout("SQLite", SCHEMA_VERSION, EXPECTED_TABLES, "writes")
 
 
 def tables(conn: sqlite3.Connection) -> set[str]:
@@ -61,3 +67,22 @@ def latest_checkpoints(conn: sqlite3.Connection, thread_id: str, limit: int) -> 
         "SELECT source, metadata, next FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT ?",
         (thread_id, limit),
     ).fetchall()
+
+
+def storage_bytes(conn: sqlite3.Connection) -> int:
+    """The bytes the database takes on disk: its file and its WAL."""
+    path = next(row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main")
+    return sum(os.path.getsize(p) for p in (path, f"{path}-wal") if path and os.path.exists(p))
+
+
+def reclaimable_bytes(conn: sqlite3.Connection) -> int:
+    """The bytes of free pages that `reclaim` would give back (after the WAL is copied in)."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+
+
+def reclaim(conn: sqlite3.Connection) -> None:
+    """Give the free pages back to the file system: VACUUM, with the WAL emptied before and after."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

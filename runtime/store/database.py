@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, AsyncIterator
 from runtime.errors import Command, DatabaseMissing, DatabaseUnusable, Message, Placeholder, Setting, StorageFull
 from runtime.store.columns import ColumnReader
 from runtime.store.connect import connect, is_full, use_wal
+from runtime.store.parts import server_location
 from runtime.store.item_store import create_item_store_tables, open_item_store
 from runtime.store.schema import SCHEMA_VERSION, create_control_tables, create_fleet_tables, create_schedule_tables, ensure_checkpoint_tables
 from runtime.store.serde import redacting_serializer
@@ -161,8 +162,15 @@ class Database:
 
 
 def open_database(path: str | os.PathLike | None = None, *, create: bool = False) -> Database:
-    """Open (and with `create`, make) the database; raise a domain error a user can act on."""
-    path = Path(path) if path is not None else default_db_path()
+    """Open (and with `create`, make) the database; raise a domain error a user can act on.
+
+    A postgresql:// URL opens that PostgreSQL database (runtime/store/postgres/database.py)."""
+    location = path if path is not None else (os.environ.get("AGENT_DB") or DEFAULT_DB)
+    if server_location(location):
+        from runtime.store.postgres.database import open_postgres
+
+        return open_postgres(str(location), create=create)  # type: ignore[return-value]
+    path = Path(location)
     if not path.exists():
         if not create:
             raise DatabaseMissing(

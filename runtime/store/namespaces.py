@@ -98,3 +98,38 @@ def result_counts(conn: sqlite3.Connection, prefix: str, round_: int, since: flo
         if "no such table" in str(exc):
             return []
         raise
+
+
+def results(conn: sqlite3.Connection, prefix: str, items_prefix: str, status: str | None) -> Iterator[tuple[str, dict, dict | None]]:
+    """(key, result, item or None) of the results under `prefix` (of one status, if given), by
+    key, each with the item of the same key under `items_prefix`, streamed."""
+    query = (
+        "SELECT r.key, r.value, i.value FROM store r LEFT JOIN store i ON i.prefix = ? AND i.key = r.key "
+        "WHERE r.prefix = ?" + (" AND json_extract(r.value, '$.status') = ?" if status else "") + " ORDER BY r.key"
+    )
+    try:
+        cursor = conn.execute(query, (items_prefix, prefix, *([status] if status else [])))
+    except sqlite3.OperationalError:  # no store table yet: no graph has written results
+        return
+    for key, value, item in cursor:
+        yield key, json.loads(value), json.loads(item) if item else None
+
+
+def has_items(conn: sqlite3.Connection, prefix: str) -> bool:
+    try:
+        return conn.execute("SELECT 1 FROM store WHERE prefix = ? LIMIT 1", (prefix,)).fetchone() is not None
+    except sqlite3.OperationalError:
+        return False
+
+
+def delete_of_thread(conn: sqlite3.Connection, label: str) -> int:
+    """Delete the rows of every namespace of the thread (inside the caller's transaction); how many."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('store', 'store_vectors')")}
+    if "store" not in tables:
+        return 0
+    removed = 0
+    for prefix in of_thread(conn, label):
+        removed += conn.execute("DELETE FROM store WHERE prefix = ?", (prefix,)).rowcount
+        if "store_vectors" in tables:
+            conn.execute("DELETE FROM store_vectors WHERE prefix = ?", (prefix,))
+    return removed

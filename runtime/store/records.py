@@ -27,6 +27,18 @@ class StorageUnreadable(Exception):
 # -- rows: what the parts hand back -----------------------------------------------------------
 
 
+class Layout(NamedTuple):
+    """What a backend's database is made of, as `agent doctor` checks it."""
+
+    kind: str
+    """How messages name the backend: "SQLite", "PostgreSQL"."""
+    schema_version: int
+    """The version this code writes."""
+    expected_tables: tuple[str, ...]
+    writes_table: str
+    """Where a task's writes are stored apart from their checkpoint."""
+
+
 class Owner(NamedTuple):
     """The process holding a thread's lease, or asked to pause or cancel it."""
 

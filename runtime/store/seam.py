@@ -81,6 +81,7 @@ Connection = Any
 
 from runtime.store.records import (  # noqa: F401  the rows and errors, apart to keep this file short; named here as the seam's
     OccurrenceTaken,
+    Layout,
     LeaseLost,
     StorageUnreadable,
     Owner,
@@ -386,6 +387,15 @@ class Namespaces(Protocol):
     def put_items(self, conn: Connection, prefix: str, items: Iterable[StoreItem]) -> int:
         """Store items under one namespace (dotted) with the times they carry; how many."""
 
+    def results(self, conn: Connection, prefix: str, items_prefix: str, status: str | None) -> Iterator[tuple[str, dict, dict | None]]:
+        """(key, result, item or None) of the results under one namespace (of one status, if
+        given), by key, each with the item of its key under `items_prefix`, streamed."""
+
+    def has_items(self, conn: Connection, prefix: str) -> bool: ...
+
+    def delete_of_thread(self, conn: Connection, label: str) -> int:
+        """Delete every row of the thread's namespaces (inside the caller's transaction); how many."""
+
     def result_counts(self, conn: Connection, prefix: str, round_: int, since: float | None) -> list[tuple]:
         """Per result status: (status, given up before `round_`, count, input tokens, output
         tokens, written at or after `since`)."""
@@ -397,6 +407,9 @@ class Maintenance(Protocol):
 
     def open_read_only(self, path: str | PathLike[str]) -> Connection:
         """A connection that cannot write; raises StorageUnreadable."""
+
+    def layout(self, conn: Connection) -> Layout:
+        """The backend's name, schema version and tables, as this code makes them."""
 
     def integrity(self, conn: Connection) -> list[str]:
         """What the backend's own integrity check finds wrong; empty when it passes."""
@@ -412,6 +425,15 @@ class Maintenance(Protocol):
 
     def latest_checkpoints(self, conn: Connection, thread_id: str, limit: int) -> list[tuple[str | None, str | None, str | None]]:
         """(source, metadata JSON, next tasks JSON) of the thread's latest root checkpoints."""
+
+    def storage_bytes(self, conn: Connection) -> int:
+        """The bytes the database takes where it is kept."""
+
+    def reclaimable_bytes(self, conn: Connection) -> int:
+        """What `reclaim` would give back, as far as the backend can tell."""
+
+    def reclaim(self, conn: Connection) -> None:
+        """Give the database's free space back (the backend's own VACUUM); nothing may be running."""
 
 
 @dataclass(frozen=True)

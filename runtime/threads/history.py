@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 import re
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from state.storage import items_namespace, results_namespace
 from runtime.policy.times import iso_time
 from runtime.store.database import Database
+from runtime.store.parts import namespaces
 from runtime.store.parts import queue as queue_rows
 from runtime.policy.numbers import check_number
 from runtime.threads.progress import reported_progress, stored_progress
@@ -139,7 +138,7 @@ def find_checkpoint(db: Database, thread_id: str, ref: str) -> str:
         step = int(ref)
         by_id = {cid: (parent, s) for cid, parent, s in rows}
         cursor = rows[-1][0] if rows else None
-        while cursor is not None:
+        while cursor in by_id:  # a parent removed by `agent prune` ends the branch
             parent, s = by_id[cursor]
             if s == step:
                 return cursor
@@ -288,19 +287,11 @@ def iter_results(db: Database, thread_id: str, status: str | None = None) -> Ite
     model (which model answered, when the run had a --cheap-model; else None)."""
     record = threads.get_thread(db, thread_id)
     prefix = ".".join(results_namespace(thread_id))
-    query = (
-        "SELECT r.key, r.value, i.value FROM store r LEFT JOIN store i ON i.prefix = ? AND i.key = r.key "
-        "WHERE r.prefix = ?" + (" AND json_extract(r.value, '$.status') = ?" if status else "") + " ORDER BY r.key"
-    )
-    try:
-        cursor = db.conn.execute(query, (".".join(items_namespace(thread_id)), prefix, *([status] if status else [])))
-    except sqlite3.OperationalError:  # no store table yet: no graph has written results
-        cursor = iter(())
     seen = False
-    for key, value, item in cursor:
+    for key, value, item in namespaces.results(db.conn, prefix, ".".join(items_namespace(thread_id)), status):
         seen = True
-        yield full_result(int(key), json.loads(value), json.loads(item) if item else None)
-    if not seen and record.graph != "task_queue" and not _has_results(db, prefix):
+        yield full_result(int(key), value, item)
+    if not seen and record.graph != "task_queue" and not namespaces.has_items(db.conn, prefix):
         raise NoResults(
             f"thread {thread_id!r} (graph {record.graph}) keeps no per-item results",
             Message("{} shows its state", Command("state", thread_id=thread_id)),
@@ -323,8 +314,3 @@ def full_result(index: int, stored: dict[str, Any], item: dict[str, Any] | None)
     }
 
 
-def _has_results(db: Database, prefix: str) -> bool:
-    try:
-        return db.conn.execute("SELECT 1 FROM store WHERE prefix = ? LIMIT 1", (prefix,)).fetchone() is not None
-    except sqlite3.OperationalError:
-        return False

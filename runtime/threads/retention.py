@@ -7,11 +7,11 @@ running is never touched: `--thread` refuses it, a database-wide prune skips it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from runtime.store.parts import checks, namespaces
 from runtime.store.parts import progress as progress_rows
 from runtime.store.parts import threads as thread_rows
 from runtime.threads import registry as threads
@@ -112,48 +112,26 @@ def delete_thread(db: Database, thread_id: str, *, dry_run: bool = False) -> Del
     # go in the same transaction as the checkpoints.
     with saver.removing(dry_run=dry_run) as removal:
         counts = removal.delete_thread(thread_id)
-        counts["store_items"] = _delete_store_namespaces(db.conn, thread_label(thread_id))
+        counts["store_items"] = namespaces.delete_of_thread(db.conn, thread_label(thread_id))
         progress_rows.delete(db.conn, thread_id)
         counts["registry"] = thread_rows.delete(db.conn, thread_id)
     return DeleteReport(dry_run=dry_run, thread_id=thread_id, **counts)
 
 
-def _delete_store_namespaces(cur: Any, label: str) -> int:
-    """The thread's store namespaces are (kind, label): `results.<label>`, `items.<label>`, ..."""
-    tables = {r[0] for r in cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('store', 'store_vectors')")}
-    if "store" not in tables:
-        return 0
-    prefixes = [
-        prefix
-        for (prefix,) in cur.execute("SELECT DISTINCT prefix FROM store").fetchall()
-        if prefix.split(".")[1:2] == [label]
-    ]
-    removed = 0
-    for prefix in prefixes:
-        removed += cur.execute("DELETE FROM store WHERE prefix = ?", (prefix,)).rowcount
-        if "store_vectors" in tables:
-            cur.execute("DELETE FROM store_vectors WHERE prefix = ?", (prefix,))
-    return removed
-
-
 def vacuum(db: Database, *, dry_run: bool = False) -> VacuumReport:
-    """Give the file's free pages back to the file system (SQLite VACUUM)."""
+    """Give the database's free space back (SQLite's VACUUM, or PostgreSQL's VACUUM FULL of agent's tables)."""
     running = [r.thread_id for r in threads.list_threads(db) if r.status == "running" and r.holder_alive()]
     if running and not dry_run:
         raise ThreadBusy(
-            f"{len(running)} thread(s) are running ({', '.join(running[:5])}); VACUUM rewrites the whole file and would block them",
+            f"{len(running)} thread(s) are running ({', '.join(running[:5])}); VACUUM rewrites the database and would block them",
             Message("run {vacuum} when they have finished ({threads} shows them)", vacuum=Command("vacuum"), threads=Command("threads")),
         )
-    conn = db.conn
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    before = _file_bytes(db)
-    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0] * page_size
+    free = checks.reclaimable_bytes(db.conn)  # first: on SQLite it empties the WAL into the file
+    before = checks.storage_bytes(db.conn)
     if dry_run:
         return VacuumReport(dry_run=True, bytes_before=before, reclaimable_bytes=free, bytes_after=before)
-    conn.execute("VACUUM")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return VacuumReport(dry_run=False, bytes_before=before, reclaimable_bytes=free, bytes_after=_file_bytes(db))
+    checks.reclaim(db.conn)
+    return VacuumReport(dry_run=False, bytes_before=before, reclaimable_bytes=free, bytes_after=checks.storage_bytes(db.conn))
 
 
 def _check_criteria(keep: int | None, older_than: float | None, orphans: bool, thread: str | None) -> None:
@@ -178,17 +156,13 @@ def _check_criteria(keep: int | None, older_than: float | None, orphans: bool, t
         )
 
 
-def _file_bytes(db: Database) -> int:
-    return sum(os.path.getsize(p) for p in (db.path, f"{db.path}-wal") if os.path.exists(p))
-
-
 def _all_threads(db: Database) -> list[str]:
-    registered = {r[0] for r in db.conn.execute("SELECT thread_id FROM agent_threads")}
+    registered = {row.thread_id for row in thread_rows.list_all(db.conn)}
     return sorted(registered | db.checkpoint_columns().checkpointed_threads())
 
 
 def _require_thread(db: Database, thread_id: str) -> None:
-    known = db.conn.execute("SELECT 1 FROM agent_threads WHERE thread_id = ?", (thread_id,)).fetchone() or (
+    known = thread_rows.get(db.conn, thread_id) is not None or (
         db.checkpoint_columns().has_checkpoints(thread_id)
     )
     if not known:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import psycopg
 
 from runtime.store.postgres.schema import stored_version
-from runtime.store.seam import StorageUnreadable
+from runtime.store.seam import Layout, StorageUnreadable
 
 
 def open_read_only(path: str) -> psycopg.Connection:
@@ -33,6 +33,12 @@ def open_read_only(path: str) -> psycopg.Connection:
         conn.close()
         raise StorageUnreadable(str(exc).strip()) from None
     return conn
+
+
+def layout(conn: psycopg.Connection) -> Layout:
+    from runtime.store.postgres.schema import SCHEMA_VERSION
+
+    return Layout("PostgreSQL", SCHEMA_VERSION, ("agent_threads", "checkpoints", "checkpoint_blobs", "checkpoint_writes", "store"), "checkpoint_writes")
 
 
 def integrity(conn: psycopg.Connection) -> list[str]:
@@ -80,3 +86,36 @@ def latest_checkpoints(conn: psycopg.Connection, thread_id: str, limit: int) -> 
         "ORDER BY checkpoint_id DESC LIMIT %s",
         (thread_id, limit),
     ).fetchall()
+
+
+RECLAIMED_TABLES = (
+    "checkpoints", "checkpoint_blobs", "checkpoint_writes", "store", "agent_threads", "agent_spend", "agent_control",
+    "agent_progress", "agent_schedules", "agent_schedule_runs", "agent_queue", "agent_workers",
+)  # fmt: skip
+"""The tables `reclaim` rewrites: the project's and LangGraph's, never another's in the database."""
+
+
+def storage_bytes(conn: psycopg.Connection) -> int:
+    """The bytes the database takes on the server (pg_database_size)."""
+    return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+
+def reclaimable_bytes(conn: psycopg.Connection) -> int:
+    """An estimate of what `reclaim` gives back: each table's size times its share of dead rows
+    (PostgreSQL's statistics, as of its last analysis)."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(pg_total_relation_size(relid) * n_dead_tup / NULLIF(n_live_tup + n_dead_tup, 0)), 0) "
+        "FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+        (list(RECLAIMED_TABLES),),
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def reclaim(conn: psycopg.Connection) -> None:
+    """VACUUM (FULL, ANALYZE) of the project's and LangGraph's tables: PostgreSQL's own way of
+    giving their free space back to the file system (each table is locked while it is rewritten)."""
+    from psycopg import sql
+
+    present = [name for name in RECLAIMED_TABLES if conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None]
+    for name in present:
+        conn.execute(sql.SQL("VACUUM (FULL, ANALYZE) {}").format(sql.Identifier(name)))

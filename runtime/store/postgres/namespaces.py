@@ -122,3 +122,40 @@ def result_counts(conn: psycopg.Connection, prefix: str, round_: int, since: flo
         "FROM store WHERE prefix = %s GROUP BY 1",
         (round_, None if since is None else moment(since), prefix),
     ).fetchall()
+
+
+def results(conn: psycopg.Connection, prefix: str, items_prefix: str, status: str | None) -> Iterator[tuple[str, dict, dict | None]]:
+    """(key, result, item or None) of the results under `prefix` (of one status, if given), by
+    key, each with the item of the same key under `items_prefix`, read a page at a time."""
+    if not has_store(conn):
+        return
+    after: str | None = None
+    while True:
+        rows = conn.execute(
+            "SELECT r.key, r.value, i.value FROM store r LEFT JOIN store i ON i.prefix = %s AND i.key = r.key "
+            "WHERE r.prefix = %s AND (%s::text IS NULL OR r.value->>'status' = %s::text) "
+            'AND (%s::text IS NULL OR r.key COLLATE "C" > %s::text) ORDER BY r.key COLLATE "C" LIMIT %s',
+            (items_prefix, prefix, status, status, after, after, PAGE),
+        ).fetchall()
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        after = rows[-1][0]
+
+
+def has_items(conn: psycopg.Connection, prefix: str) -> bool:
+    return has_store(conn) and conn.execute("SELECT 1 FROM store WHERE prefix = %s LIMIT 1", (prefix,)).fetchone() is not None
+
+
+def delete_of_thread(conn: psycopg.Connection, label: str) -> int:
+    """Delete the rows of every namespace of the thread (inside the caller's transaction); how many."""
+    found = of_thread(conn, label)
+    if not found:
+        return 0
+    vectors = conn.execute("SELECT to_regclass('store_vectors')").fetchone()[0] is not None
+    removed = 0
+    for prefix in found:
+        removed += conn.execute("DELETE FROM store WHERE prefix = %s", (prefix,)).rowcount
+        if vectors:
+            conn.execute("DELETE FROM store_vectors WHERE prefix = %s", (prefix,))
+    return removed
