@@ -29,9 +29,39 @@ ENDPOINT_MODEL = "openai:test-model"
 """The model spec of a run against the `endpoint` fixture's server."""
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test of a module that sets `BOTH_BACKENDS = True` runs once per backend: its `db_path` is
+    a SQLite file, then a PostgreSQL URL (a database of its own; tests/postgres_server.py)."""
+    if "storage_backend" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_BACKENDS", False):
+        if not metafunc.definition.get_closest_marker("sqlite_only"):
+            metafunc.parametrize("storage_backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "agent.db"
+def storage_backend(request: pytest.FixtureRequest) -> str:
+    name = getattr(request, "param", "sqlite")
+    if name == "postgres":
+        from tests.postgres_server import postgres_off
+
+        if postgres_off():
+            pytest.skip("AGENT_TEST_POSTGRES=off leaves PostgreSQL out")
+    return name
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, storage_backend: str) -> Iterator[Any]:
+    """The test's database: a file in tmp_path, or (in a BOTH_BACKENDS module's PostgreSQL run)
+    the URL of a new PostgreSQL database, dropped after the test."""
+    if storage_backend == "sqlite":
+        yield tmp_path / "agent.db"
+        return
+    from tests.postgres_server import agent_database
+
+    with agent_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -93,8 +123,10 @@ def spawn_agent(db_path: Path):
             proc.wait()
 
 
-def db_snapshot(db_path: Path) -> dict[str, list]:
+def db_snapshot(db_path: Path | str) -> dict[str, list]:
     """Every row of every table, to prove a command changed nothing."""
+    if isinstance(db_path, str):
+        return _postgres_snapshot(db_path)
     if not db_path.exists():
         return {}
     conn = sqlite3.connect(db_path)
@@ -105,8 +137,69 @@ def db_snapshot(db_path: Path) -> dict[str, list]:
         conn.close()
 
 
-def results_stored(db_path: Path, thread: str) -> int:
+class _Qmarks:
+    """A PostgreSQL connection that takes the tests' SQL as SQLite's (`?` placeholders)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
+        return self.conn.execute(sql.replace("%", "%%").replace("?", "%s"), parameters)
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "_Qmarks":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def raw_connection(db_path: Path | str) -> Any:
+    """A plain connection to the test's database, for what a test reads or arranges by hand
+    (autocommit; `?` placeholders on either backend)."""
+    if isinstance(db_path, str):
+        import psycopg
+
+        return _Qmarks(psycopg.connect(db_path, autocommit=True))
+    return sqlite3.connect(db_path, isolation_level=None)
+
+
+def sql(db: Any) -> Any:
+    """The calling thread's connection of an open Database, taking SQL with `?` placeholders on
+    either backend (for what a test arranges or reads by hand)."""
+    conn = db.conn
+    return conn if isinstance(conn, sqlite3.Connection) else _Qmarks(conn)
+
+
+def nothing_written(db_path: Path | str) -> bool:
+    """Whether no command has stored anything: no SQLite file made, or (on PostgreSQL, whose
+    database the test was given set up) every table but the schema records empty."""
+    if not isinstance(db_path, str):
+        return not db_path.exists()
+    bookkeeping = {"agent_schema", "checkpoint_migrations", "store_migrations", "vector_migrations"}
+    return all(not rows for table, rows in _postgres_snapshot(db_path).items() if table not in bookkeeping)
+
+
+def _postgres_snapshot(url: str) -> dict[str, list]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1")]
+        return {t: sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"').fetchall())) for t in tables}
+
+
+def results_stored(db_path: Path | str, thread: str) -> int:
     """Results a run has stored so far, read through a read-only connection while it writes."""
+    if isinstance(db_path, str):
+        import psycopg
+
+        with psycopg.connect(db_path, autocommit=True) as conn:
+            return conn.execute("SELECT count(*) FROM store WHERE prefix = %s", (f"results.{thread}",)).fetchone()[0]
     if not db_path.exists():
         return 0
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)

@@ -30,23 +30,10 @@ def postgres_off() -> bool:
 def empty_database() -> Iterator[str]:
     """A new, empty database on the server: its conninfo, dropped (with any connection left
     to it) when the block ends."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from psycopg.conninfo import make_conninfo
 
     url = server_url()
-    try:
-        admin = psycopg.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        unreachable = " ".join(str(exc).split())
-    else:
-        unreachable = None
-    if unreachable is not None:
-        where = conninfo_to_dict(url)
-        pytest.fail(
-            f"no PostgreSQL server at {where.get('host', 'localhost')}:{where.get('port', 5432)} for the PostgreSQL tests "
-            f"({unreachable}); start one, point AGENT_TEST_POSTGRES at yours, or set AGENT_TEST_POSTGRES=off to leave them out",
-            pytrace=False,
-        )
+    admin = admin_connection()
     name = f"agent_test_{secrets.token_hex(6)}"
     try:
         create(admin, name)
@@ -56,6 +43,25 @@ def empty_database() -> Iterator[str]:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         admin.close()
+
+
+def admin_connection() -> Any:
+    """A connection to the server as AGENT_TEST_POSTGRES names it; the test fails, naming the
+    server and what to do, when there is none."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    url = server_url()
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=10)
+    except psycopg.Error as exc:
+        unreachable = " ".join(str(exc).split())
+    where = conninfo_to_dict(url)
+    pytest.fail(
+        f"no PostgreSQL server at {where.get('host', 'localhost')}:{where.get('port', 5432)} for the PostgreSQL tests "
+        f"({unreachable}); start one, point AGENT_TEST_POSTGRES at yours, or set AGENT_TEST_POSTGRES=off to leave them out",
+        pytrace=False,
+    )
 
 
 def create(admin: Any, name: str) -> None:
@@ -87,3 +93,59 @@ def set_up_database() -> Iterator[str]:
         with PostgresStore.from_conn_string(url) as store:
             store.setup()
         yield url
+
+
+_TEMPLATE: list[str] = []
+"""The name of this process's set-up template database, made on first use, dropped at exit."""
+
+
+def _template(admin: Any) -> str:
+    """A database set up as `open_database` sets one up, made once per test process: each test's
+    database is a copy of it (CREATE DATABASE ... TEMPLATE), far quicker than setting one up."""
+    if _TEMPLATE:
+        return _TEMPLATE[0]
+    import atexit
+
+    from runtime.store.database import open_database
+
+    name = f"agent_template_{secrets.token_hex(6)}"
+    create(admin, name)
+    open_database(_as_url(server_url(), name)).close()
+    _TEMPLATE.append(name)
+
+    def drop() -> None:
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error), psycopg.connect(server_url(), autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    atexit.register(drop)
+    return name
+
+
+@contextlib.contextmanager
+def agent_database() -> Iterator[str]:
+    """A new database with everything `open_database` makes (ours and LangGraph's tables), copied
+    from this process's template: its URL, dropped when the block ends."""
+    admin = admin_connection()
+    name = f"agent_test_{secrets.token_hex(6)}"
+    try:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {_template(admin)}")
+        try:
+            yield _as_url(server_url(), name)
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        admin.close()
+
+
+def _as_url(server: str, name: str) -> str:
+    """The server's URL with another database name, as a postgresql:// URL (what --db takes)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = conninfo_to_dict(server)
+    user = parts.get("user") or "postgres"
+    password = f":{parts['password']}" if parts.get("password") else ""
+    host = parts.get("host") or "127.0.0.1"
+    port = parts.get("port") or "5432"
+    return f"postgresql://{user}{password}@{host}:{port}/{name}"

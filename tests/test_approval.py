@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import getpass
 import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import db_snapshot
+from tests.conftest import db_snapshot, nothing_written
 
 PLAN = json.dumps({
     "request": "Close inactive accounts",
@@ -94,7 +97,7 @@ def test_yes_approves_up_front_in_the_users_name(cli):
 def test_yes_is_refused_for_a_background_run_and_nothing_is_written(cli, db_path: Path):
     refused = cli("run", "approval", "--thread", "b", "--input", PLAN, "--yes", "--background")
     assert refused.exit_code == 2 and "--background" in refused.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
     assert cli("run", "approval", "--thread", "b", "--background", "--quiet").exit_code == 3
     before = db_snapshot(db_path)
     again = cli("resume", "--thread", "b", "--yes")  # the thread is stored as background
@@ -104,7 +107,7 @@ def test_yes_is_refused_for_a_background_run_and_nothing_is_written(cli, db_path
 def test_a_bad_plan_is_refused(cli, db_path: Path):
     result = cli("run", "approval", "--thread", "x", "--input", '{"actions": [{"target": "t"}]}')
     assert result.exit_code == 2 and '"kind"' in result.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
 def test_nodes_directly_record_what_would_be_done():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import db_snapshot, queue_input, results_of, status_of
+from tests.conftest import db_snapshot, queue_input, results_of, status_of, sql, raw_connection, nothing_written
 
 QUESTION = json.dumps({"question": "Why is the sky blue?", "steps": 3})
 
@@ -89,7 +91,7 @@ def test_a_budget_above_the_ceiling_is_refused_and_nothing_is_written(cli, db_pa
     refused = cli("run", "research", "--thread", "r", "--input", QUESTION, "--max-cost", "5")
     assert refused.exit_code == 2
     assert "above the system-wide ceiling of 1 (AGENT_MAX_COST_CEILING)" in refused.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
     ok = cli("run", "research", "--thread", "r", "--input", QUESTION, "--quiet")
     assert ok.exit_code == 0
@@ -104,7 +106,7 @@ def test_a_budget_above_the_ceiling_is_refused_and_nothing_is_written(cli, db_pa
 def test_negative_budgets_exit_2(cli, db_path: Path, args):
     result = cli("run", "research", "--thread", "r", "--input", QUESTION, *args)
     assert result.exit_code == 2 and "must be" in result.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
 def test_a_broken_prices_file_is_a_clear_error(cli, tmp_path: Path, db_path: Path, monkeypatch):
@@ -113,7 +115,7 @@ def test_a_broken_prices_file_is_a_clear_error(cli, tmp_path: Path, db_path: Pat
     monkeypatch.setenv("AGENT_PRICES", str(bad))
     result = cli("run", "research", "--thread", "r", "--input", QUESTION, "--max-cost", "1")
     assert result.exit_code == 2 and "not in the format of runtime/policy/prices.json" in result.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
 def test_research_routine_steps_go_to_the_cheap_model_and_the_synthesis_to_the_strong_one(cli):
@@ -149,13 +151,14 @@ def test_a_queue_with_a_cheap_model_records_which_model_answered_each_item(cli):
     assert plain.exit_code == 0 and [r["model"] for r in results_of(cli, "p")] == [None, None]
 
 
+@pytest.mark.sqlite_only
 def test_a_schema_2_file_gets_the_control_tables(db_path: Path):
     from runtime import open_database
     from runtime.policy.budget import Spend, add_spend, get_spend
     from runtime.store.schema import SCHEMA_VERSION
 
     open_database(db_path, create=True).close()
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     conn.execute("DROP TABLE agent_spend")
     conn.execute("DROP TABLE agent_control")
     conn.execute("INSERT INTO agent_threads (thread_id, graph, graph_version, status, created_at, updated_at) VALUES ('t', 'research', '1', 'completed', 0, 0)")
@@ -163,13 +166,13 @@ def test_a_schema_2_file_gets_the_control_tables(db_path: Path):
     conn.commit()
     conn.close()
     with open_database(db_path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
-        assert db.conn.execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
+        assert sql(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert sql(db).execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
         add_spend(db, "t", Spend(1, 2, 0.5, 1))
         add_spend(db, "t", Spend(1, 2, 0.5, 1))
         assert get_spend(db, "t") == Spend(2, 4, 1.0, 2)
-        assert db.conn.execute("SELECT count(*) FROM agent_progress").fetchone() == (0,)
-        assert db.conn.execute("SELECT count(*) FROM agent_control").fetchone() == (0,)
+        assert sql(db).execute("SELECT count(*) FROM agent_progress").fetchone() == (0,)
+        assert sql(db).execute("SELECT count(*) FROM agent_control").fetchone() == (0,)
 
 
 def test_the_meter_prices_each_call_with_its_model_and_fires_once():

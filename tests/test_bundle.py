@@ -6,6 +6,9 @@ newer, a taken id) run it in-process and prove with `db_snapshot` that nothing w
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import gzip
 import json
 import subprocess

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import json
 
 import pytest
 
-from tests.conftest import ROOT, db_snapshot
+from tests.conftest import ROOT, db_snapshot, nothing_written
 
 QUEUE = '{"items": ["a", "b", "c"], "prompt": "Summarize: {item}"}'
 
@@ -146,7 +149,7 @@ def test_bad_run_input_exits_2_and_creates_nothing(cli, db_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
 BAD_READS = [
@@ -177,18 +180,21 @@ def test_bad_reference_exits_2_and_changes_nothing(cli, db_path, args, message):
     assert db_snapshot(db_path) == before
 
 
+@pytest.mark.sqlite_only
 def test_read_commands_without_a_database(cli, db_path):
     for args in (["threads"], ["history", "--thread", "x"], ["resume", "--thread", "x"]):
         result = cli(*args)
         assert result.exit_code == 2 and "no database at" in result.stderr
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
+@pytest.mark.sqlite_only
 def test_database_file_is_private(cli, db_path):
     cli("run", "risky", "--thread", "p", "--input", '{"backoff": 0}')
     assert db_path.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.sqlite_only
 def test_not_a_database(cli, db_path):
     db_path.write_bytes(b"this is not sqlite" * 100)
     result = cli("threads")

@@ -7,6 +7,9 @@ run has said it will stop, so exactly the two in flight finish. No step depends 
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import json
 import subprocess
 from pathlib import Path

@@ -6,10 +6,12 @@ claims, takeovers, the worker from Python, and what doctor and `agent workers` s
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import json
 import os
 import socket
-import sqlite3
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from runtime.store.parts import immediate
 from runtime.store.parts import threads as thread_rows
 from runtime.store.seam import LEASE_KEY, LeaseLost, Owner
 from runtime.store.saver import open_saver
-from tests.conftest import db_snapshot
+from tests.conftest import db_snapshot, sql, raw_connection
 
 QUESTION = {"question": "Why is the sea salty?", "steps": 2}
 
@@ -38,6 +40,7 @@ def _checkpoint(cid: str, step: int) -> tuple[dict, dict]:
     return {**empty_checkpoint(), "id": cid, "channel_values": {"x": step}, "channel_versions": {"x": step}}, {"source": "loop", "step": step}
 
 
+@pytest.mark.sqlite_only  # its queued writes; PostgreSQL's fencing: tests/test_postgres_backend.py
 def test_a_runner_whose_lease_was_taken_writes_nothing_more(db, db_path):
     now = time.time()
     with immediate(db.conn):
@@ -59,7 +62,7 @@ def test_a_runner_whose_lease_was_taken_writes_nothing_more(db, db_path):
     saver.put_writes(stale, [("x", 3)], "task-2")  # queued for the step's checkpoint, which never comes
     saver.flush()  # stored on their own: refused too, and dropped (a reader flushing them is not troubled)
     assert saver.flush() == 0
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     assert conn.execute("SELECT checkpoint_id FROM checkpoints WHERE thread_id = 't'").fetchall() == [("1",)]
     assert conn.execute("SELECT task_id FROM writes").fetchall() == [("task-1",)]
     row = conn.execute("SELECT lease, resumes, owner_pid FROM agent_threads WHERE thread_id = 't'").fetchone()
@@ -117,7 +120,7 @@ def test_a_thread_whose_runner_died_is_taken_over_at_most_max_resumes_times(db):
     assert run_thread(db, "research", "dead", QUESTION).status == "completed"
     dead_pid = _dead_pid()
     with immediate(db.conn):  # as a runner killed mid-run leaves it
-        db.conn.execute(
+        sql(db).execute(
             "UPDATE agent_threads SET status = 'running', owner_pid = ?, owner_host = ?, heartbeat_at = ?, resumes = 0 WHERE thread_id = 'dead'",
             (dead_pid, socket.gethostname(), time.time()),
         )
@@ -126,7 +129,7 @@ def test_a_thread_whose_runner_died_is_taken_over_at_most_max_resumes_times(db):
     assert [e.kind for e in events if e.thread_id == "dead"][:1] == ["taken_over"]
     assert thread_rows.get(db.conn, "dead").status == "completed"  # nothing was left to run
     with immediate(db.conn):
-        db.conn.execute("UPDATE agent_threads SET status = 'running', owner_pid = ?, owner_host = ?, resumes = 3 WHERE thread_id = 'dead'", (dead_pid, socket.gethostname()))
+        sql(db).execute("UPDATE agent_threads SET status = 'running', owner_pid = ?, owner_host = ?, resumes = 3 WHERE thread_id = 'dead'", (dead_pid, socket.gethostname()))
     FleetWorker(db, until_idle=True, max_resumes=3).run()
     record = thread_rows.get(db.conn, "dead")
     assert record.status == "failed" and "gave up after 3 takeovers" in record.error
@@ -137,7 +140,7 @@ def test_workers_and_doctor_see_a_dead_worker_and_a_queued_graph_that_is_gone(db
     assert list_workers(db) == []  # it said it stopped
     assert [w["status"] for w in list_workers(db, include_stopped=True)] == ["stopped"]
     with immediate(db.conn):
-        db.conn.execute(
+        sql(db).execute(
             "INSERT INTO agent_workers VALUES ('gone', ?, ?, 0, ?, 4, 2, 'running')", (_dead_pid(), socket.gethostname(), time.time())
         )
     assert [(w["worker_id"], w["status"], w["running"]) for w in list_workers(db)] == [("gone", "stale", 0)]
@@ -154,19 +157,19 @@ def test_workers_and_doctor_see_a_dead_worker_and_a_queued_graph_that_is_gone(db
     assert not found["workers"].ok and "1 worker(s)" in found["workers"].detail
 
 
-def test_the_cli_submits_and_a_worker_runs_it(run_agent, db_path):
+def test_the_cli_submits_and_a_worker_runs_it(run_agent, db_path, tmp_path):
     proc = run_agent("submit", "research", "--thread", "c", "--input", json.dumps(QUESTION), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"thread_id": "c", "queued": "run"}
     status = json.loads(run_agent("status", "--thread", "c", "--json").stdout)
     assert status["status"] == "queued" and status["queued"]["kind"] == "run"
-    stats_file = db_path.parent / "stats.json"
+    stats_file = tmp_path / "stats.json"
     proc = run_agent("worker", "--until-idle", "--stats", str(stats_file), "--json")
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [(e["event"], e["thread_id"], e["status"]) for e in events] == [("started", "c", None), ("finished", "c", "completed")]
     stats = json.loads(stats_file.read_text())
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     checkpoints = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'c'").fetchone()[0]
     conn.close()
     assert stats["steps"] == 4 and stats["save_latency_ms"]["count"] == checkpoints and stats["save_latency_ms"]["p99"] >= 0

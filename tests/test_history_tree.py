@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import json
 import subprocess
 import sys

@@ -4,10 +4,12 @@ the migration, the CLI, and real `agent worker` processes."""
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+
 import json
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +18,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.conftest import ENDPOINT_MODEL, db_snapshot
+from tests.conftest import ENDPOINT_MODEL, db_snapshot, sql, raw_connection, nothing_written
 
 QUICK = {"fail_times": 0}
 """`risky` with no failures: a run of a few steps, well under a second."""
@@ -53,7 +55,7 @@ def worker(db, now, **options):
 
 
 def runs(db, name):
-    rows = db.conn.execute(
+    rows = sql(db).execute(
         "SELECT fire_time, thread_id, status, error, resumes FROM agent_schedule_runs WHERE schedule = ? ORDER BY fire_time, id", (name,)
     ).fetchall()
     return [{"fire": iso(f), "thread": t, "status": s, "error": e, "resumes": r} for f, t, s, e, r in rows]
@@ -99,7 +101,7 @@ def test_a_bad_schedule_exits_2_with_one_line_and_stores_nothing(cli, db_path, a
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("Error: ") and message in result.stderr.splitlines()[0]
     assert "Traceback" not in result.output
-    assert not db_path.exists()
+    assert nothing_written(db_path)
 
 
 def test_checks_against_the_database_change_nothing(cli, db_path, monkeypatch):
@@ -186,7 +188,7 @@ def test_overlap_skip_and_allow(db):
         add(db, name, "0 9 * * *", overlap=overlap)
         # A run of the schedule still going: this process holds its thread, heartbeat fresh.
         create_thread(db, f"{name}-busy", "risky", "1", {})
-        db.conn.execute(
+        sql(db).execute(
             "INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status, worker) VALUES (?, 0, ?, 'running', 'x')", (name, f"{name}-busy")
         )
     w = worker(db, "2026-11-02T09:00Z")
@@ -264,7 +266,7 @@ def test_next_fire_times_in_a_real_zone_across_both_changes():
 def test_a_schedule_pauses_itself_after_consecutive_failures_and_resume_clears_the_count(db, cli, db_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     add(db, "flaky", "0 9 * * *")
-    db.conn.execute("UPDATE agent_schedules SET graph = 'gone.py:build' WHERE name = 'flaky'")  # the graph was removed
+    sql(db).execute("UPDATE agent_schedules SET graph = 'gone.py:build' WHERE name = 'flaky'")  # the graph was removed
     w = worker(db, "2026-11-02T09:00Z")
     for day in range(2, 6):
         w.clock.set(ts(f"2026-11-0{day}T09:00Z"))
@@ -282,7 +284,7 @@ def test_a_schedule_pauses_itself_after_consecutive_failures_and_resume_clears_t
     assert "flaky paused after 3 consecutive failed runs; the last: failed" in table.stderr and "agent schedule resume flaky" in table.stderr
     doctor = cli("doctor")
     assert doctor.exit_code == 1 and "PROBLEM  schedule graphs: 1 schedule(s) name a graph that no longer exists: flaky (gone.py:build)" in doctor.stdout
-    db.conn.execute("UPDATE agent_schedules SET graph = 'risky' WHERE name = 'flaky'")
+    sql(db).execute("UPDATE agent_schedules SET graph = 'risky' WHERE name = 'flaky'")
     resumed = cli("schedule", "resume", "flaky", "--json")
     view = json.loads(resumed.stdout)
     assert view["changed"] and view["status"] == "active" and view["failures"] == 0 and view["pause_reason"] is None
@@ -293,14 +295,14 @@ def test_a_schedule_pauses_itself_after_consecutive_failures_and_resume_clears_t
 
 def test_a_success_resets_the_failure_count(db):
     add(db, "s", "0 9 * * *", max_failures=2)
-    db.conn.execute("UPDATE agent_schedules SET graph = 'gone.py:build' WHERE name = 's'")
+    sql(db).execute("UPDATE agent_schedules SET graph = 'gone.py:build' WHERE name = 's'")
     w = worker(db, "2026-11-02T09:00Z")
     w.tick()
-    db.conn.execute("UPDATE agent_schedules SET graph = 'risky' WHERE name = 's'")
+    sql(db).execute("UPDATE agent_schedules SET graph = 'risky' WHERE name = 's'")
     w.clock.set(ts("2026-11-03T09:00Z"))
     w.tick()
     assert schedule(db, "s").failures == 0
-    db.conn.execute("UPDATE agent_schedules SET graph = 'gone.py:build' WHERE name = 's'")
+    sql(db).execute("UPDATE agent_schedules SET graph = 'gone.py:build' WHERE name = 's'")
     w.clock.set(ts("2026-11-04T09:00Z"))
     w.tick()
     assert schedule(db, "s").status == "active" and schedule(db, "s").failures == 1
@@ -334,7 +336,7 @@ def test_two_workers_racing_fire_each_occurrence_once(db, db_path):
         d.close()
     assert errors == []
     assert [(r["fire"], r["status"]) for r in runs(db, "race")] == [("2026-11-02T09:00Z", "completed")]
-    assert db.conn.execute("SELECT count(*) FROM agent_threads").fetchone() == (1,)
+    assert sql(db).execute("SELECT count(*) FROM agent_threads").fetchone() == (1,)
 
 
 # -- recovery --------------------------------------------------------------------------------------
@@ -348,11 +350,11 @@ def _dead_run(db, name: str, thread: str, resumes: int = 0, fire: float = 1) -> 
     outcome = run_thread(db, "task_queue", thread, items, RunSettings(model="offline:latency=0.2", concurrency=2, deadline=0.4, background=True))
     assert outcome.status == "timeout"
     pid, now = dead_pid(), time.time()
-    db.conn.execute(
+    sql(db).execute(
         "UPDATE agent_threads SET status = 'running', owner_pid = ?, owner_host = ?, owner_since = ?, heartbeat_at = ? WHERE thread_id = ?",
         (pid, socket.gethostname(), now, now, thread),
     )
-    db.conn.execute(
+    sql(db).execute(
         "INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status, worker, resumes) VALUES (?, ?, ?, 'running', ?, ?)",
         (name, fire, thread, f"{pid}@{socket.gethostname()}", resumes),
     )
@@ -381,7 +383,7 @@ def test_the_worker_resumes_a_run_whose_runner_died_up_to_a_bound(db, cli):
 
 def test_a_claim_whose_worker_died_before_the_thread_existed_is_started(db):
     add(db, "c", "0 9 * * *")
-    db.conn.execute(
+    sql(db).execute(
         "INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status, worker) VALUES ('c', 5, 'c-claimed', 'running', ?)",
         (f"{dead_pid()}@{socket.gethostname()}",),
     )
@@ -392,12 +394,13 @@ def test_a_claim_whose_worker_died_before_the_thread_existed_is_started(db):
 # -- migration -------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_a_schema_3_file_gets_the_schedule_tables(db_path):
     from runtime import open_database
     from runtime.store.schema import SCHEMA_VERSION
 
     open_database(db_path, create=True).close()
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     conn.execute("DROP TABLE agent_schedule_runs")
     conn.execute("DROP TABLE agent_schedules")
     conn.execute("INSERT INTO agent_threads (thread_id, graph, graph_version, status, created_at, updated_at) VALUES ('t', 'risky', '1', 'completed', 0, 0)")
@@ -405,8 +408,8 @@ def test_a_schema_3_file_gets_the_schedule_tables(db_path):
     conn.commit()
     conn.close()
     with open_database(db_path) as db:
-        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
-        assert db.conn.execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
+        assert sql(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert sql(db).execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
         add(db, "after", "0 9 * * *")
         assert schedule(db, "after").status == "active"
 
@@ -461,7 +464,7 @@ def test_costs_add_up_per_schedule_and_per_period(db):
 
     add(db, "c", "0 9 * * *", "Asia/Tokyo")
     for fire, thread, cost in ((ts("2026-11-02T00:00Z"), "c1", 0.5), (ts("2026-11-02T23:00Z"), "c2", 0.25), (ts("2026-11-04T00:00Z"), "c3", 1.0)):
-        db.conn.execute("INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status) VALUES ('c', ?, ?, 'completed')", (fire, thread))
+        sql(db).execute("INSERT INTO agent_schedule_runs (schedule, fire_time, thread_id, status) VALUES ('c', ?, ?, 'completed')", (fire, thread))
         add_spend(db, thread, Spend(10, 10, cost, 1))
     history = schedule_runs(db, "c")
     assert history["total_cost_usd"] == 1.75
@@ -490,7 +493,7 @@ def test_worker_processes_fire_a_due_schedule_exactly_once(run_agent, spawn_agen
     fired = [e for e in events if "schedule" in e]  # the scheduler's events; the others are the run's
     assert [e["event"] for e in fired] == ["fired", "finished"] and fired[1]["status"] == "completed"
     assert [e["event"] for e in events if "schedule" not in e] == ["started", "finished"]
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     rows = conn.execute("SELECT thread_id, status, ended_at IS NOT NULL FROM agent_schedule_runs").fetchall()
     assert rows == [(f"e2e@{due[:19]}Z", "completed", 1)]
     assert conn.execute("SELECT status FROM agent_threads").fetchall() == [("completed",)]
@@ -517,7 +520,7 @@ def test_sigterm_stops_the_worker_cleanly_and_the_next_worker_finishes_the_run(r
     endpoint.server.release()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     assert conn.execute("SELECT status, ended_at IS NOT NULL FROM agent_schedule_runs").fetchall() == [("stopped", 1)]
     assert conn.execute("SELECT status, owner_pid FROM agent_threads").fetchall() == [("stopped", None)]
     assert conn.execute("SELECT kind FROM agent_queue").fetchall() == [("resume",)]  # for the next worker
@@ -528,7 +531,7 @@ def test_sigterm_stops_the_worker_cleanly_and_the_next_worker_finishes_the_run(r
     assert nxt.returncode == 0, nxt.stderr
     events = [json.loads(line) for line in nxt.stdout.splitlines()]
     assert [(e["event"], e.get("schedule")) for e in events] == [("started", None), ("finished", None), ("finished", "slow")]
-    conn = sqlite3.connect(db_path)
+    conn = raw_connection(db_path)
     assert conn.execute("SELECT status FROM agent_schedule_runs").fetchall() == [("completed",)]
     assert conn.execute("SELECT count(*) FROM store WHERE prefix LIKE 'results.slow@%'").fetchone() == (40,)
     conn.close()

@@ -17,6 +17,7 @@ completed by the next opener).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import weakref
@@ -77,11 +78,12 @@ class PostgresDatabase:
         if saver is None or saver.conn is not self.conn:
             from runtime.store.postgres.saver import AgentPostgresSaver
 
+            self._langgraph_set_up()
             saver = self._local.saver = AgentPostgresSaver(self.conn, serde=redacting_serializer())
         return saver
 
     def checkpoint_columns(self) -> Any:
-        from runtime.store.postgres.saver import ColumnReader
+        from runtime.store.postgres.columns import ColumnReader
 
         return ColumnReader(self.conn)
 
@@ -94,6 +96,7 @@ class PostgresDatabase:
 
         from runtime.store.postgres.saver import AsyncAgentPostgresSaver
 
+        await asyncio.to_thread(self._langgraph_set_up)
         pool = AsyncConnectionPool(
             self.url,
             min_size=1,
@@ -109,6 +112,17 @@ class PostgresDatabase:
             yield saver, store
         finally:
             await pool.close()
+
+    def _langgraph_set_up(self) -> None:
+        """LangGraph's tables at the migrations of the installed langgraph-checkpoint-postgres
+        (an upgrade may bring new ones), checked once per process before its savers are used,
+        so that commands which only read our tables never import LangGraph."""
+        if self.url in _LANGGRAPH_READY:
+            return
+        with connect(self.url) as conn:
+            if not _langgraph_tables_made(conn):
+                _set_up(conn, self.url)
+        _LANGGRAPH_READY.add(self.url)
 
     def keep_reserve(self, hint: str) -> None:
         """Nothing to keep: the server keeps its own room (a full disk is its administrator's)."""
@@ -147,7 +161,7 @@ def open_postgres(url: str, *, create: bool = False) -> PostgresDatabase:
     try:
         version = stored_version(conn)
         refuse_newer(conn, version)
-        if version < SCHEMA_VERSION or not _langgraph_tables_made(conn):
+        if version < SCHEMA_VERSION:
             _set_up(conn, url)
     except psycopg.errors.InsufficientPrivilege as exc:
         conn.close()
@@ -161,7 +175,8 @@ def open_postgres(url: str, *, create: bool = False) -> PostgresDatabase:
     return PostgresDatabase(url, conn)
 
 
-LANGGRAPH_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations", "store", "store_migrations")
+_LANGGRAPH_READY: set[str] = set()
+"""The databases (by URL) whose LangGraph tables this process has found set up."""
 
 
 def _langgraph_tables_made(conn: psycopg.Connection) -> bool:
@@ -178,20 +193,20 @@ def _langgraph_tables_made(conn: psycopg.Connection) -> bool:
 
 
 def _set_up(conn: psycopg.Connection, url: str) -> None:
-    """Our tables, then LangGraph's savers' and store's, each by its own setup(), under the
+    """LangGraph's savers' and store's tables, each by its own setup(), then ours, whose version
+    row is written last (so a database at our version has LangGraph's tables too), under the
     migration lock: of several processes opening a new database at once, one sets it up and the
     others wait, then find it done."""
     from langgraph.checkpoint.postgres import PostgresSaver
     from langgraph.store.postgres import PostgresStore
     from psycopg.rows import dict_row
 
-    create_tables(conn)  # takes the lock itself
     with migration_lock(conn):
-        if _langgraph_tables_made(conn):
-            return
-        with psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as setup_conn:
-            PostgresSaver(setup_conn).setup()
-            PostgresStore(setup_conn).setup()
+        if not _langgraph_tables_made(conn):
+            with psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as setup_conn:
+                PostgresSaver(setup_conn).setup()
+                PostgresStore(setup_conn).setup()
+    create_tables(conn)  # takes the lock itself
 
 
 def _unreachable(name: str, exc: psycopg.OperationalError) -> DatabaseUnusable | DatabaseMissing:

@@ -15,15 +15,17 @@ What is added, and why:
 - The reads the rooms make without decoding values (history, branches, latest ids), the
   removal transaction of the retention commands, and the stored writes history shows.
 
-`bind_graph` records nothing here: the next tasks are not stored with PostgresSaver's
-checkpoints, so history computes them from the graph where it needs them (as it does for a
-SQLite checkpoint written by an unbound saver).
+- The tasks that run next from each root checkpoint, in `agent_next`, written with the
+  checkpoint when the saver is bound to its graph (`bind_graph`, as SQLite's saver records them
+  in its row), so that history lists them without loading a checkpoint or importing LangGraph.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
+from datetime import datetime
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -32,14 +34,21 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from runtime.store.columns import HistoryColumns
+from runtime.store.postgres.columns import CheckpointColumns, ColumnReader
 from runtime.store.pruning import PrunedThread
 from runtime.store.seam import LEASE_KEY, LeaseLost
 
 _FENCE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("agent_fence", default=None)
 """(thread id, lease) of the put being made, for `_cursor` to check in the put's transaction."""
 
+_NEXT: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar("agent_next", default=None)
+"""(thread id, checkpoint id, next tasks JSON) of the put being made, stored in its `_cursor` block."""
+
 _LEASE_CHECK = "SELECT lease FROM agent_threads WHERE thread_id = %s FOR SHARE"
+_RECORD_NEXT = (
+    "INSERT INTO agent_next (thread_id, checkpoint_id, next) VALUES (%s, %s, %s::jsonb) "
+    "ON CONFLICT (thread_id, checkpoint_id) DO UPDATE SET next = excluded.next"
+)
 
 
 def _lost(thread_id: str) -> LeaseLost:
@@ -52,86 +61,36 @@ def _fence_of(config: Any) -> tuple[str, int] | None:
     return None if lease is None else (str(configurable["thread_id"]), int(lease))
 
 
-class CheckpointColumns:
-    """The plain reads of the checkpoint table (runtime/store/columns.py has SQLite's), on `conn`.
-
-    Step and source come from the metadata, the time from the checkpoint's `ts`; the nodes that
-    wrote a checkpoint and the tasks that run next are not stored (None: history computes them).
-    """
-
-    conn: Any
-
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        conn = self.conn
-        with conn.cursor() as cur:  # tuples, whatever the connection's own row factory
-            cur.execute(sql, params)
-            return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in cur.fetchall()]
-
-    def history_columns(self, thread_id: str, limit: int | None = None) -> list[HistoryColumns]:
-        sql = (
-            "SELECT checkpoint_id, parent_checkpoint_id, (metadata->>'step')::bigint, metadata->>'source', checkpoint->>'ts' "
-            "FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC"
-        )
-        params: tuple[Any, ...] = (thread_id,)
-        if limit:
-            sql += " LIMIT %s"
-            params += (limit,)
-        return [HistoryColumns(cid, parent, step, source, None, None, ts) for cid, parent, step, source, ts in self._rows(sql, params)]
-
-    def recorded_next(self, thread_id: str, checkpoint_ids: list[str] | set[str]) -> dict[str, list[str] | None]:
-        ids = sorted(checkpoint_ids)
-        found = self._rows(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' AND checkpoint_id = ANY(%s)",
-            (thread_id, ids),
-        )
-        return {cid: None for (cid,) in found}
-
-    def branch_rows(self, thread_id: str) -> list[tuple[str, str | None, int]]:
-        return [
-            (cid, parent, step if step is not None else -1)
-            for cid, parent, step in self._rows(
-                "SELECT checkpoint_id, parent_checkpoint_id, (metadata->>'step')::bigint FROM checkpoints "
-                "WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id",
-                (thread_id,),
-            )
-        ]
-
-    def thread_checkpoints(self, thread_id: str) -> list[tuple[str, str, str | None]]:
-        return self._rows(
-            "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id FROM checkpoints WHERE thread_id = %s "
-            'ORDER BY checkpoint_ns COLLATE "C", checkpoint_id COLLATE "C"',
-            (thread_id,),
-        )
-
-    def latest_checkpoint_id(self, thread_id: str) -> str | None:
-        rows = self._rows(
-            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
-            (thread_id,),
-        )
-        return rows[0][0] if rows else None
-
-    def has_checkpoints(self, thread_id: str) -> bool:
-        return bool(self._rows("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,)))
-
-    def checkpointed_threads(self) -> set[str]:
-        return {t for (t,) in self._rows("SELECT DISTINCT thread_id FROM checkpoints")}
-
-
-class ColumnReader(CheckpointColumns):
-    """The column reads on a bare connection (`Database.checkpoint_columns()`)."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-
 class SeamMembers(CheckpointColumns):
     """What the seam asks of a checkpointer beyond LangGraph's BaseCheckpointSaver."""
 
+    _bound: dict[Any, Any]
+    """Shared with the copies LangGraph makes of the saver (`with_allowlist`)."""
+
     def bind_graph(self, graph: Any, thread_id: str | None = None) -> Any:
+        from runtime.store.next_tasks import NextTasks
+
+        tasks = self._bound.get(id(graph))
+        if not isinstance(tasks, NextTasks) or tasks.graph is not graph:
+            tasks = self._bound[id(graph)] = NextTasks(graph)
+        self._bound[thread_id or "next"] = tasks
         return self
 
     def unbind(self, thread_id: str) -> None:
-        pass
+        self._bound.pop(thread_id, None)
+
+    def _fences(self, config: Any, checkpoint: Any = None) -> tuple[contextvars.Token, contextvars.Token]:
+        """Set what `_cursor` adds to a put: the lease check, and the next tasks to record."""
+        next_ = None
+        configurable = config["configurable"]
+        if checkpoint is not None and configurable.get("checkpoint_ns", "") == "":
+            thread_id = str(configurable["thread_id"])
+            tasks = self._bound.get(thread_id) or self._bound.get("next")
+            if tasks is not None:
+                from runtime.store.rows import names_json
+
+                next_ = (thread_id, checkpoint["id"], names_json(tasks(checkpoint)))
+        return _FENCE.set(_fence_of(config)), _NEXT.set(next_)
 
     def flush(self, min_age: float = 0.0) -> int:
         return 0  # every write is stored when its call returns
@@ -189,6 +148,7 @@ class Removal:
             return cur.rowcount
 
     def delete_thread(self, thread_id: str) -> dict[str, int]:
+        self._count("DELETE FROM agent_next WHERE thread_id = %s", (thread_id,))
         return {
             "checkpoints": self._count("DELETE FROM checkpoints WHERE thread_id = %s", (thread_id,)),
             "writes": self._count("DELETE FROM checkpoint_writes WHERE thread_id = %s", (thread_id,)),
@@ -234,6 +194,8 @@ class Removal:
                 "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)", (thread_id, ns, ids)
             )
             self._count("DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)", (thread_id, ns, ids))
+            if ns == "":
+                self._count("DELETE FROM agent_next WHERE thread_id = %s AND checkpoint_id = ANY(%s)", (thread_id, ids))
             blobs += self._collect_blobs(thread_id, ns)
         return PrunedThread(thread_id, len(doomed), kept_count, writes, blobs)
 
@@ -268,32 +230,46 @@ class Removal:
 class AgentPostgresSaver(SeamMembers, PostgresSaver):
     """The synchronous saver on one connection (reading history and state, forks, imports)."""
 
+    def __init__(self, conn: Any, *, serde: Any = None) -> None:
+        super().__init__(conn, serde=serde)
+        self._bound = {}
+
     def put(self, config, checkpoint, metadata, new_versions):
-        token = _FENCE.set(_fence_of(config))
+        fence, next_ = self._fences(config, checkpoint)
         try:
             return super().put(config, checkpoint, metadata, new_versions)
         finally:
-            _FENCE.reset(token)
+            _FENCE.reset(fence)
+            _NEXT.reset(next_)
 
     def put_writes(self, config, writes, task_id, task_path=""):
-        token = _FENCE.set(_fence_of(config))
+        fence, next_ = self._fences(config)
         try:
             return super().put_writes(config, writes, task_id, task_path)
         finally:
-            _FENCE.reset(token)
+            _FENCE.reset(fence)
+            _NEXT.reset(next_)
+
+    def delete_thread(self, thread_id: str) -> None:
+        super().delete_thread(thread_id)
+        with self.lock, self.conn.cursor() as cur:
+            cur.execute("DELETE FROM agent_next WHERE thread_id = %s", (str(thread_id),))
 
     @contextlib.contextmanager
     def _cursor(self, *, pipeline: bool = False) -> Iterator[Any]:
-        fence = _FENCE.get()
-        if fence is None:
+        fence, next_ = _FENCE.get(), _NEXT.get()
+        if fence is None and next_ is None:
             with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
         with self.lock, self.conn.transaction(), self.conn.cursor(binary=True, row_factory=dict_row) as cur:
-            row = cur.execute(_LEASE_CHECK, (fence[0],)).fetchone()
-            if row is None or row["lease"] != fence[1]:
-                raise _lost(fence[0])
+            if fence is not None:
+                row = cur.execute(_LEASE_CHECK, (fence[0],)).fetchone()
+                if row is None or row["lease"] != fence[1]:
+                    raise _lost(fence[0])
             yield cur
+            if next_ is not None:
+                cur.execute(_RECORD_NEXT, next_)
 
 
 class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
@@ -303,6 +279,7 @@ class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
     def __init__(self, pool: AsyncConnectionPool, *, reader: Any, serde: Any = None) -> None:
         super().__init__(pool, serde=serde)
         self._reader_of = reader
+        self._bound = {}
 
     @property
     def _reader_conn(self) -> Any:
@@ -313,31 +290,47 @@ class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
             cur.execute(sql, params)
             return [tuple(row) for row in cur.fetchall()]
 
+    save_latencies: list[float] | None = None
+    """When a list: each checkpoint's seconds from its creation to its row being stored (`agent worker --stats`)."""
+
     async def aput(self, config, checkpoint, metadata, new_versions):
-        token = _FENCE.set(_fence_of(config))
+        fence, next_ = self._fences(config, checkpoint)
         try:
-            return await super().aput(config, checkpoint, metadata, new_versions)
+            stored = await super().aput(config, checkpoint, metadata, new_versions)
         finally:
-            _FENCE.reset(token)
+            _FENCE.reset(fence)
+            _NEXT.reset(next_)
+        if self.save_latencies is not None and checkpoint.get("ts"):
+            self.save_latencies.append(time.time() - datetime.fromisoformat(checkpoint["ts"]).timestamp())
+        return stored
 
     async def aput_writes(self, config, writes, task_id, task_path=""):
-        token = _FENCE.set(_fence_of(config))
+        fence, next_ = self._fences(config)
         try:
             return await super().aput_writes(config, writes, task_id, task_path)
         finally:
-            _FENCE.reset(token)
+            _FENCE.reset(fence)
+            _NEXT.reset(next_)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await super().adelete_thread(thread_id)
+        async with _ainternal.get_connection(self.conn) as conn:
+            await conn.execute("DELETE FROM agent_next WHERE thread_id = %s", (str(thread_id),))
 
     @contextlib.asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:
-        fence = _FENCE.get()
+        fence, next_ = _FENCE.get(), _NEXT.get()
         async with _ainternal.get_connection(self.conn) as conn:
-            if fence is not None:
+            if fence is not None or next_ is not None:
                 async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
-                    await cur.execute(_LEASE_CHECK, (fence[0],))
-                    row = await cur.fetchone()
-                    if row is None or row["lease"] != fence[1]:
-                        raise _lost(fence[0])
+                    if fence is not None:
+                        await cur.execute(_LEASE_CHECK, (fence[0],))
+                        row = await cur.fetchone()
+                        if row is None or row["lease"] != fence[1]:
+                            raise _lost(fence[0])
                     yield cur
+                    if next_ is not None:
+                        await cur.execute(_RECORD_NEXT, next_)
             elif pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur

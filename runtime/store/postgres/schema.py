@@ -108,6 +108,12 @@ CREATE TABLE IF NOT EXISTS agent_queue (
     queued_by     TEXT
 );
 CREATE INDEX IF NOT EXISTS agent_queue_order ON agent_queue (priority DESC, queued_at);
+CREATE TABLE IF NOT EXISTS agent_next (
+    thread_id     TEXT COLLATE "C" NOT NULL,
+    checkpoint_id TEXT COLLATE "C" NOT NULL,
+    next          JSONB NOT NULL,
+    PRIMARY KEY (thread_id, checkpoint_id)
+);
 CREATE TABLE IF NOT EXISTS agent_workers (
     worker_id     TEXT COLLATE "C" PRIMARY KEY,
     pid           BIGINT NOT NULL,
@@ -119,7 +125,9 @@ CREATE TABLE IF NOT EXISTS agent_workers (
     status        TEXT NOT NULL DEFAULT 'running'
 )
 """
-"""Schema 7, made whole in one step (see runtime/store/schema.py for what each table holds)."""
+"""Schema 7, made whole in one step (see runtime/store/schema.py for what each table holds).
+`agent_next` is PostgreSQL's own: the tasks that run next from each root checkpoint, which
+SQLite keeps in a column of its checkpoint row and PostgresSaver's table has no place for."""
 
 MIGRATIONS: dict[int, str] = {7: TABLES}
 """What brings a database to each version from the one before it; a newer version adds an entry."""
