@@ -164,6 +164,9 @@ def error_report(exc: BaseException, debug: bool) -> tuple[str, str | None, int]
         return message, hint or help_hint(), exc.exit_code
     if isinstance(exc, sqlite3.DatabaseError):
         return f"the database cannot be used: {exc}", "check --db, free disk space and permissions; what was committed before is intact", 2
+    if type(exc).__module__.startswith("psycopg"):  # the server went away, or refused a statement
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return f"the PostgreSQL database cannot be used: {text}", "check that the server is up and --db; what was committed before is intact", 2
     from runtime.redact import redact
 
     return redact(f"{type(exc).__name__}: {exc}"), "rerun with --debug for the traceback", 1

@@ -18,18 +18,22 @@ completed by the next opener).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import threading
+import time
 import weakref
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable, Message, Setting
 from runtime.store.postgres.connect import connect
-from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, migration_lock, refuse_newer, stored_version
+from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, refuse_newer, stored_version
+from runtime.store.postgres.transaction import LOCK_KEY
 from runtime.store.serde import redacting_serializer
 
 POOL_SIZE = int(os.environ.get("AGENT_PG_POOL", "10"))
@@ -149,7 +153,9 @@ def open_postgres(url: str, *, create: bool = False) -> PostgresDatabase:
     first). Raises DatabaseMissing, DatabaseUnusable with what to do."""
     name = display_name(url)
     try:
-        conninfo_to_dict(url)
+        port = str(conninfo_to_dict(url).get("port") or "5432")
+        if not all(part.isdigit() for part in port.split(",")):
+            raise psycopg.ProgrammingError("the port is not a number")
     except psycopg.ProgrammingError:  # its message quotes the URL, password and all
         raise DatabaseUnusable(
             "the PostgreSQL URL cannot be read", Message("give {} as postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME", Setting("path"))
@@ -201,12 +207,46 @@ def _set_up(conn: psycopg.Connection, url: str) -> None:
     from langgraph.store.postgres import PostgresStore
     from psycopg.rows import dict_row
 
-    with migration_lock(conn):
+    with _setup_lock(conn):
         if not _langgraph_tables_made(conn):
             with psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as setup_conn:
                 PostgresSaver(setup_conn).setup()
                 PostgresStore(setup_conn).setup()
-    create_tables(conn)  # takes the lock itself
+    create_tables(conn)  # under the migration lock
+
+
+SETUP_KEY = LOCK_KEY + 1
+"""The advisory lock of LangGraph's setups, apart from the write lock (LOCK_KEY)."""
+SETUP_WAIT_SECONDS = 600.0
+
+
+@contextlib.contextmanager
+def _setup_lock(conn: psycopg.Connection) -> Iterator[None]:
+    """Hold SETUP_KEY at the session level, waiting for it by trying again and again.
+
+    LangGraph's setups run CREATE INDEX CONCURRENTLY, which waits for every transaction open when
+    it starts to end. A process blocked in `pg_advisory_lock` waits inside a statement, that is
+    inside a transaction, for the very process whose index is waiting for it: neither ends, and
+    PostgreSQL cannot see the cycle (it goes through the client). A short `pg_try_advisory_lock`
+    repeated ends its transaction each time, so the index is built and the lock comes free. The
+    write lock (LOCK_KEY) is not held meanwhile for the same reason: a writer waiting for it in
+    its transaction would stall the index too.
+    """
+    deadline = time.monotonic() + SETUP_WAIT_SECONDS
+    pause = 0.01
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_KEY,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise DatabaseUnusable(
+                f"{display_name(conn.info.dsn)}: another process has been setting up LangGraph's tables for {SETUP_WAIT_SECONDS:.0f}s",
+                "look for a stuck agent process (pg_stat_activity), stop it, and try again",
+            )
+        time.sleep(random.uniform(0, pause))
+        pause = min(pause * 2, 0.25)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):  # a lost connection has let go of it already
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_KEY,))
 
 
 def _unreachable(name: str, exc: psycopg.OperationalError) -> DatabaseUnusable | DatabaseMissing:
@@ -214,7 +254,7 @@ def _unreachable(name: str, exc: psycopg.OperationalError) -> DatabaseUnusable |
     lowered = text.lower()
     if "does not exist" in lowered and "database" in lowered:
         return DatabaseMissing(f"{name} does not exist", "create it (createdb NAME, or CREATE DATABASE NAME), then try again")
-    if "password authentication failed" in lowered or "no password supplied" in lowered or "authentication" in lowered:
+    if "authentication" in lowered or "no password supplied" in lowered or ("role" in lowered and "does not exist" in lowered):
         return DatabaseUnusable(
             f"{name}: the server refused the credentials ({text})",
             "check the user and password in the URL (or PGPASSWORD / ~/.pgpass)",

@@ -1,0 +1,188 @@
+"""PostgreSQL as the database (`--db postgresql://...`): what only a server has. Bad URLs, refused
+credentials and missing rights, each one line and exit 2 with nothing half made; two processes
+setting up one new database at once; a newer schema refused; fencing in LangGraph's savers.
+
+The commands themselves run on both backends in the BOTH_BACKENDS modules (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, agent_cmd, agent_env
+from tests.postgres_server import admin_connection, agent_database, empty_database, postgres_off, server_url
+
+pytestmark = pytest.mark.skipif(postgres_off(), reason="AGENT_TEST_POSTGRES=off leaves PostgreSQL out")
+
+QUESTION = json.dumps({"question": "Why do durable agents matter?"})
+
+
+def agent(db: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(agent_cmd(*args), cwd=ROOT, env=agent_env(db), capture_output=True, text=True, timeout=120)  # type: ignore[arg-type]
+
+
+def url_of(name: str, user: str = "postgres", password: str | None = None) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    server = conninfo_to_dict(server_url())
+    secret = f":{password}" if password else ""
+    return f"postgresql://{user}{secret}@{server.get('host') or '127.0.0.1'}:{server.get('port') or 5432}/{name}"
+
+
+def tables_of(url: str) -> set[str]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The error of a refused command: exit 2, an Error and a Hint line, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Hint: "), proc.stderr
+    return proc.stderr
+
+
+def test_a_run_on_a_new_database_makes_every_table_and_the_cli_reads_it_back() -> None:
+    with empty_database() as conninfo:
+        from psycopg.conninfo import conninfo_to_dict
+
+        url = url_of(conninfo_to_dict(conninfo)["dbname"])
+        proc = agent(url, "run", "research", "--thread", "r", "--input", QUESTION, "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert {"agent_threads", "agent_next", "checkpoints", "checkpoint_writes", "store"} <= tables_of(url)
+        history = json.loads(agent(url, "history", "--thread", "r", "--json").stdout)
+        assert [row["step"] for row in history][::-1] == list(range(-1, 6))
+        assert history[0]["writers"] == ["synthesize"] and history[-1]["next"] == ["__start__"]
+
+
+@pytest.mark.parametrize(
+    ("make_url", "words"),
+    [
+        (lambda: "postgresql://postgres@127.0.0.1:1/agent", "cannot reach"),
+        (lambda: "postgresql://postgres@127.0.0.1:notaport/agent", "cannot be read"),
+        (lambda: "postgresql://postgres:s3cret-must-not-show@127.0.0.1/agent?nonsense=1", "cannot be read"),
+        (lambda: url_of(f"agent_missing_{secrets.token_hex(4)}"), "does not exist"),
+        (lambda: url_of("postgres", user=f"nobody_{secrets.token_hex(4)}", password="s3cret-must-not-show"), "refused the credentials"),
+    ],
+    ids=["unreachable", "malformed", "unknown parameter", "no such database", "unknown role"],
+)
+def test_a_database_that_cannot_be_used_is_one_line_and_exit_2(make_url, words: str) -> None:
+    url = make_url()
+    for args in (["run", "research", "--thread", "r", "--input", QUESTION], ["threads"]):
+        stderr = one_line_error(agent(url, *args))
+        assert words in stderr
+        assert "s3cret-must-not-show" not in stderr
+
+
+def test_a_role_that_may_not_create_tables_is_told_so_and_nothing_is_half_made() -> None:
+    role = f"agent_reader_{secrets.token_hex(4)}"
+    admin = admin_connection()
+    try:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        with empty_database() as conninfo:
+            from psycopg.conninfo import conninfo_to_dict
+
+            name = conninfo_to_dict(conninfo)["dbname"]
+            import psycopg
+
+            with psycopg.connect(conninfo, autocommit=True) as conn:  # as PostgreSQL 15 has it for every new database
+                conn.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+            stderr = one_line_error(agent(url_of(name, user=role), "run", "research", "--thread", "r", "--input", QUESTION))
+            assert "may not create the tables" in stderr and "GRANT CREATE ON SCHEMA" in stderr
+            assert tables_of(conninfo) == set()
+    finally:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
+def test_two_processes_setting_up_one_new_database_at_once_both_succeed() -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    with empty_database() as conninfo:
+        url = url_of(conninfo_to_dict(conninfo)["dbname"])
+        procs = [
+            subprocess.Popen(
+                agent_cmd("run", "research", "--thread", f"r{i}", "--input", QUESTION, "-q"),
+                cwd=ROOT, env=agent_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,  # type: ignore[arg-type]
+            )  # fmt: skip
+            for i in range(4)
+        ]
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+        import psycopg
+
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            assert conn.execute("SELECT version FROM agent_schema").fetchall() == [(7,)]
+            versions = [v for (v,) in conn.execute("SELECT v FROM checkpoint_migrations ORDER BY v")]
+            assert versions == list(range(len(versions)))  # each LangGraph migration once
+            assert conn.execute("SELECT count(*) FROM agent_threads WHERE status = 'completed'").fetchone() == (4,)
+
+
+def test_a_database_of_a_newer_version_is_refused_and_left_alone() -> None:
+    import psycopg
+
+    with agent_database() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE agent_schema SET version = 99")
+        stderr = one_line_error(agent(url, "threads"))
+        assert "newer version of agent (schema 99" in stderr
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT version FROM agent_schema").fetchall() == [(99,)]
+
+
+def _checkpoint(cid: str, step: int):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    return {**empty_checkpoint(), "id": cid, "channel_values": {"x": step}, "channel_versions": {"x": step}}, {"source": "loop", "step": step}
+
+
+def test_a_runner_whose_lease_was_taken_writes_nothing_more_sync_and_async() -> None:
+    import time
+
+    from runtime import open_database
+    from runtime.store.parts import immediate
+    from runtime.store.parts import threads as thread_rows
+    from runtime.store.seam import LEASE_KEY, LeaseLost, Owner
+
+    with agent_database() as url:
+        db = open_database(url)
+        try:
+            now = time.time()
+            with immediate(db.conn):
+                assert thread_rows.insert(db.conn, "t", "research", "1", {}, Owner(1, "a"), now)
+            lease = thread_rows.get(db.conn, "t").lease
+            saver = db.checkpointer()
+            config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", LEASE_KEY: lease}}
+            first = saver.put(config, *_checkpoint("1", 1), {"x": 1})
+            saver.put_writes({"configurable": {**first["configurable"], LEASE_KEY: lease}}, [("x", 2)], "task-1")
+            with immediate(db.conn):  # another runner takes the thread over
+                assert thread_rows.take_over(db.conn, "t", lease, Owner(2, "b"), now)
+            stale = {"configurable": {**first["configurable"], LEASE_KEY: lease}}
+            with pytest.raises(LeaseLost):
+                saver.put(stale, *_checkpoint("2", 2), {"x": 2})
+            with pytest.raises(LeaseLost):
+                saver.put_writes(stale, [("x", 3)], "task-2")
+
+            async def late_async_writes() -> None:
+                async with db.open_async() as (asaver, _store):
+                    with pytest.raises(LeaseLost):
+                        await asaver.aput(stale, *_checkpoint("3", 3), {"x": 3})
+                    with pytest.raises(LeaseLost):
+                        await asaver.aput_writes(stale, [("x", 4)], "task-3")
+                    current = {"configurable": {**first["configurable"], LEASE_KEY: lease + 1}}
+                    await asaver.aput(current, *_checkpoint("4", 4), {"x": 4})  # the new holder's are stored
+
+            asyncio.run(late_async_writes())
+            assert db.conn.execute("SELECT checkpoint_id FROM checkpoints WHERE thread_id = 't' ORDER BY 1").fetchall() == [("1",), ("4",)]
+            assert db.conn.execute("SELECT task_id FROM checkpoint_writes").fetchall() == [("task-1",)]
+        finally:
+            db.close()
