@@ -108,7 +108,8 @@ def _template(admin: Any) -> str:
 
     from runtime.store.database import open_database
 
-    name = f"agent_template_{secrets.token_hex(6)}"
+    _drop_orphaned_templates(admin)
+    name = f"agent_template_{os.getpid()}_{secrets.token_hex(4)}"
     create(admin, name)
     open_database(_as_url(server_url(), name)).close()
     _TEMPLATE.append(name)
@@ -121,6 +122,26 @@ def _template(admin: Any) -> str:
 
     atexit.register(drop)
     return name
+
+
+def _drop_orphaned_templates(admin: Any) -> None:
+    """Templates of test processes of this machine that are gone (killed before their exit
+    handler ran): the pid is in the name."""
+    for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'agent\\_template\\_%'").fetchall():
+        pid = name.split("_")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -11,9 +11,12 @@ the workers' `--json` events only; a time limit only bounds a test that would ot
 
 from __future__ import annotations
 
+BOTH_BACKENDS = True
+"""Every test here runs on SQLite and on PostgreSQL (tests/conftest.py): on PostgreSQL the
+workers take their threads as Procrastinate's jobs (runtime/store/postgres/jobs.py)."""
+
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,7 +27,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.conftest import ROOT, LineReader, db_snapshot
+from tests.conftest import ROOT, LineReader, db_snapshot, nothing_written, raw_connection
 
 GRAPH_FILE = ROOT / "tests" / "fleet_graph.py"
 GRAPH = f"{GRAPH_FILE}:build"
@@ -133,37 +136,63 @@ def kill_hard(worker: Worker) -> None:
     worker.proc.wait(timeout=BOUND)
 
 
-def stop_outside_a_transaction(worker: Worker, db_path: Path) -> None:
+def stop_outside_a_transaction(worker: Worker, db_path: Path | str) -> None:
     """SIGSTOP the worker at a moment it holds no write lock on the database (its heartbeat and
-    its queue reads take it for a moment): else every other process would wait for it."""
+    its queue reads take it for a moment): else every other process would wait for it (on
+    PostgreSQL, until the server ends its session: idle_in_transaction_session_timeout)."""
     for _ in range(20):
         worker.proc.send_signal(signal.SIGSTOP)
-        conn = sqlite3.connect(db_path, timeout=2, isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
+        if not _in_a_transaction(db_path):
             return
-        except sqlite3.OperationalError:  # stopped inside a transaction: let it finish, try again
-            worker.proc.send_signal(signal.SIGCONT)
-        finally:
-            conn.close()
+        worker.proc.send_signal(signal.SIGCONT)  # stopped inside a transaction: let it finish, try again
     pytest.fail("the worker was inside a transaction at every SIGSTOP")
+
+
+def _in_a_transaction(db_path: Path | str) -> bool:
+    if isinstance(db_path, str):  # a stopped worker's sessions idle in a transaction (the others' finish theirs)
+        with raw_connection(db_path) as conn:
+            for _ in range(5):
+                idle = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'"
+                ).fetchone()[0]
+                if not idle:
+                    return False
+            return True
+    import sqlite3
+
+    conn = sqlite3.connect(db_path, timeout=2, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
 
 
 # -- reading what happened -------------------------------------------------------------------------
 
 
-def query(db_path: Path, sql: str, *params: Any) -> list[tuple]:
-    """Rows read through a connection of this test's own, while the workers write."""
-    conn = sqlite3.connect(db_path, timeout=30)
+def query(db_path: Path | str, sql: str, *params: Any) -> list[tuple]:
+    """Rows read through a connection of this test's own, while the workers write. `STEP` and
+    `WRITES` in the SQL name the step column and the writes table of the backend."""
+    postgres = isinstance(db_path, str)
+    sql = sql.replace("STEP", "(metadata->>'step')::int" if postgres else "step").replace("WRITES", "checkpoint_writes" if postgres else "writes")
+    conn = raw_connection(db_path)
     try:
-        return conn.execute(sql, params).fetchall()
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
     finally:
         conn.close()
 
 
 def statuses(db_path: Path) -> dict[str, str]:
     return dict(query(db_path, "SELECT thread_id, status FROM agent_threads"))
+
+
+def errors(db_path: Path) -> dict[str, str]:
+    """The error of every thread that recorded one (what a failed status assertion shows)."""
+    return dict(query(db_path, "SELECT thread_id, error FROM agent_threads WHERE error IS NOT NULL"))
 
 
 def owner(db_path: Path, thread_id: str) -> int | None:
@@ -177,17 +206,17 @@ def queued(db_path: Path) -> dict[str, str]:
 
 def checkpoints_of(db_path: Path, thread_id: str) -> list[tuple]:
     """Every checkpoint row of the thread (every namespace) and its writes: what a runner wrote."""
-    rows = query(db_path, "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, step FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id", thread_id)
-    writes = query(db_path, "SELECT checkpoint_ns, checkpoint_id, task_id, idx FROM writes WHERE thread_id = ? ORDER BY 1, 2, 3, 4", thread_id)
+    rows = query(db_path, "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, STEP FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_id", thread_id)
+    writes = query(db_path, "SELECT checkpoint_ns, checkpoint_id, task_id, idx FROM WRITES WHERE thread_id = ? ORDER BY 1, 2, 3, 4", thread_id)
     return rows + [("write", *w) for w in writes]
 
 
 def assert_one_branch(db_path: Path, thread_id: str, n: int = STEPS) -> None:
     """The thread's history is one unbroken branch -1, 0, ..., n: no step twice, each checkpoint
     the child of the one before."""
-    counts = query(db_path, "SELECT step, count(*) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' GROUP BY step ORDER BY step", thread_id)
+    counts = query(db_path, "SELECT STEP, count(*) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' GROUP BY 1 ORDER BY 1", thread_id)
     assert counts == [(step, 1) for step in range(-1, n + 1)], f"{thread_id}: {counts}"
-    chain = query(db_path, "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY step", thread_id)
+    chain = query(db_path, "SELECT checkpoint_id, parent_checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' ORDER BY STEP", thread_id)
     assert [parent for _, parent in chain[1:]] == [cid for cid, _ in chain[:-1]], f"{thread_id}: {chain}"
 
 
@@ -251,7 +280,7 @@ def test_three_workers_share_three_hundred_threads_each_run_once_by_one_worker(s
         assert worker.finish() == 0, worker.output()
 
     everyone = first + rest
-    assert statuses(db_path) == {t: "completed" for t in everyone}
+    assert statuses(db_path) == {t: "completed" for t in everyone}, errors(db_path)
     assert queued(db_path) == {}
     assert_each_node_ran_once(log, everyone)
     by_thread = defaultdict(set)
@@ -397,7 +426,7 @@ def test_sigterm_stops_every_thread_at_a_node_boundary_and_queues_it_for_the_nex
     assert queued(db_path) == {**{t: "resume" for t in held_threads}, **{t: "run" for t in waiting}}
     # The node in flight finished and was saved: the held threads stopped after step 1.
     for thread in held_threads:
-        assert query(db_path, "SELECT max(step) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''", thread) == [(HELD_STEP + 1,)]
+        assert query(db_path, "SELECT max(STEP) FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ''", thread) == [(HELD_STEP + 1,)]
 
     second = start_worker("--until-idle", concurrency=4)
     assert second.finish() == 0, second.output()
@@ -533,9 +562,9 @@ def test_bad_input_to_submit_is_refused_as_run_refuses_it_and_changes_nothing(ru
 def test_bad_input_to_submit_creates_no_database(run_agent, db_path: Path, case: str) -> None:
     """As `agent run`: everything is checked before the file is made."""
     run = _refusal(run_agent("run", *BAD_SUBMITS[case], "--thread", "new"))
-    assert not db_path.exists(), "a refused run created the database"
+    assert nothing_written(db_path), "a refused run created the database"
     submitted = _refusal(run_agent("submit", *BAD_SUBMITS[case], "--thread", "new"))
-    assert not db_path.exists(), "a refused submit created the database"
+    assert nothing_written(db_path), "a refused submit created the database"
     assert _as_run(submitted) == run
 
 

@@ -12,6 +12,7 @@ at a terminal, so their sensitive actions wait for `agent approve`.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 from typing import Any
@@ -28,6 +29,7 @@ from runtime.threads import registry as threads
 from runtime.threads.control import current_user
 
 RUN, RESUME, RETRY, ANSWER = "run", "resume", "retry", "answer"
+log = logging.getLogger(__name__)
 
 
 def submit_run(
@@ -52,6 +54,7 @@ def queue_plan(db: Database, plan: Any, *, priority: int = 0, origin: dict[str, 
             thread_rows.delete(db.conn, thread_id)  # an id whose first run saved nothing: free again
             thread_rows.insert_queued(db.conn, thread_id, plan.spec.spec, plan.spec.version, plan.settings.as_dict(), now)
         _put(db, QueueRow(thread_id, RUN, {"input": plan.input, **({"origin": origin} if origin else {})}, priority, now, current_user()))
+    announce(db, [thread_id], priority)
     return thread_id
 
 
@@ -117,7 +120,21 @@ def _queue(db: Database, thread_id: str, kind: str, request: dict[str, Any], pri
         threads.get_thread(db, thread_id)
         _put(db, QueueRow(thread_id, kind, request, priority, time.time(), current_user()))
         thread_rows.mark_queued(db.conn, thread_id, time.time())
+    announce(db, [thread_id], priority)
     return thread_id
+
+
+def announce(db: Database, thread_ids: list[str], priority: int = 0) -> None:
+    """Tell the database's job queue, where it has one (Procrastinate on PostgreSQL), that these
+    threads have a request waiting, once it is committed. If that fails the request still
+    stands: every worker looks for requests that have no job and announces them itself."""
+    jobs = db.job_queue()
+    if jobs is None:
+        return
+    try:
+        jobs.defer(thread_ids, priority)
+    except Exception as exc:  # the job queue's server or schema: the workers catch up
+        log.warning("queued %s; announcing it to the workers failed (%s), a worker will find it", ", ".join(thread_ids), exc)
 
 
 def _put(db: Database, row: QueueRow) -> None:

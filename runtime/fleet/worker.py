@@ -20,6 +20,7 @@ worker continues every one of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import resource
 import signal
@@ -140,6 +141,9 @@ class FleetWorker:
         self._changed: asyncio.Event | None = None
         self._last_scan = 0.0
         self._host: RunHost | None = None
+        self.jobs = db.job_queue()
+        """The database's job queue (Procrastinate on PostgreSQL), or None: the run queue read directly."""
+        self._jobs_task: asyncio.Task | None = None
 
     def run(self, seconds: float | None = None, once: bool = False) -> WorkerStats:
         """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`;
@@ -162,7 +166,10 @@ class FleetWorker:
             async with RunHost(self.db) as host:
                 self._host = host
                 host.storage[0].save_latencies = self.stats.save_latencies
-                await self._loop()
+                if self.jobs is None:
+                    await self._loop()
+                else:
+                    await self._serve_jobs()
         finally:
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -178,6 +185,8 @@ class FleetWorker:
                 task.cancel()
             return
         self.stopping = True
+        if self._jobs_task is not None:
+            self._jobs_task.cancel()  # Procrastinate takes no new job; its running jobs end as their threads stop
         self.emit(WorkerEvent("stopping", message=f"stopping {len(self.tasks)} thread(s) at their next node boundary"))
         for drive in self.drives.values():
             drive.control.request_drain(SHUTDOWN)
@@ -186,11 +195,28 @@ class FleetWorker:
         if self._changed is not None:
             self._changed.set()
 
+    async def _serve_jobs(self) -> None:
+        """Take threads as Procrastinate hands out their jobs (runtime/store/postgres/jobs.py),
+        while the loop announces requests and dead runners' threads that have no job yet."""
+        await asyncio.to_thread(self.jobs.ensure_schema)
+        async with self.jobs.app.open_async():
+            self._jobs_task = asyncio.create_task(
+                self.jobs.serve(self._job, concurrency=self.concurrency, name=self.worker_id, stalled_after=threads.STALE_AFTER_SECONDS)
+            )
+            try:
+                await self._loop()
+            finally:
+                self._jobs_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._jobs_task
+
     async def _loop(self) -> None:
         last_beat = 0.0
         while True:
+            if self._jobs_task is not None and self._jobs_task.done() and not self.stopping:
+                self._jobs_task.result()  # Procrastinate's worker failed (its database is gone): so does this one
             if not self.stopping:
-                claimed = await self._take_work()
+                claimed = await (self._take_work() if self.jobs is None else self._announce_work())
                 if self.until_idle and not claimed and not self.tasks and await asyncio.to_thread(self._idle):
                     break
             elif not self.tasks:
@@ -221,6 +247,78 @@ class FleetWorker:
                     await asyncio.to_thread(self._give_back, claim)
         return len(claims)
 
+    # -- taking threads from Procrastinate's jobs ---------------------------------------------------
+
+    async def _announce_work(self) -> int:
+        """Each SCAN_SECONDS: jobs of dead workers handed back, and a job deferred for each
+        request and each dead runner's thread that has none; how many were deferred."""
+        if self.on_tick is not None:
+            await asyncio.to_thread(self.on_tick)
+        if time.monotonic() - self._last_scan < SCAN_SECONDS:
+            return 0
+        self._last_scan = time.monotonic()
+        await self.jobs.retry_stalled(threads.STALE_AFTER_SECONDS)
+        deferred = 0
+        for priority, thread_ids in (await asyncio.to_thread(self._unannounced)).items():
+            deferred += await self.jobs.adefer(thread_ids, priority)
+        return deferred
+
+    def _unannounced(self) -> dict[int, list[str]]:
+        """Priority -> threads that want a job and have none: queued requests whose thread nobody
+        runs, and threads whose runner died."""
+        conn, now = self.db.conn, time.time()
+        wanted = {row.thread_id: row.priority for row in queue_rows.ready(conn, CLAIM_BATCH)}
+        for row in thread_rows.running(conn):
+            record = threads.ThreadRecord(*row)
+            if record.thread_id not in self.tasks and not record.holder_alive(now):
+                wanted.setdefault(record.thread_id, 0)
+        by_priority: dict[int, list[str]] = {}
+        for thread_id in self.jobs.unannounced(conn, list(wanted)):
+            by_priority.setdefault(wanted[thread_id], []).append(thread_id)
+        return by_priority
+
+    async def _job(self, thread_id: str) -> None:
+        """A job of Procrastinate's: take the thread (its queued request, or a takeover of a dead
+        runner's) and drive it to its end. Nothing to take (done by another, cancelled, still
+        running elsewhere) ends the job; a request that comes later gets a job of its own."""
+        if self.stopping:
+            return  # the request stays queued, and a live worker announces it again
+        claim = await asyncio.to_thread(self._claim_thread, thread_id)
+        if claim is None:
+            return
+        plan = await asyncio.to_thread(self._plan, claim)
+        if plan is None:
+            return
+        if self.stopping:
+            await asyncio.to_thread(self._give_back, claim)
+            return
+        self._start(plan, claim)
+        await self.tasks[thread_id]
+
+    def _claim_thread(self, thread_id: str) -> Claim | None:
+        """Take one thread, as `_claim` and `_take_over` take many, in one transaction."""
+        conn, now, events = self.db.conn, time.time(), []
+        with immediate(conn):
+            row = thread_rows.get(conn, thread_id)
+            if row is None:
+                queue_rows.delete(conn, thread_id)
+                return None
+            record = threads.ThreadRecord(*row)
+            if record.status == "running":
+                if thread_id in self.tasks or record.holder_alive(now):
+                    return None
+                claim = self._take_over_one(record, now, events)
+            else:
+                queued = queue_rows.get(conn, thread_id)
+                lease = thread_rows.claim(conn, thread_id, self.owner, now) if queued is not None else None
+                if lease is None:
+                    return None
+                queue_rows.delete(conn, thread_id)
+                claim = Claim(thread_id, queued.kind, queued.request, lease, before=record.status, priority=queued.priority)
+        for event in events:
+            self.emit(event)
+        return claim
+
     # -- taking threads (off the loop) --------------------------------------------------------------
 
     def _claim(self, room: int) -> list[Claim]:
@@ -246,18 +344,25 @@ class FleetWorker:
             return claims
         with immediate(self.db.conn):
             for record in dead[:room]:
-                if not thread_rows.take_over(self.db.conn, record.thread_id, record.lease, self.owner, now):
-                    continue  # another worker took it first
-                if record.resumes >= self.max_resumes:
-                    why = f"its runner died {record.resumes + 1} times; gave up after {self.max_resumes} takeovers (--max-resumes)"
-                    thread_rows.release(self.db.conn, record.thread_id, self.owner.pid, "failed", why, None, now)
-                    events.append(WorkerEvent("gave_up", record.thread_id, "failed", why))
-                    continue
-                claims.append(Claim(record.thread_id, TAKEOVER, {}, record.lease + 1))
-                events.append(WorkerEvent("taken_over", record.thread_id, message=f"its runner was gone; takeover {record.resumes + 1} of {self.max_resumes}"))
+                claim = self._take_over_one(record, now, events)
+                if claim is not None:
+                    claims.append(claim)
         for event in events:
             self.emit(event)
         return claims
+
+    def _take_over_one(self, record: threads.ThreadRecord, now: float, events: list[WorkerEvent]) -> Claim | None:
+        """Inside the caller's transaction: take over a thread whose runner is gone, while its
+        lease is still the one read (of two takers, one wins), or fail it past `max_resumes`."""
+        if not thread_rows.take_over(self.db.conn, record.thread_id, record.lease, self.owner, now):
+            return None  # another worker took it first
+        if record.resumes >= self.max_resumes:
+            why = f"its runner died {record.resumes + 1} times; gave up after {self.max_resumes} takeovers (--max-resumes)"
+            thread_rows.release(self.db.conn, record.thread_id, self.owner.pid, "failed", why, None, now)
+            events.append(WorkerEvent("gave_up", record.thread_id, "failed", why))
+            return None
+        events.append(WorkerEvent("taken_over", record.thread_id, message=f"its runner was gone; takeover {record.resumes + 1} of {self.max_resumes}"))
+        return Claim(record.thread_id, TAKEOVER, {}, record.lease + 1)
 
     def _plan(self, claim: Claim) -> RunPlan | None:
         """The run a claim asks for, checked as its direct form checks it; None (and the thread
@@ -312,10 +417,13 @@ class FleetWorker:
         with immediate(self.db.conn):
             thread_rows.release(self.db.conn, claim.thread_id, self.owner.pid, status, None, None, time.time())
             queue_rows.put(self.db.conn, QueueRow(claim.thread_id, kind, request, claim.priority, time.time(), self.worker_id))
+        queue.announce(self.db, [claim.thread_id], claim.priority)
 
     def _idle(self) -> bool:
-        """Nothing queued that could run, and no dead runner's thread to take over."""
+        """Nothing queued that could run, no dead runner's thread to take over, no job waiting."""
         if queue_rows.ready(self.db.conn, 1):
+            return False
+        if self.jobs is not None and self.jobs.pending(self.db.conn):
             return False
         return all(threads.ThreadRecord(*row).holder_alive() for row in thread_rows.running(self.db.conn))
 
@@ -356,6 +464,7 @@ class FleetWorker:
         """A thread stopped because this worker is stopping: it stays `stopped`, with a resume queued."""
         with immediate(self.db.conn):
             queue_rows.put(self.db.conn, QueueRow(thread_id, queue.RESUME, {}, 0, time.time(), self.worker_id))
+        queue.announce(self.db, [thread_id])
 
     def _finished(self, claim: Claim, outcome: RunOutcome) -> None:
         """What a request's origin must know of its run (a schedule records how its run ended)."""

@@ -114,6 +114,11 @@ class Database:
             # need the loop, is closed by now).
             saver.close()
 
+    def job_queue(self) -> None:
+        """A job queue that dispatches queued runs across machines: none for a file (a worker
+        reads the run queue itself, runtime/fleet/worker.py)."""
+        return None
+
     @property
     def reserve_path(self) -> Path:
         return self.path.with_name(self.path.name + "-reserve")

@@ -28,10 +28,10 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Iterator
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable, Message, Setting
-from runtime.store.postgres.connect import connect
+from runtime.store.postgres.connect import connect, session_options
 from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, refuse_newer, stored_version
 from runtime.store.postgres.transaction import LOCK_KEY
 from runtime.store.serde import redacting_serializer
@@ -67,6 +67,7 @@ class PostgresDatabase:
         self._local.conn = self._first = conn
         self._conns: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         self._conns_lock = threading.Lock()
+        self._jobs: Any = None
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -105,7 +106,7 @@ class PostgresDatabase:
             self.url,
             min_size=1,
             max_size=max(1, POOL_SIZE),
-            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row, "connect_timeout": CONNECT_TIMEOUT},
+            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row, **session_options()},
             open=False,
             name="agent",
         )
@@ -128,6 +129,14 @@ class PostgresDatabase:
                 _set_up(conn, self.url)
         _LANGGRAPH_READY.add(self.url)
 
+    def job_queue(self) -> Any:
+        """Procrastinate's dispatch of queued runs on this database (runtime/store/postgres/jobs.py)."""
+        if self._jobs is None:
+            from runtime.store.postgres.jobs import JobQueue
+
+            self._jobs = JobQueue(self.url)
+        return self._jobs
+
     def keep_reserve(self, hint: str) -> None:
         """Nothing to keep: the server keeps its own room (a full disk is its administrator's)."""
 
@@ -135,6 +144,8 @@ class PostgresDatabase:
         return False
 
     def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.close()
         with self._conns_lock:
             conns = [self._first, *self._conns]
         for conn in conns:
@@ -161,7 +172,7 @@ def open_postgres(url: str, *, create: bool = False) -> PostgresDatabase:
             "the PostgreSQL URL cannot be read", Message("give {} as postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME", Setting("path"))
         ) from None
     try:
-        conn = psycopg.connect(make_conninfo(url, connect_timeout=CONNECT_TIMEOUT), autocommit=True)
+        conn = psycopg.connect(url, autocommit=True, **session_options())  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         raise _unreachable(name, exc) from None
     try:
@@ -207,7 +218,7 @@ def _set_up(conn: psycopg.Connection, url: str) -> None:
     from langgraph.store.postgres import PostgresStore
     from psycopg.rows import dict_row
 
-    with _setup_lock(conn):
+    with setup_lock(conn):
         if not _langgraph_tables_made(conn):
             with psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as setup_conn:
                 PostgresSaver(setup_conn).setup()
@@ -221,7 +232,7 @@ SETUP_WAIT_SECONDS = 600.0
 
 
 @contextlib.contextmanager
-def _setup_lock(conn: psycopg.Connection) -> Iterator[None]:
+def setup_lock(conn: psycopg.Connection) -> Iterator[None]:
     """Hold SETUP_KEY at the session level, waiting for it by trying again and again.
 
     LangGraph's setups run CREATE INDEX CONCURRENTLY, which waits for every transaction open when

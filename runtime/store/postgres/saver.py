@@ -6,8 +6,13 @@ The tables, the SQL of every LangGraph call and the serialisation are the stock 
 What is added, and why:
 
 - Fencing (seam: LEASE_KEY). A put or a task's writes whose config carries a lease run in one
-  transaction that first reads the thread's lease row FOR SHARE: a takeover (which updates that
-  row) waits for it, or it sees the new lease and raises `LeaseLost` with nothing stored.
+  transaction whose last statement reads the thread's lease row FOR SHARE, just before the
+  commit: a takeover (which updates that row) either committed first, and the put sees the new
+  lease, raises `LeaseLost` and is rolled back, or waits for the put's commit. The check comes
+  last because LangGraph's put hands work to a thread (`asyncio.to_thread`) inside its
+  transaction: with the row locked from the start, a takeover waiting for the row, holding the
+  database's write lock, could keep every thread of the pool waiting for that lock, and the put
+  waiting for a thread, forever.
 - No saver-wide lock over a connection pool. The stock async saver takes one asyncio lock around
   every call, which is needed for its single-connection form but turns a pool into one
   connection at a time: a worker driving hundreds of threads would wait in line for each read.
@@ -263,13 +268,13 @@ class AgentPostgresSaver(SeamMembers, PostgresSaver):
                 yield cur
             return
         with self.lock, self.conn.transaction(), self.conn.cursor(binary=True, row_factory=dict_row) as cur:
-            if fence is not None:
-                row = cur.execute(_LEASE_CHECK, (fence[0],)).fetchone()
-                if row is None or row["lease"] != fence[1]:
-                    raise _lost(fence[0])
             yield cur
             if next_ is not None:
                 cur.execute(_RECORD_NEXT, next_)
+            if fence is not None:  # last, so the row is locked only until the commit that follows
+                row = cur.execute(_LEASE_CHECK, (fence[0],)).fetchone()
+                if row is None or row["lease"] != fence[1]:
+                    raise _lost(fence[0])
 
 
 class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
@@ -323,14 +328,14 @@ class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
         async with _ainternal.get_connection(self.conn) as conn:
             if fence is not None or next_ is not None:
                 async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
-                    if fence is not None:
+                    yield cur
+                    if next_ is not None:
+                        await cur.execute(_RECORD_NEXT, next_)
+                    if fence is not None:  # last: see the module's docstring
                         await cur.execute(_LEASE_CHECK, (fence[0],))
                         row = await cur.fetchone()
                         if row is None or row["lease"] != fence[1]:
                             raise _lost(fence[0])
-                    yield cur
-                    if next_ is not None:
-                        await cur.execute(_RECORD_NEXT, next_)
             elif pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur

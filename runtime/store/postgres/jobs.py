@@ -1,0 +1,191 @@
+"""Dispatch of queued runs across machines by Procrastinate, the PostgreSQL job queue.
+
+The run queue (`agent_queue`, runtime/store/postgres/queue_rows.py) stays the record of what is
+asked of each thread: `agent status` reads it, `agent cancel` clears it, a schedule's worker
+fills it. Procrastinate carries the news to the workers, wherever they run:
+
+- Every queued request, and every thread whose runner died, becomes a job `agent.drive` whose
+  argument is the thread. Its `lock` is the thread, so at most one job of a thread runs anywhere
+  at a time; its `queueing_lock` is the thread too, so at most one waits.
+- Workers take jobs as Procrastinate hands them out (LISTEN/NOTIFY, its polling as a fallback),
+  up to their concurrency; the job takes the thread's lease and drives it
+  (runtime/fleet/worker.py). Several workers on many machines share the jobs.
+- A worker that dies mid-job stops sending Procrastinate's heartbeat; the live workers find its
+  jobs (`get_stalled_jobs`) and hand them back to the queue (`retry_job`), and the one that takes
+  the job takes the thread over from its latest checkpoint. Procrastinate cannot see a run of
+  `agent run` (no job) whose process died: the workers look for those in `agent_threads`
+  themselves and queue a job for each.
+
+What is added on top, and why: the job is deferred after the request's transaction commits
+(Procrastinate defers on its own connection), so a process that dies between the two, or a
+server that refused the job, leaves a request without a job; every worker looks for those each
+second (`unannounced`) and defers them. Deferring is idempotent (the queueing lock), so two
+workers doing it at once defer one job. Procrastinate's own schema is made by its schema manager,
+once, under the setup lock of the database; its CLI (`procrastinate --app=... shell`) and tables
+(`procrastinate_jobs`) show the jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any, Awaitable, Callable
+
+import psycopg
+
+TASK = "agent.drive"
+QUEUE = "agent"
+POOL_SIZE = 4
+"""Procrastinate's own connections: one listens, the others fetch and finish jobs."""
+
+log = logging.getLogger(__name__)
+
+
+class JobQueue:
+    """The Procrastinate app of one database, made on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._ready = False
+        self._app: Any = None
+        self._sync_app: Any = None
+
+    @property
+    def app(self) -> Any:
+        """The app a worker serves and defers through on its event loop (`serve`, `adefer`)."""
+        if self._app is None:
+            self._app = _make_app(self.url)
+        return self._app
+
+    def _opened_sync_app(self) -> Any:
+        """An app of its own for deferring from plain threads (a face's submit, a scheduler's
+        tick inside a worker), opened once and kept until `close`."""
+        if self._sync_app is None:
+            self._sync_app = _make_app(self.url).open()
+        return self._sync_app
+
+    # -- Procrastinate's schema -----------------------------------------------------------------
+
+    def ensure_schema(self) -> None:
+        """Make Procrastinate's tables once (under the database's setup lock, as LangGraph's are)."""
+        if self._ready:
+            return
+        from procrastinate.schema import SchemaManager
+
+        from runtime.store.postgres.database import setup_lock
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            if not _has_schema(conn):
+                with setup_lock(conn):
+                    if not _has_schema(conn):
+                        conn.execute(SchemaManager.get_schema())  # type: ignore[call-overload]
+        self._ready = True
+
+    # -- deferring ------------------------------------------------------------------------------
+
+    def defer(self, thread_ids: Iterable[str], priority: int = 0) -> int:
+        """A job for each thread that has none waiting; how many were deferred (from any thread
+        of the process, not the event loop)."""
+        wanted = list(thread_ids)
+        if not wanted:
+            return 0
+        self.ensure_schema()
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        deferred = 0
+        task = self._opened_sync_app().tasks[TASK]
+        for thread_id in wanted:
+            try:
+                task.configure(lock=thread_id, queueing_lock=thread_id, priority=priority).defer(thread_id=thread_id)
+                deferred += 1
+            except AlreadyEnqueued:
+                continue
+        return deferred
+
+    async def adefer(self, thread_ids: Iterable[str], priority: int = 0) -> int:
+        """`defer` on the event loop, through the app opened by `serve`."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        task = self.app.tasks[TASK]
+        deferred = 0
+        for thread_id in thread_ids:
+            try:
+                await task.configure(lock=thread_id, queueing_lock=thread_id, priority=priority).defer_async(thread_id=thread_id)
+                deferred += 1
+            except AlreadyEnqueued:
+                continue
+        return deferred
+
+    def unannounced(self, conn: psycopg.Connection, thread_ids: Iterable[str]) -> list[str]:
+        """Those of `thread_ids` with no job waiting or running (read from Procrastinate's table)."""
+        wanted = list(thread_ids)
+        if not wanted:
+            return []
+        have = {
+            row[0]
+            for row in conn.execute(
+                "SELECT queueing_lock FROM procrastinate_jobs WHERE task_name = %s AND status IN ('todo', 'doing') "
+                "AND queueing_lock = ANY(%s)",
+                (TASK, wanted),
+            )
+        }
+        return [t for t in wanted if t not in have]
+
+    def pending(self, conn: psycopg.Connection) -> int:
+        """Jobs waiting or running."""
+        return conn.execute(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s AND status IN ('todo', 'doing')", (TASK,)
+        ).fetchone()[0]
+
+    # -- working --------------------------------------------------------------------------------
+
+    async def retry_stalled(self, seconds: float) -> list[str]:
+        """Jobs of workers whose heartbeat is older than `seconds` (or gone) handed back to the
+        queue; the threads they were driving."""
+        manager = self.app.job_manager
+        stalled = list(await manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=seconds))
+        for job in stalled:
+            await manager.retry_job(job)
+        return [job.task_kwargs.get("thread_id") for job in stalled]
+
+    async def serve(self, handler: Callable[[str], Awaitable[None]], *, concurrency: int, name: str, stalled_after: float) -> None:
+        """Run jobs with `handler` until cancelled (then running jobs end first)."""
+        self.ensure_schema()
+        await self.app.run_worker_async(
+            queues=[QUEUE],
+            name=name,
+            concurrency=concurrency,
+            wait=True,
+            install_signal_handlers=False,
+            listen_notify=True,
+            fetch_job_polling_interval=1.0,
+            delete_jobs="successful",
+            additional_context={"handler": handler},
+            update_heartbeat_interval=max(0.5, stalled_after / 4),
+            stalled_worker_timeout=stalled_after,
+        )
+
+    def close(self) -> None:
+        if self._sync_app is not None:
+            with contextlib.suppress(Exception):  # a server already gone
+                self._sync_app.close()
+            self._sync_app = None
+
+
+def _make_app(url: str) -> Any:
+    from procrastinate import App, PsycopgConnector
+
+    from runtime.store.postgres.connect import session_options
+
+    app = App(connector=PsycopgConnector(conninfo=url, min_size=1, max_size=POOL_SIZE, kwargs=session_options()))
+
+    @app.task(name=TASK, queue=QUEUE, pass_context=True)
+    async def drive(context: Any, thread_id: str) -> None:
+        await context.additional_context["handler"](thread_id)
+
+    return app
+
+
+def _has_schema(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is not None
