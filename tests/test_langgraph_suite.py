@@ -1,7 +1,9 @@
 """LangGraph's own checkpointer tests (pregel, async pregel, time travel, interrupts, subgraphs,
-the functional API) and langgraph-checkpoint-sqlite's saver tests, run against our saver as the
-project opens it, each suite in a pytest process of its own (tests/langgraph_suite); and how the
-pinned sources behave when they are tampered with, unreachable or of another version."""
+the functional API), on our SQLite saver and on our PostgreSQL savers, and
+langgraph-checkpoint-sqlite's saver tests, run against our savers as the project opens them, each
+suite in a pytest process of its own (tests/langgraph_suite); how the pinned sources behave when
+they are tampered with, unreachable or of another version; and how the PostgreSQL suite's server
+is left out, missed and cleaned up."""
 
 from __future__ import annotations
 
@@ -14,17 +16,28 @@ import tarfile
 import pytest
 
 from tests.conftest import ROOT, UPSTREAM_RESULTS
-from tests.langgraph_suite import source
-from tests.langgraph_suite.run import SUITES, SuiteRunError, run_suite
+from tests.langgraph_suite import server, source
+from tests.langgraph_suite.run import SUITES, SuiteResult, SuiteRunError, left_out, run_suite
 from tests.langgraph_suite.source import Pin, SuiteSourceError
+from tests.postgres_server import postgres_off
+
+
+def run_or_fail(suite: str) -> SuiteResult:
+    """The suite's result, or a failure that gives its one-line error once (raised outside the
+    handler, so that the error is not shown again as the failure's cause)."""
+    try:
+        return run_suite(suite)
+    except (SuiteSourceError, SuiteRunError) as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.mark.parametrize("suite", list(SUITES))
 def test_the_upstream_suite_passes_with_our_saver(suite: str, request: pytest.FixtureRequest) -> None:
-    try:
-        result = run_suite(suite)
-    except (SuiteSourceError, SuiteRunError) as exc:
-        pytest.fail(str(exc), pytrace=False)
+    reason = left_out(suite)
+    if reason is not None:
+        pytest.skip(reason)
+    result = run_or_fail(suite)
     request.config.stash.setdefault(UPSTREAM_RESULTS, []).append(result)
     assert result.counts["passed"] > 0, f"no upstream test ran: {result.summary()} (see {result.log})"
     if result.failed:
@@ -107,3 +120,40 @@ def test_the_dev_extra_installs_the_pinned_versions() -> None:
 def test_the_runner_for_developers_refuses_an_unknown_suite() -> None:
     done = subprocess.run([sys.executable, "-m", "tests.langgraph_suite.run", "--suite", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 2 and "invalid choice: 'nope'" in done.stderr
+
+
+# -- the PostgreSQL server --------------------------------------------------------------------
+
+
+def test_without_a_server_the_postgres_suite_fails_saying_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:9/postgres")  # nothing listens there
+    with pytest.raises(SuiteRunError) as caught:
+        run_suite("langgraph-postgres")
+    message = str(caught.value)
+    assert message.startswith("no PostgreSQL server at 127.0.0.1:9 for the langgraph-postgres suite") and "\n" not in message
+    assert "set AGENT_TEST_POSTGRES=off to leave it out" in message
+
+
+def test_with_the_server_off_the_postgres_suite_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_TEST_POSTGRES", "off")
+    assert left_out("langgraph-postgres") == server.LEFT_OUT and left_out("langgraph") is None
+    done = subprocess.run([sys.executable, "-m", "tests.langgraph_suite.run", "--suite", "langgraph-postgres"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == f"langgraph-postgres: left out ({server.LEFT_OUT})\n"
+
+
+@pytest.mark.skipif(postgres_off(), reason="AGENT_TEST_POSTGRES=off leaves PostgreSQL out")
+def test_the_runs_database_is_dropped_when_the_run_ends_even_with_a_connection_left_to_it() -> None:
+    import psycopg
+
+    from tests.postgres_server import server_url
+
+    def exists(admin: psycopg.Connection, name: str) -> bool:
+        return admin.execute("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", (name,)).fetchone()[0]
+
+    with psycopg.connect(server_url(), autocommit=True) as admin:
+        with server.run_database() as env:
+            left = psycopg.connect(env["AGENT_SUITE_POSTGRES_DATABASE"])  # as a run stopped in the middle of a test leaves it
+            name = left.info.dbname
+            assert left.execute("SELECT max(version) FROM agent_schema").fetchone()[0] > 0  # set up by open_database
+        left.close()
+        assert not exists(admin, name)

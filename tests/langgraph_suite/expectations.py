@@ -11,7 +11,8 @@ these lists.
 from __future__ import annotations
 
 CHECKPOINTER_FIXTURES = ("sync_checkpointer", "async_checkpointer")
-"""LangGraph's suite: the tests that take one of these run (both paths); the rest are deselected."""
+"""LangGraph's suite (on SQLite, `langgraph`, and on PostgreSQL, `langgraph-postgres`): the tests
+that take one of these run (both paths); the rest are deselected."""
 
 SQLITE_SAVER_FILES = (
     "test_sqlite.py",
@@ -35,14 +36,17 @@ _WALL_CLOCK = (
     "which sleeps of a few milliseconds end, which a busy machine changes (seen failing under load)"
 )
 
+_LANGGRAPH_WALL_CLOCK = {
+    "test_pregel.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
+    "test_pregel_async.py::test_imp_nested": _WALL_CLOCK,
+    "test_pregel_async.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
+    "test_pregel.py::test_stream_buffering_single_node": _WALL_CLOCK,
+    "test_pregel_async.py::test_stream_buffering_single_node": _WALL_CLOCK,
+}
+
 SKIP: dict[str, dict[str, str]] = {
-    "langgraph": {
-        "test_pregel.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
-        "test_pregel_async.py::test_imp_nested": _WALL_CLOCK,
-        "test_pregel_async.py::test_stream_subgraphs_during_execution": _WALL_CLOCK,
-        "test_pregel.py::test_stream_buffering_single_node": _WALL_CLOCK,
-        "test_pregel_async.py::test_stream_buffering_single_node": _WALL_CLOCK,
-    },
+    "langgraph": {**_LANGGRAPH_WALL_CLOCK},
+    "langgraph-postgres": {**_LANGGRAPH_WALL_CLOCK},
     "langgraph-checkpoint-sqlite": {
         # Does not apply: the test is about the stock saver itself.
         "test_sqlite.py::TestSqliteSaver::test_informative_async_errors": (
@@ -76,6 +80,7 @@ SKIP: dict[str, dict[str, str]] = {
 
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
     "langgraph": {},
+    "langgraph-postgres": {},
     "langgraph-checkpoint-sqlite": {},
 }
 """Real bugs of our saver, expected to fail (strictly) only until their fix is merged."""

@@ -1,14 +1,16 @@
 """Put in place of LangGraph's tests/conftest.py: the same fixtures, as LangGraph's conftest gives
-them without Docker (NO_DOCKER=true: no Redis cache, no Postgres store or saver), except that
-`sync_checkpointer` and `async_checkpointer` give agent's saver (or, for the baseline, the
-in-memory saver of LangGraph's own `memory` parameter). No test body is changed.
+them without Docker (NO_DOCKER=true: no Redis cache, no Postgres store), except that
+`sync_checkpointer` and `async_checkpointer` give the savers AGENT_SUITE_SAVER names (savers.py):
+agent's on SQLite or on PostgreSQL, or, for a baseline, LangGraph's own in-memory saver (its
+`memory` parameter) or stock PostgreSQL savers (its `postgres` and `postgres_aio` parameters). No
+test body is changed.
 """
 
 from collections.abc import AsyncIterator, Iterator
 from uuid import UUID
 
 import pytest
-from agent_suite_savers import SAVER, agent_saver_async, agent_saver_of_database, agent_saver_sync, memory_saver
+from agent_suite_savers import ASYNC_SAVERS, SAVER, SYNC_SAVERS
 from langgraph.cache.base import BaseCache
 from langgraph.cache.memory import InMemoryCache
 from langgraph.cache.sqlite import SqliteCache
@@ -56,22 +58,13 @@ async def async_store() -> AsyncIterator[BaseStore]:
     yield InMemoryStore()
 
 
-SYNC_SAVERS = {"agent": agent_saver_sync, "agent_db": agent_saver_of_database} if SAVER == "agent" else {SAVER: memory_saver}
-"""The sync path twice: a saver on its own connection (as a run has it) and the database's (as
-history, edits and forks have it)."""
-
-
-@pytest.fixture(scope="function", params=list(SYNC_SAVERS))
+@pytest.fixture(scope="function", params=list(SYNC_SAVERS[SAVER]))
 def sync_checkpointer(request: pytest.FixtureRequest) -> Iterator[BaseCheckpointSaver]:
-    with SYNC_SAVERS[request.param]() as checkpointer:
+    with SYNC_SAVERS[SAVER][request.param]() as checkpointer:
         yield checkpointer
 
 
-@pytest.fixture(scope="function", params=[SAVER])
-async def async_checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
-    if SAVER == "memory":
-        with memory_saver() as checkpointer:
-            yield checkpointer
-    else:
-        async with agent_saver_async() as checkpointer:
-            yield checkpointer
+@pytest.fixture(scope="function", params=list(ASYNC_SAVERS[SAVER]))
+async def async_checkpointer(request: pytest.FixtureRequest) -> AsyncIterator[BaseCheckpointSaver]:
+    async with ASYNC_SAVERS[SAVER][request.param]() as checkpointer:
+        yield checkpointer

@@ -1,18 +1,22 @@
 """Run an upstream suite against agent's saver, in a pytest process of its own (LangGraph's test
 package is named `tests`, as ours is, so it needs its own rootdir and sys.path).
 
-    python -m tests.langgraph_suite.run                       # both suites, agent's saver
+    python -m tests.langgraph_suite.run                       # every suite, agent's savers
     python -m tests.langgraph_suite.run --suite langgraph -- -k interrupt -x
+    python -m tests.langgraph_suite.run --suite langgraph-postgres
     python -m tests.langgraph_suite.run --baseline            # each suite's own saver instead
 
-`--baseline` gives LangGraph's suite the in-memory saver of its own `memory` parameter and
-langgraph-checkpoint-sqlite's suite the stock SQLite savers: what passes there must pass with ours.
-Arguments after `--` go to pytest.
+`langgraph-postgres` is LangGraph's suite again, on agent's PostgreSQL savers, each test on a
+database of its own on the server AGENT_TEST_POSTGRES (tests/langgraph_suite/server.py).
+`--baseline` gives LangGraph's suite the in-memory saver of its own `memory` parameter,
+`langgraph-postgres` LangGraph's stock PostgreSQL savers, and langgraph-checkpoint-sqlite's suite
+the stock SQLite savers: what passes there must pass with ours. Arguments after `--` go to pytest.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -22,8 +26,9 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from tests.langgraph_suite import expectations
+from tests.langgraph_suite import expectations, server
 from tests.langgraph_suite.source import HERE, SuiteSourceError, check_installed, load_pins, source_tree
 
 RUN_TIMEOUT = 1200
@@ -40,6 +45,13 @@ class Suite:
     files: tuple[str, ...] | None  # test files to run; None: those that take a checkpointer fixture
     fixtures: tuple[str, ...] | None  # keep only tests that take one of these; None: all
     pytest_args: tuple[str, ...] = ()
+    saver: str = "agent"  # ours, by the name the swapped conftest knows it
+    package: str = ""  # the pinned package whose tests these are; "": the suite's name
+    on_server: bool = False  # each test on a new database of the PostgreSQL server (server.py)
+
+    @property
+    def pin(self) -> str:
+        return self.package or self.name
 
 
 SUITES = {
@@ -52,6 +64,17 @@ SUITES = {
         # LangGraph's own test environment has no pytest-asyncio (it runs async tests with anyio).
         pytest_args=("-p", "no:asyncio"),
     ),
+    "langgraph-postgres": Suite(
+        name="langgraph-postgres",
+        baseline="stock-postgres",
+        conftest="langgraph_conftest.py",
+        files=None,
+        fixtures=expectations.CHECKPOINTER_FIXTURES,
+        pytest_args=("-p", "no:asyncio"),
+        saver="agent-postgres",
+        package="langgraph",
+        on_server=True,
+    ),
     "langgraph-checkpoint-sqlite": Suite(
         name="langgraph-checkpoint-sqlite",
         baseline="stock",
@@ -63,8 +86,10 @@ SUITES = {
 
 SAVER_NAMES = {
     "agent": "agent's saver",
+    "agent-postgres": "agent's PostgreSQL savers",
     "memory": "InMemorySaver (baseline)",
     "stock": "the stock SQLite savers (baseline)",
+    "stock-postgres": "the stock PostgreSQL savers (baseline)",
 }
 
 
@@ -100,7 +125,7 @@ class SuiteRunError(Exception):
 
 def prepare(suite: Suite) -> tuple[Path, str]:
     """The suite's source tree with our conftest and plugin in place; returns it and its version."""
-    pin = load_pins()[suite.name]
+    pin = load_pins()[suite.pin]
     check_installed(pin)
     tree = source_tree(pin)
     install(HERE / suite.conftest, tree / "tests" / "conftest.py")
@@ -129,14 +154,19 @@ def files_to_collect(suite: Suite, tree: Path) -> list[str]:
     return [f"tests/{name}" for name in names]
 
 
+def left_out(name: str) -> str | None:
+    """Why suite `name` does not run here (None: it runs)."""
+    return server.left_out() if SUITES[name].on_server else None
+
+
 def run_suite(name: str, *, baseline: bool = False, pytest_args: tuple[str, ...] = (), echo: bool = False) -> SuiteResult:
     """Run one suite in its own pytest process; its output goes to a log in the cache (and to
     this process's stdout with `echo`)."""
     suite = SUITES[name]
     tree, version = prepare(suite)
-    saver = suite.baseline if baseline else "agent"
+    saver = suite.baseline if baseline else suite.saver
     log = tree.parent / f"last-run-{name}-{saver}.log"
-    with tempfile.TemporaryDirectory(prefix="agent-suite-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="agent-suite-") as tmp, _server_of(suite) as server_env:
         report, plan, current = Path(tmp) / "report.json", Path(tmp) / "plan.json", Path(tmp) / "current"
         plan.write_text(json.dumps({
             "fixtures": suite.fixtures,
@@ -147,7 +177,7 @@ def run_suite(name: str, *, baseline: bool = False, pytest_args: tuple[str, ...]
         }))  # fmt: skip
         command = [sys.executable, "-m", "pytest", "-p", "agent_suite_plugin", "-p", "no:cacheprovider",
                    *suite.pytest_args, "-q", "-rfE", *files_to_collect(suite, tree), *pytest_args]  # fmt: skip
-        finished = _run(command, tree, _environment(tree, plan, saver), log, echo)
+        finished = _run(command, tree, _environment(tree, plan, saver) | server_env, log, echo)
         if not finished:
             running = current.read_text() if current.exists() else "(none yet)"
             raise SuiteRunError(f"the {name} run did not end within {RUN_TIMEOUT} s, in {running}: see {log}")
@@ -155,6 +185,19 @@ def run_suite(name: str, *, baseline: bool = False, pytest_args: tuple[str, ...]
             raise SuiteRunError(f"the {name} run ended without a report: see {log}")
         data = json.loads(report.read_text())
     return SuiteResult(name, saver, version, data["counts"], data["failed"], data["fixed"], data["seconds"], log)
+
+
+@contextlib.contextmanager
+def _server_of(suite: Suite) -> Iterator[dict[str, str]]:
+    """For a suite on the server, the run's database (the environment that names it)."""
+    if not suite.on_server:
+        yield {}
+        return
+    try:
+        with server.run_database() as env:
+            yield env
+    except server.ServerUnreachable as exc:  # raised before the run starts
+        raise SuiteRunError(str(exc)) from None
 
 
 def _environment(tree: Path, plan: Path, saver: str) -> dict[str, str]:
@@ -197,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failed = False
     for name in args.suite or list(SUITES):
+        reason = left_out(name)
+        if reason is not None:
+            print(f"{name}: left out ({reason})", file=sys.stderr)
+            continue
         try:
             result = run_suite(name, baseline=args.baseline, pytest_args=tuple(args.pytest_args), echo=True)
         except (SuiteSourceError, SuiteRunError) as exc:
