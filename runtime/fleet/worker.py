@@ -206,7 +206,10 @@ class FleetWorker:
             try:
                 await self._loop()
             finally:
-                self._jobs_task.cancel()
+                if not self.stopping:  # idle (--until-idle); a stopping worker cancelled it once already
+                    self._jobs_task.cancel()
+                # A second cancel would cut short Procrastinate's wait for its running jobs to be
+                # recorded as done, leaving them `doing` for another worker to find stalled.
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._jobs_task
 

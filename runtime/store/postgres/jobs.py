@@ -143,10 +143,18 @@ class JobQueue:
     async def retry_stalled(self, seconds: float) -> list[str]:
         """Jobs of workers whose heartbeat is older than `seconds` (or gone) handed back to the
         queue; the threads they were driving."""
+        from procrastinate.jobs import Status
+
         manager = self.app.job_manager
         stalled = list(await manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=seconds))
         for job in stalled:
-            await manager.retry_job(job)
+            try:
+                await manager.retry_job(job)
+            except psycopg.errors.UniqueViolation:
+                # A job of the thread waits already (its request was queued again, or a worker
+                # announced its dead runner): this one is not needed; Procrastinate's retry
+                # does not say so more kindly than the queueing lock's index does.
+                await manager.finish_job(job, Status.FAILED, delete_job=True)
         return [job.task_kwargs.get("thread_id") for job in stalled]
 
     async def serve(self, handler: Callable[[str], Awaitable[None]], *, concurrency: int, name: str, stalled_after: float) -> None:
