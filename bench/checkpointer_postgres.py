@@ -30,7 +30,7 @@ from one run compare). Figures are printed, never asserted; bench/README.md reco
    - stock_pool: AsyncPostgresSaver over an AsyncConnectionPool of the same size as ours, as
      LangGraph documents it (the lock is still taken around every call);
    - memory: InMemorySaver.
-3. What a step sends, per step of each variant of section 1 (untimed): transactions (the
+3. What a step sends, per step of each variant of sections 1 and 2 (untimed): transactions (the
    database's `xact_commit`; each that writes is a WAL flush with `synchronous_commit=on`), and
    from libpq's protocol trace of every connection the run opens, its round trips, the
    statements parsed and the statements completed by kind.
@@ -365,7 +365,11 @@ def traced_connections(folder: Path) -> Iterator[list[Path]]:
             self.pgconn.untrace()
         await async_close(self)
 
+    def module_connect(*args: Any, **kwargs: Any) -> Any:
+        return psycopg.Connection.connect(*args, **kwargs)
+
     patches = {
+        (psycopg, "connect"): module_connect,  # `psycopg.connect` is the class's method, bound at import
         (psycopg.Connection, "connect"): classmethod(connect),
         (psycopg.AsyncConnection, "connect"): classmethod(aconnect),
         (psycopg.Connection, "close"): close,
@@ -403,33 +407,30 @@ def messages(files: list[Path]) -> Counter:
     return counts
 
 
-STATEMENT_KINDS = ("SELECT", "INSERT", "UPDATE", "BEGIN", "COMMIT")
+STATEMENT_KINDS = ("SELECT", "INSERT", "UPDATE", "BEGIN", "COMMIT", "ROLLBACK")
 
 
-def what_a_step_sends(server: str, steps: int) -> None:
-    """Transactions, round trips and statements per step of each per-step variant, on a run of
-    `steps` steps (not timed: the trace slows the client). A run's fixed statements (opening,
-    the lease, its end) are spread over its steps."""
-    print(f"\n3. What a step sends, one thread of a {steps}-step loop (per step)")
-    header = "".join(f"{k:>8}" for k in STATEMENT_KINDS)
+def what_a_step_sends(server: str, title: str, variants: dict[str, Callable[[str], Timing]], steps: int) -> None:
+    """Transactions, round trips and statements per step of each variant, from its run of
+    `steps` steps in all (untimed: the trace slows the client). What a run sends once (its
+    opening, the threads' registration and leases, its end) is spread over its steps."""
+    print(f"\n3. What a step sends: {title} (per step)")
+    header = "".join(f"{k:>7}" for k in STATEMENT_KINDS)
     print(f"   {'configuration':<15} {'xacts':>6} {'trips':>6} {'parsed':>7} {'stmts':>6}{header} {'other':>6}")
-    for name, measure in PER_STEP.items():
-        if name == "memory":
-            continue
+    for name, measure in variants.items():
         with fresh_database(server) as url, tempfile.TemporaryDirectory(prefix="agent-bench-trace-") as folder:
             open_database(url).close()  # every table made (ours and LangGraph's) before the count starts
             before = settled_commits(server, url)
             with traced_connections(Path(folder)) as files:
-                measure(url, steps)
+                measure(url)
             counts = messages(files)
             committed = settled_commits(server, url) - before
-        kinds = {k: counts[k] for k in STATEMENT_KINDS}
+        kinds = [counts[k] for k in STATEMENT_KINDS]
         total = sum(v for k, v in counts.items() if k not in ("round trips", "parsed"))
-        other = total - sum(kinds.values())
-        row = "".join(f"{v / steps:8.2f}" for v in kinds.values())
+        row = "".join(f"{v / steps:7.2f}" for v in kinds)
         print(
             f"   {name:<15} {committed / steps:6.2f} {counts['round trips'] / steps:6.2f} {counts['parsed'] / steps:7.2f} "
-            f"{total / steps:6.2f}{row} {other / steps:6.2f}"
+            f"{total / steps:6.2f}{row} {(total - sum(kinds)) / steps:6.2f}"
         )
 
 
@@ -523,7 +524,11 @@ def main() -> None:
             report_ratios(samples, pairs + [("ours", "memory")])
 
     if "3" in sections:
-        what_a_step_sends(server, 100 if args.quick else 300)
+        loop_steps, few = (100, 10) if args.quick else (300, 20)
+        one = {name: (lambda url, m=measure: m(url, loop_steps)) for name, measure in PER_STEP.items() if name != "memory"}
+        what_a_step_sends(server, f"one thread of a {loop_steps}-step loop", one, loop_steps)
+        many = {name: (lambda url, g=gather: g(url, few, 5, "offline")) for name, gather in MANY.items() if name != "memory"}
+        what_a_step_sends(server, f"{few} threads of the 5-step graph at once", many, few * 5)
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
