@@ -1,6 +1,6 @@
 """Checkpointer benchmark on PostgreSQL: our runs against LangGraph's AsyncPostgresSaver, in one run.
 
-    .venv/bin/python bench/checkpointer_postgres.py                 # the full run (about 10 minutes)
+    .venv/bin/python bench/checkpointer_postgres.py                 # the full run (about 12 minutes)
     .venv/bin/python bench/checkpointer_postgres.py --quick         # a smoke test
     .venv/bin/python bench/checkpointer_postgres.py --url postgresql://USER@HOST:5432/postgres
 
