@@ -36,7 +36,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test of a module that sets `BOTH_BACKENDS = True` runs once per backend: its `db_path` is
     a SQLite file, then a PostgreSQL URL (a database of its own; tests/postgres_server.py)."""
     if "storage_backend" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_BACKENDS", False):
-        if not metafunc.definition.get_closest_marker("sqlite_only"):
+        if metafunc.definition.get_closest_marker("postgres_only"):
+            metafunc.parametrize("storage_backend", ["postgres"], indirect=True)
+        elif not metafunc.definition.get_closest_marker("sqlite_only"):
             metafunc.parametrize("storage_backend", BACKENDS, indirect=True)
 
 

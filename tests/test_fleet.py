@@ -404,6 +404,44 @@ def test_a_worker_goes_on_serving_after_one_of_its_threads_was_taken_over(start_
     assert_one_branch(db_path, "after")
 
 
+@pytest.mark.postgres_only
+def test_a_worker_cut_off_from_the_database_is_taken_over_and_writes_nothing_when_it_comes_back(
+    start_worker, db_path: str, log: Path, gate: Path
+) -> None:
+    """Worker A reaches PostgreSQL through a proxy the test cuts while A holds `t` in its step-1
+    node: A can no longer renew its lease, worker B takes `t` over and finishes it; the proxy is
+    restored and A, whose node returns meanwhile, stores nothing of `t`, and goes on serving."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.tcp_proxy import TcpProxy
+
+    lease = {"AGENT_LEASE_SECONDS": "3"}
+    server = conninfo_to_dict(db_path)
+    submit(db_path, {"t": gated(log, gate)})
+    with TcpProxy(server["host"], int(server["port"])) as proxy:
+        through_proxy = db_path.replace(f":{server['port']}/", f":{proxy.port}/")
+        a = start_worker(concurrency=1, AGENT_DB=through_proxy, **lease)
+        wait_until(lambda: held(log, ["t"]), "A in the held node", a)
+        proxy.cut()
+        b = start_worker(concurrency=1, **lease)
+        b.wait_event("taken_over", "t")
+        gate.touch()  # both nodes return; only B can store
+        b.wait_event("finished", "t", "completed")
+        stored = checkpoints_of(db_path, "t")
+        b.proc.send_signal(signal.SIGTERM)
+        assert b.finish() == 0, b.output()
+        proxy.restore()
+        a.wait_event("finished", "t")
+        submit(db_path, {"after": plain(log)})  # A is the only worker left
+        a.wait_event("finished", "after", "completed")
+        a.proc.send_signal(signal.SIGTERM)
+        assert a.finish() == 0, a.output()
+    assert checkpoints_of(db_path, "t") == stored
+    assert statuses(db_path) == {"t": "completed", "after": "completed"}
+    assert_one_branch(db_path, "t")
+    assert [(step, pid) for thread, step, pid in node_runs(log) if thread == "t"] == [(0, a.pid), (1, a.pid), (1, b.pid), (2, b.pid)]
+
+
 # -- 4. SIGTERM drains ------------------------------------------------------------------------------
 
 

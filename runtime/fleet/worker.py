@@ -144,6 +144,7 @@ class FleetWorker:
         self.jobs = db.job_queue()
         """The database's job queue (Procrastinate on PostgreSQL), or None: the run queue read directly."""
         self._jobs_task: asyncio.Task | None = None
+        self._jobs_started = 0.0
 
     def run(self, seconds: float | None = None, once: bool = False) -> WorkerStats:
         """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`;
@@ -200,9 +201,7 @@ class FleetWorker:
         while the loop announces requests and dead runners' threads that have no job yet."""
         await asyncio.to_thread(self.jobs.ensure_schema)
         async with self.jobs.app.open_async():
-            self._jobs_task = asyncio.create_task(
-                self.jobs.serve(self._job, concurrency=self.concurrency, name=self.worker_id, stalled_after=threads.STALE_AFTER_SECONDS)
-            )
+            self._start_jobs()
             try:
                 await self._loop()
             finally:
@@ -213,20 +212,45 @@ class FleetWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._jobs_task
 
+    def _start_jobs(self) -> None:
+        self._jobs_started = time.monotonic()
+        self._jobs_task = asyncio.create_task(
+            self.jobs.serve(self._job, concurrency=self.concurrency, name=self.worker_id, stalled_after=threads.STALE_AFTER_SECONDS)
+        )
+
+    def _watch_jobs(self) -> None:
+        """Start Procrastinate's worker again once it has stopped on its own: it stops when it
+        cannot reach the database (a heartbeat or a fetch failed), and a worker cut off for longer
+        than the stall timeout has had its registration removed by the others, so it must
+        register anew; this process goes on serving once the database is back."""
+        task = self._jobs_task
+        if task is None or not task.done() or self.stopping or time.monotonic() - self._jobs_started < SCAN_SECONDS:
+            return
+        failure = task.exception() if not task.cancelled() else None
+        why = f"{type(failure).__name__}: {failure}" if failure else "it stopped"
+        self.emit(WorkerEvent("warning", message=f"the job queue's worker stopped ({why}); starting it again"))
+        self._start_jobs()
+
     async def _loop(self) -> None:
         last_beat = 0.0
         while True:
-            if self._jobs_task is not None and self._jobs_task.done() and not self.stopping:
-                self._jobs_task.result()  # Procrastinate's worker failed (its database is gone): so does this one
-            if not self.stopping:
-                claimed = await (self._take_work() if self.jobs is None else self._announce_work())
-                if self.until_idle and not claimed and not self.tasks and await asyncio.to_thread(self._idle):
+            self._watch_jobs()
+            try:
+                if not self.stopping:
+                    claimed = await (self._take_work() if self.jobs is None else self._announce_work())
+                    if self.until_idle and not claimed and not self.tasks and await asyncio.to_thread(self._idle):
+                        break
+                elif not self.tasks:
                     break
-            elif not self.tasks:
-                break
-            if time.monotonic() - last_beat >= threads.HEARTBEAT_SECONDS:
-                last_beat = time.monotonic()
-                await asyncio.to_thread(self._beat, "stopping" if self.stopping else "running")
+                if time.monotonic() - last_beat >= threads.HEARTBEAT_SECONDS:
+                    last_beat = time.monotonic()
+                    await asyncio.to_thread(self._beat, "stopping" if self.stopping else "running")
+            except Exception as exc:
+                if not _unreachable(exc):
+                    raise
+                # The server is out of reach: the threads this worker drives stop once their
+                # leases lapse (runtime/runs/host.py); it serves again when the server is back.
+                self.emit(WorkerEvent("warning", message=f"the database could not be reached ({type(exc).__name__}); trying again"))
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), POLL_SECONDS)
@@ -289,13 +313,18 @@ class FleetWorker:
         claim = await asyncio.to_thread(self._claim_thread, thread_id)
         if claim is None:
             return
-        plan = await asyncio.to_thread(self._plan, claim)
+        try:
+            plan = await asyncio.to_thread(self._plan, claim)
+            if plan is not None and not self.stopping:
+                self._start(plan, claim)
+        except Exception:  # the database went away meanwhile: the thread goes back, for this job's retry
+            await asyncio.to_thread(self._give_back, claim)
+            raise
         if plan is None:
             return
-        if self.stopping:
+        if thread_id not in self.tasks:  # stopping: it waits for the next worker
             await asyncio.to_thread(self._give_back, claim)
             return
-        self._start(plan, claim)
         await self.tasks[thread_id]
 
     def _claim_thread(self, thread_id: str) -> Claim | None:
@@ -493,6 +522,12 @@ class FleetWorker:
     def _beat(self, status: str) -> None:
         with immediate(self.db.conn):
             worker_rows.beat(self.db.conn, self.worker_id, len(self.tasks), status, time.time())
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A database server that cannot be reached (a lost connection, a partition), as its driver
+    and Procrastinate report it: a worker waits it out instead of exiting."""
+    return type(exc).__module__.split(".")[0] in ("psycopg", "psycopg_pool", "procrastinate")
 
 
 def _plan_for(db: Database, claim: Claim) -> RunPlan:

@@ -214,6 +214,16 @@ class SpendMeter:
             pending, self._pending = self._pending, Spend()
         return pending
 
+    def give_back(self, pending: Spend) -> None:
+        """What `take_pending` returned, which could not be stored: it goes with the next."""
+        with self._lock:
+            part = self._pending
+            part.input_tokens += pending.input_tokens
+            part.output_tokens += pending.output_tokens
+            part.cost_usd += pending.cost_usd
+            part.calls += pending.calls
+            part.unpriced_calls += pending.unpriced_calls
+
     def _check(self) -> None:
         if not self._fired and self.exceeded:
             self._fired = True

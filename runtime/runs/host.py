@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from runtime.policy.budget import FLUSH_SECONDS, add_spend
+from runtime.runs.outcome import RunEvent
 from runtime.store.database import Database
 from runtime.store.parts import control as control_rows
 from runtime.store.parts import immediate
@@ -74,12 +75,25 @@ class RunHost:
             self.drives.pop(drive.plan.thread_id, None)
 
     async def _beat(self) -> None:
+        renewed = time.monotonic()
         while True:
             await asyncio.sleep(threads.HEARTBEAT_SECONDS)
             if not self.drives:
+                renewed = time.monotonic()
                 continue
-            # Off the event loop: the write may wait for the store's transaction, which needs the loop.
-            held = await asyncio.to_thread(self.renew)
+            try:
+                # Off the event loop: the write may wait for the store's transaction, which needs the loop.
+                held = await asyncio.to_thread(self.renew)
+            except Exception as exc:  # the database is out of reach (a lost connection, a partition)
+                if time.monotonic() - renewed < threads.STALE_AFTER_SECONDS:
+                    continue  # try again; the leases still stand
+                # Past the lease, another runner may hold them now: stop driving every thread.
+                held = {}
+                why = f"the database could not be reached for {threads.STALE_AFTER_SECONDS:g}s ({type(exc).__name__}); stopping, as another runner may take the thread over"
+                for drive in list(self.drives.values()):
+                    drive.emit(RunEvent("warning", message=why))
+            else:
+                renewed = time.monotonic()
             for thread_id, drive in list(self.drives.items()):
                 if drive.plan.lease is not None and held.get(thread_id) != drive.plan.lease:
                     drive.lease_lost()
@@ -104,7 +118,10 @@ class RunHost:
             await asyncio.sleep(FLUSH_SECONDS)
             if not self.drives:
                 continue
-            requests = await asyncio.to_thread(self.flush)
+            try:
+                requests = await asyncio.to_thread(self.flush)
+            except Exception:  # the database is out of reach: the spend waits for the next flush
+                continue
             for thread_id, request in requests.items():
                 drive = self.drives.get(thread_id)
                 if drive is not None:
@@ -113,8 +130,14 @@ class RunHost:
     def flush(self) -> dict[str, str]:
         """Add every run's new spend in one transaction; the requests addressed to this process's runs."""
         drives = list(self.drives.values())
-        with immediate(self.db.conn):
-            for drive in drives:
-                add_spend(self.db, drive.plan.thread_id, drive.meter.take_pending())
+        taken = [(drive, drive.meter.take_pending()) for drive in drives]
+        try:
+            with immediate(self.db.conn):
+                for drive, pending in taken:
+                    add_spend(self.db, drive.plan.thread_id, pending)
+        except BaseException:
+            for drive, pending in taken:  # not stored: kept for the next flush
+                drive.meter.give_back(pending)
+            raise
         return control_rows.addressed_to(self.db.conn, threads.this_process())
 

@@ -33,9 +33,14 @@ from psycopg.conninfo import conninfo_to_dict
 from runtime.errors import DatabaseMissing, DatabaseUnusable, Message, Setting
 from runtime.store.postgres.connect import connect, session_options
 from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, refuse_newer, stored_version
-from runtime.store.postgres.transaction import LOCK_KEY
+from runtime.store.postgres.transaction import LOCK_KEY, in_transaction
 from runtime.store.serde import redacting_serializer
 
+IDLE_CHECK_SECONDS = 2.0
+"""A connection unused for longer than this is tried (SELECT 1) before it is used again: after a
+lost network, a restarted server or a partition healed, a connection can be dead without
+knowing it, and a run's first statement on it would fail the run. In steady work connections are
+reused within milliseconds and pay nothing."""
 POOL_SIZE = int(os.environ.get("AGENT_PG_POOL", "10"))
 """Connections a process's runs share (AGENT_PG_POOL): a worker driving hundreds of threads
 sends their statements through these."""
@@ -71,9 +76,17 @@ class PostgresDatabase:
 
     @property
     def conn(self) -> psycopg.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = connect(self.url)
+        local = self._local
+        conn = getattr(local, "conn", None)
+        now = time.monotonic()
+        if conn is not None and not conn.closed and now - getattr(local, "used", now) > IDLE_CHECK_SECONDS and not in_transaction(conn):
+            try:
+                conn.execute("SELECT 1")
+            except psycopg.OperationalError:
+                conn.close()
+        local.used = now
+        if conn is None or conn.closed:  # a lost connection is replaced on next use
+            conn = local.conn = connect(self.url)
             with self._conns_lock:
                 self._conns.add(conn)
         return conn
@@ -102,10 +115,21 @@ class PostgresDatabase:
         from runtime.store.postgres.saver import AsyncAgentPostgresSaver
 
         await asyncio.to_thread(self._langgraph_set_up)
+        returned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+        async def note_return(conn: Any) -> None:
+            returned[conn] = time.monotonic()
+
+        async def check_idle(conn: Any) -> None:
+            if time.monotonic() - returned.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+                await conn.execute("SELECT 1")  # raises on a dead one, which the pool replaces
+
         pool = AsyncConnectionPool(
             self.url,
             min_size=1,
             max_size=max(1, POOL_SIZE),
+            check=check_idle,
+            reset=note_return,
             kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row, **session_options()},
             open=False,
             name="agent",

@@ -197,3 +197,16 @@ def _make_app(url: str) -> Any:
 
 def _has_schema(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is not None
+
+
+def __getattr__(name: str) -> Any:
+    """`app`: the app of the database AGENT_DB names, for Procrastinate's own CLI
+    (`procrastinate --app=runtime.store.postgres.jobs.app shell`)."""
+    if name == "app":
+        import os
+
+        url = os.environ.get("AGENT_DB", "")
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise RuntimeError("set AGENT_DB to the postgresql:// URL of agent's database")
+        return _make_app(url)
+    raise AttributeError(name)
