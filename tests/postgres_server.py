@@ -127,21 +127,13 @@ def _template(admin: Any) -> str:
 def _drop_orphaned_templates(admin: Any) -> None:
     """Templates of test processes of this machine that are gone (killed before their exit
     handler ran): the pid is in the name."""
+    from runtime.threads.registry import pid_alive
+
     for (name,) in admin.execute("SELECT datname FROM pg_database WHERE datname LIKE 'agent\\_template\\_%'").fetchall():
         pid = name.split("_")[2]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -27,6 +27,8 @@ plain functions on a connection, named for what they hold: `registry` (threads a
 leases), `spend`, `control` (pause and cancel requests), `schedules` (schedules, their
 occurrences and runs), `namespaces` (a thread's rows in the LangGraph store) and `checks` (what
 `agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`, and
-`parts` hands the rooms the parts of the backend in use. PostgreSQL's parts are the package
-`postgres`, module for module (its checkpointer and store are LangGraph's own).
+`parts` hands the rooms the parts of the backend whose connection they pass. PostgreSQL's parts are
+the package `postgres`, module for module, with its opener (`postgres.database`), its checkpointer
+(LangGraph's Postgres savers with fencing, `postgres.saver`) and Procrastinate's dispatch of
+queued runs (`postgres.jobs`).
 """

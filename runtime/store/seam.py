@@ -56,11 +56,11 @@ What each part must guarantee:
 - Maintenance checks (`checks`): read only; `open_read_only` neither converts nor writes.
 
 How the parts are reached: the rooms import them from runtime/store/parts.py (`from
-runtime.store.parts import threads as thread_rows`) and call them on `db.conn`; that module takes
-them from runtime/store/sqlite_backend.py, which names SQLite's modules together as one `Backend`.
-A second backend brings its own modules and its own `Backend`, and is chosen in parts.py: no room
-above names an implementation. The checkpointer and the store come from the `Database` that
-opens the file (`Database.checkpointer()`, `Database.open_async()`).
+runtime.store.parts import threads as thread_rows`) and call them on `db.conn`; that module runs
+the function of the backend whose connection it is given: SQLite's (runtime/store/sqlite_backend.py
+names its modules together as one `Backend`) or PostgreSQL's (runtime/store/postgres/backend.py).
+No room above names an implementation. The checkpointer and the store come from the database
+`runtime.open_database` opened, a file or a postgresql:// URL (`checkpointer()`, `open_async()`).
 `differences(implementation, part)` says where an implementation departs from a part;
 tests/test_store_seam.py runs it on every part of every backend.
 """

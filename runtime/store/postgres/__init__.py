@@ -10,9 +10,14 @@ SQLite's in runtime/store/:
   `namespaces` (LangGraph's PostgresStore table `store`, by thread namespace) and `checks`
   (what `agent doctor` reads): the parts, with the same functions as SQLite's.
 - `backend`: the parts together as one `seam.Backend`.
+- `database`: `open_postgres`, what `runtime.open_database` gives for a postgresql:// URL: the
+  set-up of every table (ours and LangGraph's, race-safe), each thread's connection, the savers
+  and the store of runs over one connection pool.
+- `saver`: the checkpointer, LangGraph's own PostgresSaver and AsyncPostgresSaver (tables
+  `checkpoints`, `checkpoint_blobs`, `checkpoint_writes`) with fencing and the seam's members;
+  `columns`: its plain reads, without LangGraph. The store is LangGraph's PostgresStore (`store`).
+- `jobs`: the dispatch of queued runs to workers on many machines by Procrastinate.
 
-The checkpointer and the store are not here: they are LangGraph's own PostgresSaver and
-PostgresStore (langgraph-checkpoint-postgres), whose tables (`checkpoints`, `checkpoint_blobs`,
-`checkpoint_writes`, `store`) their `setup()` makes. Importing this package needs psycopg (the
-`postgres` extra); nothing imports it unless PostgreSQL is the backend in use.
+Importing this package needs psycopg (the `postgres` extra); nothing imports it unless PostgreSQL
+is the backend in use.
 """

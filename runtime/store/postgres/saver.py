@@ -36,10 +36,12 @@ from typing import Any
 
 from langgraph.checkpoint.postgres import PostgresSaver, _ainternal
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from runtime.store.postgres.columns import CheckpointColumns, ColumnReader
+from runtime.store.postgres.transaction import in_transaction
 from runtime.store.pruning import PrunedThread
 from runtime.store.seam import LEASE_KEY, LeaseLost
 
@@ -50,6 +52,11 @@ _NEXT: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.Context
 """(thread id, checkpoint id, next tasks JSON) of the put being made, stored in its `_cursor` block."""
 
 _LEASE_CHECK = "SELECT lease FROM agent_threads WHERE thread_id = %s FOR SHARE"
+_LEASE_GUARD = (
+    "SELECT 1 / (SELECT count(*) FROM (SELECT 1 FROM agent_threads WHERE thread_id = %s AND lease = %s FOR SHARE) AS held)::int"
+)
+"""The lease check inside a pipeline, where no row can be read back before COMMIT is sent: it
+fails (division by zero) unless the thread's lease is still the runner's."""
 _RECORD_NEXT = (
     "INSERT INTO agent_next (thread_id, checkpoint_id, next) VALUES (%s, %s, %s::jsonb) "
     "ON CONFLICT (thread_id, checkpoint_id) DO UPDATE SET next = excluded.next"
@@ -327,21 +334,40 @@ class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
         fence, next_ = _FENCE.get(), _NEXT.get()
         async with _ainternal.get_connection(self.conn) as conn:
             if fence is not None or next_ is not None:
-                async with conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                async with self._pipelined_transaction(conn, fence, next_) as cur:
                     yield cur
-                    if next_ is not None:
-                        await cur.execute(_RECORD_NEXT, next_)
-                    if fence is not None:  # last: see the module's docstring
-                        await cur.execute(_LEASE_CHECK, (fence[0],))
-                        row = await cur.fetchone()
-                        if row is None or row["lease"] != fence[1]:
-                            raise _lost(fence[0])
             elif pipeline:
                 async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
             else:
                 async with conn.cursor(binary=True, row_factory=dict_row) as cur:
                     yield cur
+
+    @contextlib.asynccontextmanager
+    async def _pipelined_transaction(self, conn: Any, fence: tuple[str, int] | None, next_: tuple[str, str, str] | None) -> AsyncIterator[Any]:
+        """BEGIN, the call's statements, the next tasks, the lease check, COMMIT: one pipeline,
+        one round trip (as the stock saver's unfenced call), where `conn.transaction()` would
+        wait for each of BEGIN, the check and COMMIT. A stale lease makes the check divide by
+        zero, which aborts the transaction on the server: nothing of it is stored."""
+        async with conn.pipeline() as pipe, conn.cursor(binary=True, row_factory=dict_row) as cur:
+            try:
+                await cur.execute("BEGIN")
+                yield cur
+                if next_ is not None:
+                    await cur.execute(_RECORD_NEXT, next_)
+                if fence is not None:  # last: see the module's docstring
+                    await cur.execute(_LEASE_GUARD, fence)
+                await cur.execute("COMMIT")
+                await pipe.sync()
+            except BaseException as exc:
+                with contextlib.suppress(psycopg.Error):
+                    await pipe.sync()
+                if in_transaction(conn):
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")
+                if isinstance(exc, psycopg.errors.DivisionByZero) and fence is not None:
+                    raise _lost(fence[0]) from None
+                raise
 
     @contextlib.contextmanager
     def removing(self, *, dry_run: bool = False) -> Iterator[Removal]:
