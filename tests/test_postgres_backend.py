@@ -186,3 +186,146 @@ def test_a_runner_whose_lease_was_taken_writes_nothing_more_sync_and_async() -> 
             assert db.conn.execute("SELECT task_id FROM checkpoint_writes").fetchall() == [("task-1",)]
         finally:
             db.close()
+
+
+# -- history, retention and doctor on PostgreSQL -----------------------------------------------------
+
+LOOP = str(ROOT / "bench" / "loop_graph.py") + ":build"
+
+
+@pytest.fixture
+def pg(monkeypatch: pytest.MonkeyPatch):
+    """A set-up database, opened, with the CLI pointed at it (`agent` in-process through `cli`)."""
+    import sys
+
+    from runtime import open_database
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a graph file's folder goes on sys.path
+    with agent_database() as url:
+        monkeypatch.setenv("AGENT_DB", url)
+        with open_database(url) as db:
+            yield db
+
+
+def failed_loop(db, thread: str, fail_at: int, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread that stopped (failed) when its count reached `fail_at`: resumable."""
+    from runtime import run_thread
+
+    monkeypatch.setenv("BENCH_FAIL_AT", str(fail_at))
+    assert run_thread(db, LOOP, thread, {"limit": limit}).status == "failed"
+    monkeypatch.delenv("BENCH_FAIL_AT")
+
+
+def agent_cli(*args: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(agent_cmd(*args), cwd=ROOT, env=agent_env(os.environ["AGENT_DB"]), capture_output=True, text=True, timeout=120)  # type: ignore[arg-type]
+
+
+def test_history_is_recorded_with_each_checkpoint_and_matches_langgraphs(pg, monkeypatch) -> None:
+    """The tasks that ran and run next come from agent_next, as LangGraph's own get_state_history
+    computes them; history of a thread written without them (no bound graph) computes them."""
+    from graphs import load_graph
+    from runtime import get_history
+
+    failed_loop(pg, "t", fail_at=8, limit=10, monkeypatch=monkeypatch)
+    graph = load_graph(LOOP).build().compile(checkpointer=pg.checkpointer())
+    theirs = [(s.config["configurable"]["checkpoint_id"], list(s.next)) for s in graph.get_state_history({"configurable": {"thread_id": "t"}})]
+    ours = [(r.checkpoint_id, r.next) for r in get_history(pg, "t")]
+    assert ours == theirs
+    assert pg.conn.execute("SELECT count(*) FROM agent_next WHERE thread_id = 't'").fetchone()[0] == len(theirs)
+    pg.conn.execute("DELETE FROM agent_next")
+    assert [(r.checkpoint_id, r.next) for r in get_history(pg, "t")] == theirs
+
+
+def test_prune_keeps_the_newest_n_and_the_thread_still_resumes_and_forks(pg, monkeypatch) -> None:
+    from runtime import get_history, get_state, resume_thread
+    from runtime.doctor import check_database
+    from runtime.threads.retention import prune
+
+    failed_loop(pg, "t", fail_at=30, limit=40, monkeypatch=monkeypatch)
+    before = get_history(pg, "t")
+    report = prune(pg, thread="t", keep=5)
+    after = get_history(pg, "t")
+    assert [r.checkpoint_id for r in after] == [r.checkpoint_id for r in before[:5]]
+    assert report.threads[0]["checkpoints_removed"] == len(before) - 5 and report.threads[0]["writes_removed"] > 0
+    assert report.threads[0]["blobs_removed"] > 0  # values no kept checkpoint refers to
+    oldest = after[-1].checkpoint_id
+    assert resume_thread(pg, "t").status == "completed"
+    assert get_state(pg, "t").values["n"] == 40
+    assert resume_thread(pg, "t", oldest).status == "completed"  # a fork from the oldest kept
+    assert get_state(pg, "t").values["n"] == 40
+    assert all(f.ok for f in check_database(pg.url)), [f for f in check_database(pg.url) if not f.ok]
+
+
+def test_delete_removes_everything_of_the_thread_and_nothing_else(pg) -> None:
+    from runtime import run_thread
+
+    for thread in ("gone", "kept"):
+        run_thread(pg, "task_queue", thread, {"items": ["a", "b"], "prompt": "Summarize: {item}"})
+
+    def rows(thread: str) -> dict[str, int]:
+        counts = {t: pg.conn.execute(f"SELECT count(*) FROM {t} WHERE thread_id = %s", (thread,)).fetchone()[0]
+                  for t in ("checkpoints", "checkpoint_writes", "checkpoint_blobs", "agent_next", "agent_threads", "agent_spend")}  # fmt: skip
+        counts["store"] = pg.conn.execute("SELECT count(*) FROM store WHERE prefix LIKE %s", (f"%.{thread}",)).fetchone()[0]
+        return counts
+
+    kept = rows("kept")
+    result = agent_cli("delete", "--thread", "gone", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["checkpoints"] > 0 and report["store_items"] >= 4 and report["registry"] == 1
+    gone = rows("gone")
+    assert gone.pop("agent_spend") == 1  # kept, as on SQLite: what the thread cost stays on record
+    assert gone == dict.fromkeys(gone, 0)
+    assert rows("kept") == kept
+
+
+def test_dry_runs_change_nothing_and_the_real_ones_do_what_they_said(pg, monkeypatch) -> None:
+    from tests.conftest import db_snapshot
+
+    failed_loop(pg, "t", fail_at=15, limit=20, monkeypatch=monkeypatch)
+    pg.conn.execute(
+        "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob) "
+        "VALUES ('t', '', 'no-such-checkpoint', 'task', 0, 'n', 'msgpack', '\\x01')"
+    )
+    before = db_snapshot(pg.url)
+    prune = agent_cli("prune", "--keep", "2", "--orphans", "--dry-run", "--json")
+    assert prune.returncode == 0, prune.stderr
+    report = json.loads(prune.stdout)
+    assert report["dry_run"] and report["threads"][0]["checkpoints_removed"] == 14 and report["orphans"]["writes"] == 1
+    assert json.loads(agent_cli("delete", "--thread", "t", "--dry-run", "--json").stdout)["checkpoints"] == 16
+    assert json.loads(agent_cli("vacuum", "--dry-run", "--json").stdout)["dry_run"] is True
+    assert db_snapshot(pg.url) == before
+    assert json.loads(agent_cli("prune", "--keep", "2", "--orphans", "--json").stdout)["threads"] == report["threads"]
+    assert pg.conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0] == 2
+    vacuum = agent_cli("vacuum", "--json")
+    assert vacuum.returncode == 0 and json.loads(vacuum.stdout)["bytes_after"] > 0, vacuum.stderr
+
+
+def test_doctor_finds_planted_problems_and_says_how_to_fix_them(pg, monkeypatch) -> None:
+    import socket
+    import sys
+    import time
+
+    failed_loop(pg, "t", fail_at=5, limit=10, monkeypatch=monkeypatch)
+    healthy = agent_cli("doctor", "--json")
+    assert healthy.returncode == 0 and all(c["ok"] for c in json.loads(healthy.stdout)["checks"]), healthy.stdout
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    now = time.time()
+    pg.conn.execute(
+        "INSERT INTO checkpoint_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob) "
+        "VALUES ('t', '', 'no-such-checkpoint', 'task', 0, 'n', 'msgpack', '\\x01')"
+    )
+    pg.conn.execute(
+        "UPDATE agent_threads SET status = 'running', owner_pid = %s, owner_host = %s, owner_since = %s, heartbeat_at = %s",
+        (dead.pid, socket.gethostname(), now, now),
+    )
+    result = agent_cli("doctor")
+    assert result.returncode == 1
+    assert "PROBLEM  orphaned writes: 1 write(s)" in result.stdout and "agent prune --orphans" in result.stdout
+    assert "PROBLEM  runners: 1 thread(s)" in result.stdout and "agent resume --thread t" in result.stdout
+    assert agent_cli("prune", "--orphans").returncode == 0
+    assert agent_cli("resume", "--thread", "t").returncode == 0  # takes the dead runner's thread over
+    assert agent_cli("doctor").returncode == 0

@@ -474,6 +474,16 @@ def test_prune_keeps_the_newest_n_and_the_thread_still_resumes_and_forks(db, mon
     assert all(f.ok for f in check_database(db.path))
 
 
+def test_a_step_pruned_away_is_named_as_missing(cli, db, monkeypatch):
+    """A step number is looked for along the latest branch, which pruning cut short."""
+    from runtime.threads.retention import prune
+
+    _failed_loop(db, "t", fail_at=10, limit=20, monkeypatch=monkeypatch)
+    prune(db, thread="t", keep=2)
+    result = cli("resume", "--thread", "t", "--checkpoint", "1")
+    assert result.exit_code == 2 and "thread 't' has no step 1 on its latest branch" in result.stderr, result.output
+
+
 def test_prune_keeps_what_a_delta_channel_is_rebuilt_from(db, monkeypatch):
     from runtime import get_history, get_state, resume_thread
     from runtime.threads.retention import prune
