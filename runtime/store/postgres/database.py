@@ -18,22 +18,20 @@ completed by the next opener).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import random
 import threading
 import time
 import weakref
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from runtime.errors import DatabaseMissing, DatabaseUnusable, Message, Setting
 from runtime.store.postgres.connect import connect, session_options
-from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, refuse_newer, stored_version
-from runtime.store.postgres.transaction import LOCK_KEY, in_transaction
+from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, refuse_newer, setup_lock, stored_version
+from runtime.store.postgres.transaction import in_transaction
 from runtime.store.serde import redacting_serializer
 
 IDLE_CHECK_SECONDS = 2.0
@@ -248,40 +246,6 @@ def _set_up(conn: psycopg.Connection, url: str) -> None:
                 PostgresSaver(setup_conn).setup()
                 PostgresStore(setup_conn).setup()
     create_tables(conn)  # under the migration lock
-
-
-SETUP_KEY = LOCK_KEY + 1
-"""The advisory lock of LangGraph's setups, apart from the write lock (LOCK_KEY)."""
-SETUP_WAIT_SECONDS = 600.0
-
-
-@contextlib.contextmanager
-def setup_lock(conn: psycopg.Connection) -> Iterator[None]:
-    """Hold SETUP_KEY at the session level, waiting for it by trying again and again.
-
-    LangGraph's setups run CREATE INDEX CONCURRENTLY, which waits for every transaction open when
-    it starts to end. A process blocked in `pg_advisory_lock` waits inside a statement, that is
-    inside a transaction, for the very process whose index is waiting for it: neither ends, and
-    PostgreSQL cannot see the cycle (it goes through the client). A short `pg_try_advisory_lock`
-    repeated ends its transaction each time, so the index is built and the lock comes free. The
-    write lock (LOCK_KEY) is not held meanwhile for the same reason: a writer waiting for it in
-    its transaction would stall the index too.
-    """
-    deadline = time.monotonic() + SETUP_WAIT_SECONDS
-    pause = 0.01
-    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_KEY,)).fetchone()[0]:
-        if time.monotonic() > deadline:
-            raise DatabaseUnusable(
-                f"{display_name(conn.info.dsn)}: another process has been setting up LangGraph's tables for {SETUP_WAIT_SECONDS:.0f}s",
-                "look for a stuck agent process (pg_stat_activity), stop it, and try again",
-            )
-        time.sleep(random.uniform(0, pause))
-        pause = min(pause * 2, 0.25)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(psycopg.Error):  # a lost connection has let go of it already
-            conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_KEY,))
 
 
 def _unreachable(name: str, exc: psycopg.OperationalError) -> DatabaseUnusable | DatabaseMissing:

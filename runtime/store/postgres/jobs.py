@@ -73,7 +73,7 @@ class JobQueue:
             return
         from procrastinate.schema import SchemaManager
 
-        from runtime.store.postgres.database import setup_lock
+        from runtime.store.postgres.schema import setup_lock
 
         with psycopg.connect(self.url, autocommit=True) as conn:
             if not _has_schema(conn):

@@ -15,6 +15,8 @@ newer version is refused (DatabaseUnusable), as a newer SQLite file is.
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -143,6 +145,40 @@ def migration_lock(conn: psycopg.Connection) -> Iterator[None]:
     finally:
         with contextlib.suppress(psycopg.Error):  # a lost connection has let go of it already
             conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+SETUP_KEY = LOCK_KEY + 1
+"""The advisory lock of LangGraph's setups, apart from the write lock (LOCK_KEY)."""
+SETUP_WAIT_SECONDS = 600.0
+
+
+@contextlib.contextmanager
+def setup_lock(conn: psycopg.Connection) -> Iterator[None]:
+    """Hold SETUP_KEY at the session level, waiting for it by trying again and again.
+
+    LangGraph's setups run CREATE INDEX CONCURRENTLY, which waits for every transaction open when
+    it starts to end. A process blocked in `pg_advisory_lock` waits inside a statement, that is
+    inside a transaction, for the very process whose index is waiting for it: neither ends, and
+    PostgreSQL cannot see the cycle (it goes through the client). A short `pg_try_advisory_lock`
+    repeated ends its transaction each time, so the index is built and the lock comes free. The
+    write lock (LOCK_KEY) is not held meanwhile for the same reason: a writer waiting for it in
+    its transaction would stall the index too.
+    """
+    deadline = time.monotonic() + SETUP_WAIT_SECONDS
+    pause = 0.01
+    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_KEY,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise DatabaseUnusable(
+                f"{describe(conn)}: another process has been setting up LangGraph's tables for {SETUP_WAIT_SECONDS:.0f}s",
+                "look for a stuck agent process (pg_stat_activity), stop it, and try again",
+            )
+        time.sleep(random.uniform(0, pause))
+        pause = min(pause * 2, 0.25)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):  # a lost connection has let go of it already
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_KEY,))
 
 
 def stored_version(conn: psycopg.Connection) -> int:
