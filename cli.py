@@ -36,6 +36,7 @@ ENVIRONMENT = {
     "AGENT_MAX_COST_CEILING": "the most any --max-cost may be (USD)",
     "AGENT_MAX_TOKENS_CEILING": "the most any --max-tokens may be",
     "AGENT_MODEL_TIMEOUT": "seconds a model request may take [60]",
+    "AGENT_MODEL_RPM": "requests a minute per model, shared by every worker",
     "AGENT_PROGRESS_EVERY": "seconds between progress lines [10]",
     "AGENT_TRUSTED_GRAPHS": "graph files/packages a thread may import",
     "AGENT_LEASE_SECONDS": "a runner silent this long is taken over [30]",

@@ -84,7 +84,9 @@ def worker(
     from runtime.policy.settings import parse_duration
     from runtime.schedules.clock import ManualClock, SystemClock
     from runtime.errors import BadInput
+    from runtime.policy.shared_rates import model_limits
 
+    model_limits()  # a worker refuses a malformed AGENT_MODEL_RPM before it takes any run
     if concurrency < 1:
         raise BadInput(f"--concurrency must be 1 or more, not {concurrency}", "e.g. agent worker --concurrency 100")
     if max_resumes < 0:

@@ -31,9 +31,9 @@ async def call_model(ctx: RunContext, prompt: Any, *, attempt: int, model: tuple
     call spent reaches the run's meter through LangChain's callbacks, as every model call of a
     run does (runtime/policy/metering.py).
     """
-    _, model = model if model is not None else (ctx.model_spec, ctx.require_model())
+    spec, model = model if model is not None else (ctx.model_spec, ctx.require_model())
     gate = ctx.limiter
-    async with gate.request(estimate_tokens(prompt)) if gate is not None else _admitted() as ticket:
+    async with gate.request(estimate_tokens(prompt), spec) if gate is not None else _admitted() as ticket:
         try:
             async with asyncio.timeout(ctx.node_timeout):
                 message = await model.ainvoke(prompt)

@@ -59,7 +59,8 @@ class RequestGate(Protocol):
     `runtime.policy.limits.RequestLimiter` is the implementation the runner puts into the context.
     """
 
-    def request(self, estimated_tokens: int) -> AbstractAsyncContextManager[RequestTicket]: ...
+    def request(self, estimated_tokens: int, model: str | None = None) -> AbstractAsyncContextManager[RequestTicket]:
+        """Admit one request to `model` (a spec; None: the run's model)."""
 
     def rate_limited(self, retry_after: float | None) -> None:
         """A 429: slow every request of the run down, not only the one that got it."""

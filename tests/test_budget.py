@@ -166,7 +166,7 @@ def test_a_schema_2_file_gets_the_control_tables(db_path: Path):
     conn.commit()
     conn.close()
     with open_database(db_path) as db:
-        assert sql(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert sql(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         assert sql(db).execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
         add_spend(db, "t", Spend(1, 2, 0.5, 1))
         add_spend(db, "t", Spend(1, 2, 0.5, 1))

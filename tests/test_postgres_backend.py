@@ -121,7 +121,7 @@ def test_two_processes_setting_up_one_new_database_at_once_both_succeed() -> Non
         import psycopg
 
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            assert conn.execute("SELECT version FROM agent_schema").fetchall() == [(7,)]
+            assert conn.execute("SELECT version FROM agent_schema").fetchall() == [(8,)]
             versions = [v for (v,) in conn.execute("SELECT v FROM checkpoint_migrations ORDER BY v")]
             assert versions == list(range(len(versions)))  # each LangGraph migration once
             assert conn.execute("SELECT count(*) FROM agent_threads WHERE status = 'completed'").fetchone() == (4,)

@@ -44,6 +44,22 @@ def test_two_processes_making_the_tables_at_once_take_turns() -> None:
             assert create_tables(conn) is False  # an open of a made database changes nothing
 
 
+def test_a_database_of_schema_7_gets_the_shared_rate_table() -> None:
+    from runtime.store.postgres import checks
+    from runtime.store.postgres.connect import connect
+    from runtime.store.postgres.schema import MIGRATIONS, create_tables
+
+    with empty_database() as url, connect(url) as conn:
+        for statement in MIGRATIONS[7].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("CREATE TABLE agent_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO agent_schema (version) VALUES (7)")
+        assert "agent_rates" not in checks.tables(conn)
+        assert create_tables(conn) is True
+        assert checks.schema_version(conn) == 8 and "agent_rates" in checks.tables(conn)
+        assert conn.execute("SELECT count(*) FROM agent_schema").fetchone()[0] == 1
+
 def test_a_database_of_a_newer_version_is_refused_and_left_as_it_is() -> None:
     from runtime.errors import DatabaseUnusable
     from runtime.store.postgres import checks

@@ -408,7 +408,7 @@ def test_a_schema_3_file_gets_the_schedule_tables(db_path):
     conn.commit()
     conn.close()
     with open_database(db_path) as db:
-        assert sql(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert sql(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         assert sql(db).execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
         add(db, "after", "0 9 * * *")
         assert schedule(db, "after").status == "active"

@@ -689,6 +689,24 @@ def test_a_database_in_the_old_layout_is_converted_and_keeps_working(db_path):
     assert open_database(db_path).conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+
+def test_a_schema_7_file_gets_the_shared_rate_table_and_keeps_its_rows(db_path):
+    from runtime import open_database
+    from runtime.store.parts import rates
+    from runtime.store.schema import SCHEMA_VERSION
+
+    open_database(db_path, create=True).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("DROP TABLE agent_rates")
+    conn.execute("INSERT INTO agent_threads (thread_id, graph, graph_version, status, created_at, updated_at) VALUES ('t', 'risky', '1', 'completed', 0, 0)")
+    conn.execute("PRAGMA user_version=7")
+    conn.commit()
+    conn.close()
+    with open_database(db_path) as db:
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert db.conn.execute("SELECT status FROM agent_threads WHERE thread_id = 't'").fetchone() == ("completed",)
+        assert rates.reserve(db.conn, "offline", 1.0, 1.0, 100.0) == 0.0
+
 # -- what read commands import ------------------------------------------------------------------------
 
 

@@ -371,6 +371,41 @@ def test_spend_added_from_many_connections_is_never_lost(backend: Backend, fresh
     conn.close()
 
 
+def test_reservations_of_two_processes_queue_behind_each_other_and_the_bucket_drains_with_time(backend: Backend, two) -> None:
+    """Two per second, holding one: the waits of both connections add up to one queue; time
+    passed in leaks the bucket, and a clock that goes back leaks nothing."""
+    first, second = two
+    reserve = backend.rates.reserve
+    assert reserve(first, "m", 2.0, 1.0, 100.0) == 0.0
+    assert reserve(second, "m", 2.0, 1.0, 100.0) == 0.5
+    assert reserve(first, "m", 2.0, 1.0, 100.0) == 1.0
+    assert reserve(second, "other", 2.0, 1.0, 100.0) == 0.0  # keys are apart
+    assert reserve(second, "m", 2.0, 1.0, 100.5) == pytest.approx(1.0)  # 4 reserved, 1 leaked
+    assert reserve(first, "m", 2.0, 1.0, 100.0) == pytest.approx(1.5)  # an earlier clock leaks nothing
+    assert reserve(second, "m", 2.0, 1.0, 110.0) == 0.0  # drained: at once again
+    assert reserve(first, "m", 2.0, 3.0, 110.0) == 0.0  # a larger capacity lets a burst through
+    assert reserve(first, "m", 2.0, 3.0, 110.0) == 0.0
+    assert reserve(first, "m", 2.0, 3.0, 110.0) == 0.5
+
+
+def test_reservations_from_many_connections_at_once_are_never_lost(backend: Backend, fresh: Fresh) -> None:
+    """80 reservations at one instant from four connections: their waits are 0, 1/r, ..., 79/r,
+    each once, whatever the order they came in."""
+    waits: list[float] = []
+
+    def reserve() -> None:
+        conn = fresh.connect()
+        mine = [backend.rates.reserve(conn, "m", 4.0, 1.0, 100.0) for _ in range(20)]
+        conn.close()
+        waits.extend(mine)
+
+    reservers = [threading.Thread(target=reserve) for _ in range(4)]
+    for reserver in reservers:
+        reserver.start()
+    for reserver in reservers:
+        reserver.join()
+    assert sorted(waits) == [i / 4.0 for i in range(80)]
+
 def test_a_control_request_is_one_per_thread(backend: Backend, two) -> None:
     first, second = two
     control = backend.control

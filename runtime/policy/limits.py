@@ -8,6 +8,11 @@ allowed in flight are halved, then grow back by one for every window of successe
 increase, multiplicative decrease, as TCP does). The rate limits are leaky buckets holding one
 second's worth, so requests are spread evenly instead of spent in a burst.
 
+A limit shared with other runs (a model's requests a minute across every process on the
+database, runtime/policy/shared_rates.py) comes in as a hook, `shared(model)`: awaited once the run's
+own buckets admit a request, as late as possible so that the unit it reserves is used when it
+was reserved for, it returns the seconds to wait, and the request waits them.
+
 Every wait is measured on the limiter's clock (monotonic time by default), so a test can drive
 it with a clock of its own and check what it admits when, without waiting in real time.
 """
@@ -86,10 +91,14 @@ class RequestLimiter:
         tpm: int | None = None,
         clock: Clock | None = None,
         until_stopped: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
+        shared: Callable[[str | None], Awaitable[float]] | None = None,
     ) -> None:
         """`until_stopped(awaitable)` bounds every wait for a pause or a rate (the runner's ends
-        them when the run is asked to stop: runtime/policy/waits.py)."""
+        them when the run is asked to stop: runtime/policy/waits.py). `shared(model)` admits each
+        request to a limit shared with other runs: the seconds it must wait (`model` is the
+        spec the request goes to, None for the run's model)."""
         self._until_stopped = until_stopped or _awaited
+        self._shared = shared
         self.concurrency = max(1, concurrency)
         self.limit = float(self.concurrency)
         """Requests allowed in flight now: `concurrency`, lowered by 429s, growing back."""
@@ -106,7 +115,7 @@ class RequestLimiter:
         self._replies = 0
 
     @asynccontextmanager
-    async def request(self, estimated_tokens: int) -> AsyncIterator["_Ticket"]:
+    async def request(self, estimated_tokens: int, model: str | None = None) -> AsyncIterator["_Ticket"]:
         """Wait until a request may go: no pause in force, a slot free, the rates allow it."""
         await self._wait_pause()
         async with self._slots:
@@ -119,6 +128,8 @@ class RequestLimiter:
             if self._tpm is not None:
                 reserved = min(float(estimated_tokens) + self._mean_reply, self._tpm.capacity)
                 await self._until_stopped(self._tpm.acquire(reserved))
+            if self._shared is not None:
+                await self._until_stopped(self._shared_turn(self._shared, model))
             await self._wait_pause()  # a 429 may have come in while this one waited
             yield _Ticket(self, estimated_tokens, reserved)
         finally:
@@ -150,6 +161,11 @@ class RequestLimiter:
             part = min(owed, self._tpm.capacity)
             await self._tpm.acquire(part)
             owed -= part
+
+    async def _shared_turn(self, shared: Callable[[str | None], Awaitable[float]], model: str | None) -> None:
+        delay = await shared(model)
+        if delay > LEVEL_TOLERANCE:
+            await self._clock.sleep(delay)
 
     async def _wait_pause(self) -> None:
         while (delay := self._resume_at - self._clock.now()) > 0:

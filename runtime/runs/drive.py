@@ -26,6 +26,7 @@ from runtime.errors import Command, Message, StorageFull
 from runtime.policy import budget
 from runtime.policy.limits import RequestLimiter
 from runtime.policy.metering import SpendCallback
+from runtime.policy.shared_rates import shared_admission
 from runtime.policy.waits import InterruptibleControl, RunClock
 from runtime.redact import redact
 from runtime.runs.answer import answer_text, output_values
@@ -192,7 +193,13 @@ class Drive:
             node_timeout=settings.node_timeout,
             rpm=settings.rpm,
             tpm=settings.tpm,
-            limiter=RequestLimiter(settings.concurrency, settings.rpm, settings.tpm, until_stopped=self.control.until_stopped),
+            limiter=RequestLimiter(
+                settings.concurrency,
+                settings.rpm,
+                settings.tpm,
+                until_stopped=self.control.until_stopped,
+                shared=shared_admission(self.db, settings.model, settings.cheap_model),
+            ),
             clock=RunClock(self.control),
             model_spec=settings.model,
             cheap_model=plan.cheap_model,

@@ -20,6 +20,7 @@ from runtime.policy.inputs import check_value
 from runtime.policy.models import make_model
 from runtime.policy.prices import check_prices
 from runtime.policy.settings import RunSettings
+from runtime.policy.shared_rates import model_limits
 from runtime.runs.outcome import EventHandler, RunEvent
 from runtime.store.database import Database
 from runtime.threads import control as controls
@@ -93,7 +94,9 @@ def prepare_input(spec: GraphSpec, data: Any) -> dict[str, Any]:
 
 
 def build_models(settings: RunSettings) -> tuple[Any, Any]:
-    """The run's model and cheap model (None without one), each built once."""
+    """The run's model and cheap model (None without one), each built once; BadInput for a model
+    spec, or an AGENT_MODEL_RPM, that does not parse."""
+    model_limits()
     return make_model(settings.model), make_model(settings.cheap_model) if settings.cheap_model else None
 
 

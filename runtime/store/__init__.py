@@ -23,10 +23,10 @@ The checkpointer, `saver.AgentSaver`, put together from:
 The seam: everything above this package talks to storage through the interface written down in
 `seam`, which writes the parts down as Protocols, with what each must guarantee, so that another
 backend can provide them. SQLite's parts besides the checkpointer and the store are modules of
-plain functions on a connection, named for what they hold: `registry` (threads and their
-leases), `spend`, `control` (pause and cancel requests), `schedules` (schedules, their
-occurrences and runs), `namespaces` (a thread's rows in the LangGraph store) and `checks` (what
-`agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`, and
+plain functions on a connection, named for what they hold: `registry` (threads and their leases),
+`spend`, `rates` (leaky buckets shared by every process), `control` (pause and cancel requests),
+`schedules` (schedules, their occurrences and runs), `namespaces` (a thread's rows in the LangGraph
+store) and `checks` (what `agent doctor` reads); `sqlite_backend` names them together as one `seam.Backend`, and
 `parts` hands the rooms the parts of the backend whose connection they pass. PostgreSQL's parts are
 the package `postgres`, module for module, with its opener (`postgres.database`), its checkpointer
 (LangGraph's Postgres savers with fencing, `postgres.saver`) and Procrastinate's dispatch of

@@ -27,7 +27,7 @@ from runtime.store.columns import ColumnReader
 from runtime.store.connect import connect, is_full, use_wal
 from runtime.store.parts import server_location
 from runtime.store.item_store import create_item_store_tables, open_item_store
-from runtime.store.schema import SCHEMA_VERSION, create_control_tables, create_fleet_tables, create_schedule_tables, ensure_checkpoint_tables
+from runtime.store.schema import RATES_TABLE, SCHEMA_VERSION, create_control_tables, create_fleet_tables, create_schedule_tables, ensure_checkpoint_tables
 from runtime.store.serde import redacting_serializer
 from runtime.store.transaction import immediate
 
@@ -217,6 +217,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
             create_control_tables(conn)
             create_schedule_tables(conn)
             create_fleet_tables(conn)
+            conn.execute(RATES_TABLE)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

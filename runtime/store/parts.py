@@ -79,6 +79,7 @@ immediate = transactions.immediate
 snapshot = transactions.snapshot
 threads = cast("seam.ThreadRegistry", _Part("threads"))
 spend = cast("seam.SpendLedger", _Part("spend"))
+rates = cast("seam.SharedRates", _Part("rates"))
 progress = cast("seam.ProgressBoard", _Part("progress"))
 queue = cast("seam.RunQueue", _Part("queue"))
 workers = cast("seam.WorkerRegistry", _Part("workers"))

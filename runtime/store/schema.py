@@ -39,8 +39,10 @@ import json
 import sqlite3
 from typing import Any, Callable, Iterable
 
-SCHEMA_VERSION = 7
-"""7: the fleet (FLEET_TABLES): `agent_threads.lease` and `.resumes`, the run queue `agent_queue`
+SCHEMA_VERSION = 8
+"""8: the shared rate buckets (RATES_TABLE); an older file gets the table in its migration
+transaction.
+7: the fleet (FLEET_TABLES): `agent_threads.lease` and `.resumes`, the run queue `agent_queue`
 and the workers `agent_workers`; an older file gets them in its migration transaction.
 6: `agent_spend.unpriced_calls` and `agent_progress` (PROGRESS_TABLE); an older file gets them
 in its migration transaction.
@@ -157,6 +159,18 @@ def create_fleet_tables(conn: sqlite3.Connection) -> None:
     for statement in FLEET_TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+RATES_TABLE = """
+CREATE TABLE IF NOT EXISTS agent_rates (
+    key           TEXT PRIMARY KEY,
+    level         REAL NOT NULL,
+    updated_at    REAL NOT NULL
+)
+"""
+"""Schema 8. One leaky bucket per key (a model's requests a minute, AGENT_MODEL_RPM), shared by
+every process on the database: the units reserved and not yet leaked, and when it last leaked
+(runtime/store/rates.py, runtime/policy/shared_rates.py)."""
 
 
 def create_control_tables(conn: sqlite3.Connection) -> None:

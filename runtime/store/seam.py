@@ -37,6 +37,8 @@ What each part must guarantee:
 - Spend (`spend`): `add` is one atomic statement that adds to the thread's row, so that adders in
   many processes never lose a count (an upsert).
 - Progress (`progress`): at most one row of figures per thread; `put` replaces it.
+- Shared rates (`rates`): `reserve` is one atomic statement (an upsert with RETURNING), so that
+  of many processes reserving units of one key's bucket at once each sees the others' units.
 - The run queue (`queue`): at most one queued request per thread; a worker takes one inside
   `immediate`, deleting it and taking the thread's lease in the same transaction (`claim`), so
   of two workers one gets it. Workers (`workers`): one row per worker process.
@@ -285,6 +287,18 @@ class SpendLedger(Protocol):
 
 
 @runtime_checkable
+class SharedRates(Protocol):
+    """Leaky buckets by key (a model's requests a minute), shared by every process on the
+    database. SQLite: runtime/store/rates.py."""
+
+    def reserve(self, conn: Connection, key: str, per_second: float, capacity: float, now: float) -> float:
+        """Reserve one unit of the key's bucket in one atomic statement: its level, leaked by
+        `per_second` over the time since the last reservation (none if `now` is earlier), grows
+        by one. The seconds the caller must wait before using the unit: (level - capacity) /
+        per_second, at least 0."""
+
+
+@runtime_checkable
 class ProgressBoard(Protocol):
     """The latest progress a graph reported of its own, per thread. SQLite:
     runtime/store/progress_board.py."""
@@ -444,6 +458,7 @@ class Backend:
     transactions: Transactions
     threads: ThreadRegistry
     spend: SpendLedger
+    rates: SharedRates
     progress: ProgressBoard
     queue: RunQueue
     workers: WorkerRegistry

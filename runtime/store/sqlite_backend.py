@@ -6,13 +6,14 @@ those on its file.
 
 from __future__ import annotations
 
-from runtime.store import checks, control, namespaces, progress_board, queue_rows, registry, schedules, spend, transaction, worker_rows
+from runtime.store import checks, control, namespaces, progress_board, queue_rows, rates, registry, schedules, spend, transaction, worker_rows
 from runtime.store.seam import Backend
 
 BACKEND = Backend(
     transactions=transaction,
     threads=registry,
     spend=spend,
+    rates=rates,
     progress=progress_board,
     queue=queue_rows,
     workers=worker_rows,

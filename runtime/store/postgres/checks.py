@@ -90,7 +90,7 @@ def latest_checkpoints(conn: psycopg.Connection, thread_id: str, limit: int) -> 
 
 RECLAIMED_TABLES = (
     "checkpoints", "checkpoint_blobs", "checkpoint_writes", "store", "agent_threads", "agent_spend", "agent_control",
-    "agent_progress", "agent_schedules", "agent_schedule_runs", "agent_queue", "agent_workers",
+    "agent_progress", "agent_schedules", "agent_schedule_runs", "agent_queue", "agent_workers", "agent_rates",
 )  # fmt: skip
 """The tables `reclaim` rewrites: the project's and LangGraph's, never another's in the database."""
 

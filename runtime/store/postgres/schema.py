@@ -25,9 +25,10 @@ from runtime.errors import DatabaseUnusable, Message, Setting
 from runtime.store.postgres.connect import describe
 from runtime.store.postgres.transaction import LOCK_KEY, immediate
 
-SCHEMA_VERSION = 7
-"""SQLite's schema 7 (runtime/store/schema.py): the registry with leases, spend, control,
-progress, schedules, the run queue and the workers. PostgreSQL starts there."""
+SCHEMA_VERSION = 8
+"""SQLite's schema 8 (runtime/store/schema.py): the registry with leases, spend, control,
+progress, schedules, the run queue and the workers (7, where PostgreSQL started), and the shared
+rate buckets (8)."""
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS agent_threads (
@@ -131,7 +132,17 @@ CREATE TABLE IF NOT EXISTS agent_workers (
 `agent_next` is PostgreSQL's own: the tasks that run next from each root checkpoint, which
 SQLite keeps in a column of its checkpoint row and PostgresSaver's table has no place for."""
 
-MIGRATIONS: dict[int, str] = {7: TABLES}
+RATES_TABLE = """
+CREATE TABLE IF NOT EXISTS agent_rates (
+    key           TEXT COLLATE "C" PRIMARY KEY,
+    level         DOUBLE PRECISION NOT NULL,
+    updated_at    DOUBLE PRECISION NOT NULL
+)
+"""
+"""Schema 8: one leaky bucket per key, shared by every process on every machine (see
+runtime/store/schema.py, RATES_TABLE)."""
+
+MIGRATIONS: dict[int, str] = {7: TABLES, 8: RATES_TABLE}
 """What brings a database to each version from the one before it; a newer version adds an entry."""
 
 
