@@ -12,14 +12,15 @@ What is added, and why:
   last because LangGraph's put hands work to a thread (`asyncio.to_thread`) inside its
   transaction: with the row locked from the start, a takeover waiting for the row, holding the
   database's write lock, could keep every thread of the pool waiting for that lock, and the put
-  waiting for a thread, forever.
+  waiting for a thread, forever. A run's put (the async saver) sends BEGIN, its statements, the
+  check (which divides by zero on a stale lease) and COMMIT as one pipeline: one round trip, as
+  the stock saver's unfenced put.
 - No saver-wide lock over a connection pool. The stock async saver takes one asyncio lock around
   every call, which is needed for its single-connection form but turns a pool into one
   connection at a time: a worker driving hundreds of threads would wait in line for each read.
   Over a pool each call checks out a connection of its own, as LangGraph's PostgresStore does.
 - The reads the rooms make without decoding values (history, branches, latest ids), the
   removal transaction of the retention commands, and the stored writes history shows.
-
 - The tasks that run next from each root checkpoint, in `agent_next`, written with the
   checkpoint when the saver is bound to its graph (`bind_graph`, as SQLite's saver records them
   in its row), so that history lists them without loading a checkpoint or importing LangGraph.
