@@ -128,7 +128,7 @@ class PostgresDatabase:
             max_size=max(1, POOL_SIZE),
             check=check_idle,
             reset=note_return,
-            kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row, **session_options()},
+            kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, **session_options()},
             open=False,
             name="agent",
         )

@@ -350,8 +350,8 @@ class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
         one round trip (as the stock saver's unfenced call), where `conn.transaction()` would
         wait for each of BEGIN, the check and COMMIT. A stale lease makes the check divide by
         zero, which aborts the transaction on the server: nothing of it is stored."""
-        async with conn.pipeline() as pipe, conn.cursor(binary=True, row_factory=dict_row) as cur:
-            try:
+        try:
+            async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                 await cur.execute("BEGIN")
                 yield cur
                 if next_ is not None:
@@ -359,16 +359,15 @@ class AsyncAgentPostgresSaver(SeamMembers, AsyncPostgresSaver):
                 if fence is not None:  # last: see the module's docstring
                     await cur.execute(_LEASE_GUARD, fence)
                 await cur.execute("COMMIT")
-                await pipe.sync()
-            except BaseException as exc:
+            # Leaving the pipeline sent it and read every result: an error of any statement
+            # (the guard's included) is raised there, with the transaction aborted.
+        except BaseException as exc:
+            if in_transaction(conn):
                 with contextlib.suppress(psycopg.Error):
-                    await pipe.sync()
-                if in_transaction(conn):
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.execute("ROLLBACK")
-                if isinstance(exc, psycopg.errors.DivisionByZero) and fence is not None:
-                    raise _lost(fence[0]) from None
-                raise
+                    await conn.execute("ROLLBACK")
+            if isinstance(exc, psycopg.errors.DivisionByZero) and fence is not None:
+                raise _lost(fence[0]) from None
+            raise
 
     @contextlib.contextmanager
     def removing(self, *, dry_run: bool = False) -> Iterator[Removal]:
