@@ -329,3 +329,41 @@ def test_doctor_finds_planted_problems_and_says_how_to_fix_them(pg, monkeypatch)
     assert agent_cli("prune", "--orphans").returncode == 0
     assert agent_cli("resume", "--thread", "t").returncode == 0  # takes the dead runner's thread over
     assert agent_cli("doctor").returncode == 0
+
+
+def test_a_run_that_loses_the_database_stops_at_a_node_boundary_and_resumes(endpoint) -> None:
+    """`agent run` reaches PostgreSQL through a proxy the test cuts while the run's model call is
+    held: past its lease the run says so and stops at the next node boundary (`stopped`, exit 130,
+    with how to resume); the proxy restored, nothing is lost and `agent resume` finishes it."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.conftest import ENDPOINT_MODEL, LineReader, finish, queue_input
+    from tests.tcp_proxy import TcpProxy
+
+    with agent_database() as url:
+        server = conninfo_to_dict(url)
+        with TcpProxy(server["host"], int(server["port"])) as proxy:
+            through_proxy = url.replace(f":{server['port']}/", f":{proxy.port}/")
+            env = {**agent_env(through_proxy), **endpoint.env, "AGENT_LEASE_SECONDS": "2"}  # type: ignore[arg-type]
+            endpoint.server.hold(after=2)
+            proc = subprocess.Popen(
+                agent_cmd("run", "task_queue", "--thread", "q", "--input", queue_input(6), "--model", ENDPOINT_MODEL, "--concurrency", "1"),
+                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            stderr = LineReader(proc.stderr)
+            endpoint.server.wait_held(1, proc)  # the third item's call, in flight
+            proxy.cut()
+            stderr.wait_for("the database could not be reached")
+            proxy.restore()
+            endpoint.server.release()
+            out, err = finish(proc, stderr)
+        assert proc.returncode == 130, err
+        assert "the lease lapsed; stopped at a node boundary" in err and "agent resume --thread q" in err
+        status = json.loads(agent(url, "status", "--thread", "q", "--json").stdout)
+        assert status["status"] == "stopped" and status["runner"] is None
+        resumed = subprocess.run(
+            agent_cmd("resume", "--thread", "q", "--quiet"), cwd=ROOT, env={**agent_env(url), **endpoint.env}, capture_output=True, text=True, timeout=120  # type: ignore[arg-type]
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        results = [json.loads(line) for line in agent(url, "results", "--thread", "q").stdout.splitlines()]
+        assert [r["index"] for r in results] == list(range(6)) and {r["status"] for r in results} == {"done"}

@@ -35,7 +35,7 @@ from runtime.fleet.claims import CLAIM_BATCH, SCAN_SECONDS, TAKEOVER, Claim, Wor
 from runtime.fleet.jobs import JobDriven
 from runtime.policy.settings import RunSettings
 from runtime.runs.drive import Drive
-from runtime.runs.host import RunHost
+from runtime.runs.host import LEASE_LAPSED, RunHost
 from runtime.runs.outcome import RunEvent, RunOutcome
 from runtime.runs.plan import RunPlan, prepare_resume, prepare_retry, prepare_run
 from runtime.store.database import Database
@@ -335,7 +335,9 @@ class FleetWorker(JobDriven):
             outcome = await drive.run(handle_signals=False)
             self.stats.finished += 1
             self.stats.steps += max(outcome.steps, 0)
-            requeue = self.stopping and outcome.status == "stopped"
+            # Stopped for this worker's shutdown, or because its lease lapsed while the database
+            # was out of reach: a resume is queued, for the next worker (or this one, once back).
+            requeue = outcome.status == "stopped" and (self.stopping or drive.control.drain_reason == LEASE_LAPSED)
             # Whole even if this task is cancelled meanwhile (a second SIGTERM).
             await asyncio.shield(asyncio.to_thread(self._after, claim, outcome, requeue))
             self.emit(WorkerEvent("finished", thread_id, outcome.status, outcome.error))

@@ -30,7 +30,7 @@ from runtime.policy.shared_rates import shared_admission
 from runtime.policy.waits import InterruptibleControl, RunClock
 from runtime.redact import redact
 from runtime.runs.answer import answer_text, output_values
-from runtime.runs.host import LEASE_LOST, RunHost
+from runtime.runs.host import LEASE_LAPSED, LEASE_LOST, RunHost
 from runtime.runs.outcome import EventHandler, RunEvent, RunOutcome, explain_failure
 from runtime.runs.tracing import RunTrace, trace_config
 from runtime.runs.plan import RunPlan
@@ -55,6 +55,7 @@ DRAINED_STATUS = {
     controls.PAUSE: "paused",
     controls.CANCEL: "cancelled",
     LEASE_LOST: TAKEN_OVER,
+    LEASE_LAPSED: "stopped",
 }
 """The status of a run drained for a reason (any other reason, a signal's name: `stopped`)."""
 PROGRESS_EVERY = 0.2
@@ -149,6 +150,12 @@ class Drive:
         if self.control.drain_reason != LEASE_LOST:
             self.control.request_drain(LEASE_LOST)
 
+    def lease_lapsed(self) -> None:
+        """The lease could not be renewed for as long as it lasts: stop at the next node boundary
+        (`stopped`, resumable; a write refused meanwhile makes it `taken_over`)."""
+        if not self.control.drain_requested:
+            self.control.request_drain(LEASE_LAPSED)
+
     def figures(self) -> ProgressSnapshot:
         """The progress now; for a graph that reports its own, with the thread's spend as the meter has it."""
         snapshot = self.tracker.snapshot()
@@ -218,6 +225,8 @@ class Drive:
             return "cancelled at a node boundary"
         if self.status == TAKEN_OVER:
             return "another runner took the thread over while this one was stalled; this one stopped, and wrote nothing after"
+        if self.control.drain_reason == LEASE_LAPSED:
+            return f"the database could not be reached for {threads.STALE_AFTER_SECONDS:g}s, so the lease lapsed; stopped at a node boundary"
         return self.error
 
     async def stream(self, graph: Any, context: RunContext | None) -> None:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 LEASE_LOST = "lease_lost"
 """The drain reason of a run whose lease another runner took."""
+LEASE_LAPSED = "lease_lapsed"
+"""The drain reason of a run whose lease could not be renewed for as long as a lease lasts (the
+database out of reach): another runner may take the thread over by now, so it stops."""
 
 
 class RunHost:
@@ -88,12 +91,13 @@ class RunHost:
                 if time.monotonic() - renewed < threads.STALE_AFTER_SECONDS:
                     continue  # try again; the leases still stand
                 # Past the lease, another runner may hold them now: stop driving every thread.
-                held = {}
-                why = f"the database could not be reached for {threads.STALE_AFTER_SECONDS:g}s ({type(exc).__name__}); stopping, as another runner may take the thread over"
+                why = f"the database could not be reached for {threads.STALE_AFTER_SECONDS:g}s ({type(exc).__name__}); stopping at the next node boundary, as another runner may take the thread over"
                 for drive in list(self.drives.values()):
-                    drive.emit(RunEvent("warning", message=why))
-            else:
-                renewed = time.monotonic()
+                    if drive.plan.lease is not None:
+                        drive.emit(RunEvent("warning", message=why))
+                        drive.lease_lapsed()
+                continue
+            renewed = time.monotonic()
             for thread_id, drive in list(self.drives.items()):
                 if drive.plan.lease is not None and held.get(thread_id) != drive.plan.lease:
                     drive.lease_lost()

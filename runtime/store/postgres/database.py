@@ -18,6 +18,7 @@ completed by the next opener).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,10 @@ from runtime.store.postgres.connect import connect, session_options
 from runtime.store.postgres.schema import SCHEMA_VERSION, create_tables, refuse_newer, setup_lock, stored_version
 from runtime.store.postgres.transaction import in_transaction
 from runtime.store.serde import redacting_serializer
+
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+"""The pool's own warnings (a connection attempt that failed, a worker slow to stop) are about
+outages the runs handle and report themselves (runtime/runs/host.py): not for the terminal."""
 
 IDLE_CHECK_SECONDS = 2.0
 """A connection unused for longer than this is tried (SELECT 1) before it is used again: after a
