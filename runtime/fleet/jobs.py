@@ -24,6 +24,7 @@ from runtime.threads import registry as threads
 if TYPE_CHECKING:
     from runtime.fleet.worker import FleetWorker
 
+
 class JobDriven:
     """The part of FleetWorker that serves Procrastinate's jobs (`self.jobs` is the database's job queue)."""
 
