@@ -234,6 +234,10 @@ def fleet_on(db: str, work: Path, storage: Storage, threads: int, steps: int, la
         f"saves {sum(s['count'] for s in saves)}, max running {'+'.join(str(f['max_running']) for f in figures)}, "
         f"CPU {'+'.join(format(f['cpu_seconds'], '.1f') for f in figures)} s"
     )
+    most = sum(f["max_running"] for f in figures)
+    if most < threads:  # KB/thread is over N; fewer ran at once
+        extra = sum(p.maxrss_kb for p in processes) - workers * idle.maxrss_kb
+        note += f"; over the most running at once ({most:,} of {threads:,}): {extra / most:.1f} KB a thread"
     if workers > 1:
         note += "; save latency: the worst worker's p50 and p99"
     shape = Shape(
