@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/fleet.py            # 10,000 threads, 10 s a model call (long; a quiet machine)
     .venv/bin/python bench/fleet.py --quick    # 200 threads, 1 s a model call, for a smoke test
+    .venv/bin/python bench/fleet.py --postgres --threads 2000 --latency 2   # the same on PostgreSQL
 
 N threads of bench/fleet_graph.py (five model steps, each one call of the offline model with a
 fixed latency, the model chosen by the run settings) through, in one invocation:
@@ -12,7 +13,12 @@ fixed latency, the model chosen by the run settings) through, in one invocation:
     `durability="sync"` (bench/fleet_baselines.py);
 (c) the same gather on `InMemorySaver`: the floor.
 
-Each shape runs in processes of its own on a fresh database file. For each: wall time and its
+With `--postgres [URL]` (the server: URL, else AGENT_TEST_POSTGRES, else the local one) every
+shape runs on PostgreSQL instead: the workers take the runs as Procrastinate jobs, and (b) is
+LangGraph's `AsyncPostgresSaver` as its documentation opens it (`from_conn_string`, `setup()`).
+
+Each shape runs in processes of its own on a fresh database: a new file, or a new PostgreSQL
+database with a random name, dropped after (bench/fleet_storage.py). For each: wall time and its
 ratio to the ideal (steps x latency), model steps a second, peak RSS and RSS per concurrent
 thread, checkpoint save latency p50 / p99 (from a checkpoint's creation to its put returning:
 the worker's --stats file for (a), a wrapped `aput` for (b) and (c)), and CPU time per step.
@@ -26,8 +32,10 @@ wait, measured once), over N. CPU per step: (b) and (c) the process's CPU during
 Then the fleet with one worker is killed (`kill -9` of its process group) when half of all steps
 are checkpointed, a new worker is started, and the bench reports the seconds from its start
 until every unfinished thread runs again (or has finished), and how many completed steps ran
-twice (two checkpoints of one step on one thread; target 0). Figures are printed, never
-asserted, with the targets beside them; bench/README.md records them.
+twice (two checkpoints of one step on one thread; target 0). The lease is AGENT_LEASE_SECONDS's
+default (30 s) on both backends; on PostgreSQL it bounds the takeover from below: a dead
+worker's Procrastinate jobs are handed back once its heartbeat is that old. Figures are
+printed, never asserted, with the targets beside them; bench/README.md records them.
 """
 
 from __future__ import annotations
@@ -37,7 +45,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -52,13 +59,18 @@ os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
 
 import runtime  # noqa: E402
 from bench.checkpointer import machine  # noqa: E402
+from bench.fleet_storage import PostgresServer, SqliteFiles, default_server  # noqa: E402
 
 GRAPH_FILE = ROOT / "bench" / "fleet_graph.py"
 GRAPH_SPEC = f"{GRAPH_FILE}:build"
 COMPLETED_STEP_RERUNS = (
-    "SELECT count(*) FROM (SELECT thread_id, step FROM checkpoints WHERE checkpoint_ns = '' "
-    "GROUP BY thread_id, step HAVING count(*) > 1)"
+    "SELECT count(*) FROM (SELECT thread_id, {step} FROM checkpoints WHERE checkpoint_ns = '' "
+    "GROUP BY thread_id, {step} HAVING count(*) > 1) AS twice"
 )
+STEPS_CHECKPOINTED = "SELECT count(*) FROM checkpoints WHERE checkpoint_ns = '' AND {step} >= 1"
+COMPLETED = "SELECT count(*) FROM agent_threads WHERE status = 'completed'"
+RUNNING_ELSEWHERE = "SELECT count(*) FROM agent_threads WHERE status = 'running' AND (owner_pid IS NULL OR owner_pid <> {param})"
+"""Threads claimed by a live runner: any owner but the dead one."""
 
 
 @dataclass
@@ -115,18 +127,20 @@ class Process:
             self.reap(block=True)
 
 
+Storage = SqliteFiles | PostgresServer
+
 STARTED: list[Process] = []
 """Every process this bench started, so an interrupted run leaves none behind."""
 
 
-def agent_env(db: Path) -> dict[str, str]:
+def agent_env(db: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "OPENAI_"))}
     # An unattended worker imports only built-in graphs and those listed here.
     env.update(AGENT_DB=str(db), AGENT_TRUSTED_GRAPHS=str(GRAPH_FILE), COLUMNS="200")
     return env
 
 
-def start(args: list[str], db: Path, log: Path) -> Process:
+def start(args: list[str], db: str, log: Path) -> Process:
     with open(log, "ab") as out:
         popen = subprocess.Popen(
             [sys.executable, *args], cwd=ROOT, env=agent_env(db), stdout=out, stderr=subprocess.STDOUT,
@@ -137,7 +151,7 @@ def start(args: list[str], db: Path, log: Path) -> Process:
     return process
 
 
-def start_worker(db: Path, concurrency: int, stats: Path) -> Process:
+def start_worker(db: str, concurrency: int, stats: Path) -> Process:
     args = ["-m", "cli", "worker", "--concurrency", str(concurrency), "--until-idle", "--stats", str(stats)]
     return start(args, db, stats.with_suffix(".log"))
 
@@ -169,7 +183,7 @@ def submit_run():
     return found
 
 
-def submit(db: Path, threads: int, steps: int, model: str, prefix: str = "t") -> float:
+def submit(db: str, threads: int, steps: int, model: str, prefix: str = "t") -> float:
     """Queue `threads` runs in-process; seconds per submit."""
     settings, submit_one = runtime.RunSettings(model=model), submit_run()
     with runtime.open_database(db, create=True) as database:
@@ -177,11 +191,6 @@ def submit(db: Path, threads: int, steps: int, model: str, prefix: str = "t") ->
         for i in range(threads):
             submit_one(database, GRAPH_SPEC, f"{prefix}{i}", {"topic": f"topic {i}", "steps": steps}, settings, priority=0)
         return (time.perf_counter() - started) / threads
-
-
-def read_one(db: Path, sql: str, *params: object) -> int:
-    with sqlite3.connect(db, timeout=30) as conn:
-        return conn.execute(sql, params).fetchone()[0]
 
 
 # -- (a) the fleet --------------------------------------------------------------------------------
@@ -193,19 +202,24 @@ class Idle:
     cpu_seconds: float
 
 
-def idle_worker(work: Path, concurrency: int, steps: int) -> Idle:
+def idle_worker(work: Path, storage: Storage, concurrency: int, steps: int) -> Idle:
     """A worker that ran one thread on a model that does not wait: everything imported and
     built, no threads' worth of memory."""
-    db, stats = work / "idle.db", work / "idle.stats.json"
-    submit(db, 1, steps, "offline", prefix="idle")
-    process = start_worker(db, concurrency, stats)
-    wait(process, 300, "the idle worker", stats.with_suffix(".log"))
+    stats = work / "idle.stats.json"
+    with storage.fresh("idle") as db:
+        submit(db, 1, steps, "offline", prefix="idle")
+        process = start_worker(db, concurrency, stats)
+        wait(process, 300, "the idle worker", stats.with_suffix(".log"))
     return Idle(process.maxrss_kb, process.cpu_seconds)
 
 
-def run_fleet(work: Path, threads: int, steps: int, latency: float, workers: int, idle: Idle) -> tuple[Shape, float]:
+def run_fleet(work: Path, storage: Storage, threads: int, steps: int, latency: float, workers: int, idle: Idle) -> tuple[Shape, float]:
     """(a) with `workers` processes sharing the threads; also seconds per in-process submit."""
-    db = work / f"fleet-{workers}.db"
+    with storage.fresh(f"fleet-{workers}") as db:
+        return fleet_on(db, work, storage, threads, steps, latency, workers, idle)
+
+
+def fleet_on(db: str, work: Path, storage: Storage, threads: int, steps: int, latency: float, workers: int, idle: Idle) -> tuple[Shape, float]:
     per_submit = submit(db, threads, steps, f"offline:latency={latency:g}")
     concurrency = -(-threads // workers)
     stats = [work / f"fleet-{workers}-{i}.stats.json" for i in range(workers)]
@@ -213,13 +227,17 @@ def run_fleet(work: Path, threads: int, steps: int, latency: float, workers: int
     for process, s in zip(processes, stats):
         wait(process, max(300, 20 * steps * latency), f"a worker of {workers}", s.with_suffix(".log"))
     figures = [json.loads(s.read_text()) for s in stats]
-    done = read_one(db, "SELECT count(*) FROM agent_threads WHERE status = 'completed'")
+    done = storage.read_one(db, COMPLETED)
     saves = [f["save_latency_ms"] for f in figures]
     note = (
         f"threads completed {done}/{threads}; stats: steps {sum(f['steps'] for f in figures)}, "
         f"saves {sum(s['count'] for s in saves)}, max running {'+'.join(str(f['max_running']) for f in figures)}, "
         f"CPU {'+'.join(format(f['cpu_seconds'], '.1f') for f in figures)} s"
     )
+    most = sum(f["max_running"] for f in figures)
+    if most < threads:  # KB/thread is over N; fewer ran at once
+        extra = sum(p.maxrss_kb for p in processes) - workers * idle.maxrss_kb
+        note += f"; over the most running at once ({most:,} of {threads:,}): {extra / most:.1f} KB a thread"
     if workers > 1:
         note += "; save latency: the worst worker's p50 and p99"
     shape = Shape(
@@ -241,66 +259,76 @@ class Recovery:
     """From the new worker's start until every unfinished thread ran again; None: never."""
 
     reruns: int
+    completed: int
+    """Threads completed once the new worker went idle (of all N)."""
 
 
-def kill_and_recover(work: Path, threads: int, steps: int, latency: float) -> Recovery:
-    db = work / "kill.db"
+def kill_and_recover(work: Path, storage: Storage, threads: int, steps: int, latency: float) -> Recovery:
+    with storage.fresh("kill") as db:
+        return kill_on(db, work, storage, threads, steps, latency)
+
+
+def kill_on(db: str, work: Path, storage: Storage, threads: int, steps: int, latency: float) -> Recovery:
     submit(db, threads, steps, f"offline:latency={latency:g}")
     first = start_worker(db, threads, work / "kill-1.stats.json")
-    # Rows are appended (a rowid table, nothing deleted): the input and start checkpoints of every
-    # thread, then one a step. max(rowid) is one B-tree descent where a count would scan the
-    # table every poll, on the same two cores as the worker; the exact count is taken at the kill.
+    # The input and start checkpoints of every thread, then one a step; polled cheaply
+    # (storage.progress), on the same two cores as the worker; the exact count is taken at the kill.
     half_way = 2 * threads + threads * steps / 2
     deadline = time.monotonic() + max(300, 20 * steps * latency)
-    while (read_one(db, "SELECT coalesce(max(rowid), 0) FROM checkpoints")) < half_way:
+    while storage.read_one(db, storage.progress) < half_way:
         if first.reap(block=False) or time.monotonic() > deadline:
             first.kill()
             raise SystemExit(f"the worker ended or stalled before half-way; its log: {tail(work / 'kill-1.stats.log')}")
         time.sleep(min(0.1, latency / 50))
     first.kill()
-    at_kill = read_one(db, "SELECT count(*) FROM checkpoints WHERE checkpoint_ns = '' AND step >= 1")
-    completed = "SELECT count(*) FROM agent_threads WHERE status = 'completed'"
-    done_at_kill = read_one(db, completed)
+    at_kill = storage.read_one(db, STEPS_CHECKPOINTED)
+    done_at_kill = storage.read_one(db, COMPLETED)
     unfinished = threads - done_at_kill
     second = start_worker(db, threads, work / "kill-2.stats.json")
-    # Running again: claimed by a live runner (any owner but the dead one), or already finished.
-    running = "SELECT count(*) FROM agent_threads WHERE status = 'running' AND owner_pid IS NOT ?"
+    # Running again: claimed by a live runner, or already finished.
     seconds = None
     while seconds is None and not second.reap(block=False):
-        if read_one(db, running, first.popen.pid) + read_one(db, completed) - done_at_kill >= unfinished:
+        if storage.read_one(db, RUNNING_ELSEWHERE, first.popen.pid) + storage.read_one(db, COMPLETED) - done_at_kill >= unfinished:
             seconds = time.monotonic() - second.started
         elif time.monotonic() - second.started > max(300, 20 * steps * latency):
             break
         else:
             time.sleep(0.05)
     wait(second, max(300, 20 * steps * latency), "the worker after the kill", work / "kill-2.stats.log")
-    if seconds is None and read_one(db, completed) == threads:
+    if seconds is None and storage.read_one(db, COMPLETED) == threads:
         seconds = second.ended - second.started  # finished before a poll saw them running
-    return Recovery(at_kill, unfinished, seconds, read_one(db, COMPLETED_STEP_RERUNS))
+    return Recovery(at_kill, unfinished, seconds, storage.read_one(db, COMPLETED_STEP_RERUNS), storage.read_one(db, COMPLETED))
 
 
-def cli_submit_median(work: Path, latency: float, calls: int = 20) -> float:
-    db = work / "cli-submit.db"
-    runtime.open_database(db, create=True).close()
-    times = []
-    for i in range(calls):
-        args = ["-m", "cli", "submit", GRAPH_SPEC, "--thread", f"cli{i}", "--input", '{"topic": "cli"}', "--model", f"offline:latency={latency:g}"]
-        started = time.perf_counter()
-        result = subprocess.run([sys.executable, *args], cwd=ROOT, env=agent_env(db), capture_output=True, text=True)
-        times.append(time.perf_counter() - started)
-        if result.returncode != 0:
-            raise SystemExit(f"agent submit failed ({result.returncode}): {result.stderr}")
+def cli_submit_median(storage: Storage, latency: float, calls: int = 20) -> float:
+    with storage.fresh("cli-submit") as db:
+        runtime.open_database(db, create=True).close()
+        times = []
+        for i in range(calls):
+            args = ["-m", "cli", "submit", GRAPH_SPEC, "--thread", f"cli{i}", "--input", '{"topic": "cli"}', "--model", f"offline:latency={latency:g}"]
+            started = time.perf_counter()
+            result = subprocess.run([sys.executable, *args], cwd=ROOT, env=agent_env(db), capture_output=True, text=True)
+            times.append(time.perf_counter() - started)
+            if result.returncode != 0:
+                raise SystemExit(f"agent submit failed ({result.returncode}): {result.stderr}")
     return statistics.median(times)
 
 
 # -- (b) and (c) ----------------------------------------------------------------------------------
 
 
-def run_gather(work: Path, saver: str, threads: int, steps: int, latency: float) -> Shape:
+def run_gather(work: Path, storage: Storage, saver: str, threads: int, steps: int, latency: float) -> Shape:
+    """(b) on the backend's stock saver (`storage.stock`), or (c) with `saver` "memory"."""
+    if saver == "memory":
+        return gather_on(None, work, saver, "(c) gather, InMemorySaver", threads, steps, latency)
+    with storage.fresh(f"gather-{saver}") as db:
+        return gather_on(db, work, saver, f"(b) gather, {storage.stock[1]}", threads, steps, latency)
+
+
+def gather_on(db: str | None, work: Path, saver: str, name: str, threads: int, steps: int, latency: float) -> Shape:
     args = [str(ROOT / "bench" / "fleet_baselines.py"), saver, "--threads", str(threads), "--latency", f"{latency:g}", "--steps", str(steps)]
-    db = work / f"gather-{saver}.db"
-    if saver == "sqlite":
-        args += ["--db", str(db)]
+    if db is not None:
+        args += ["--db", db]
     log = work / f"gather-{saver}.log"
     out = work / f"gather-{saver}.json"
     with open(out, "wb") as stdout, open(log, "wb") as stderr:
@@ -310,7 +338,6 @@ def run_gather(work: Path, saver: str, threads: int, steps: int, latency: float)
     wait(process, max(600, 50 * steps * latency), f"the {saver} gather", log)
     f = json.loads(out.read_text().strip().splitlines()[-1])
     saves = f["save_latency_ms"]
-    name = {"sqlite": "(b) gather, AsyncSqliteSaver", "memory": "(c) gather, InMemorySaver"}[saver]
     return Shape(
         name, threads, f["steps"], f["wall"], f["rss_peak_kb"], f["rss_before_kb"], saves["p50"], saves["p99"],
         f["cpu_seconds"], f"saves {saves['count']}; process wall {process.ended - process.started:.1f} s",
@@ -361,40 +388,47 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="model steps a thread")
     parser.add_argument("--quick", action="store_true", help="200 threads, 1 s a model call")
     parser.add_argument("--no-kill", action="store_true", help="skip the kill -9 run")
+    parser.add_argument(
+        "--postgres", nargs="?", const=default_server(), metavar="URL",
+        help="run every shape on PostgreSQL: a new database a shape on this server (default: AGENT_TEST_POSTGRES, "
+        "else postgresql://postgres@127.0.0.1:5432/postgres), whose role may create databases",
+    )  # fmt: skip
     args = parser.parse_args()
     threads = args.threads or (200 if args.quick else 10_000)
     latency = args.latency if args.latency is not None else (1.0 if args.quick else 10.0)
     ideal = args.steps * latency
-    print(machine())
-    print(f"{threads:,} threads of {args.steps} model steps, offline:latency={latency:g}: ideal wall {ideal:g} s (steps x latency)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="agent-bench-fleet-"))
+    storage = SqliteFiles(work) if args.postgres is None else PostgresServer(args.postgres)
+    print(machine())
+    print(f"database: {storage.describe()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{threads:,} threads of {args.steps} model steps, offline:latency={latency:g}: ideal wall {ideal:g} s (steps x latency)", flush=True)
     try:
-        measure(work, threads, args.steps, latency, ideal, kill=not args.no_kill)
+        measure(work, storage, threads, args.steps, latency, ideal, kill=not args.no_kill)
     finally:
         for process in STARTED:
             process.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(work: Path, threads: int, steps: int, latency: float, ideal: float, kill: bool) -> None:
+def measure(work: Path, storage: Storage, threads: int, steps: int, latency: float, ideal: float, kill: bool) -> None:
     rows: list[Shape] = []
-    for saver in ("memory", "sqlite"):
+    for saver in ("memory", storage.stock[0]):
         print(f"running the {saver} gather ...", flush=True)
-        rows.append(run_gather(work, saver, threads, steps, latency))
+        rows.append(run_gather(work, storage, saver, threads, steps, latency))
     floor = rows[0]
     fleet: list[Shape] = []
     recovery, per_submit, cli = None, None, None
     if submit_run() is not None:
         print("running an idle worker ...", flush=True)
-        idle = idle_worker(work, threads, steps)
+        idle = idle_worker(work, storage, threads, steps)
         for workers in (1, 2):
             print(f"running the fleet, {workers} worker(s) ...", flush=True)
-            shape, per_submit = run_fleet(work, threads, steps, latency, workers, idle)
+            shape, per_submit = run_fleet(work, storage, threads, steps, latency, workers, idle)
             fleet.append(shape)
         if kill:
             print("running the fleet, kill -9 at half-way ...", flush=True)
-            recovery = kill_and_recover(work, threads, steps, latency)
-        cli = cli_submit_median(work, latency)
+            recovery = kill_and_recover(work, storage, threads, steps, latency)
+        cli = cli_submit_median(storage, latency)
     else:
         print("(a) skipped: this tree has no fleet yet (runtime.submit_run)")
     print()
@@ -406,7 +440,7 @@ def measure(work: Path, threads: int, steps: int, latency: float, ideal: float, 
         shown = "never" if recovery.seconds is None else f"{recovery.seconds:.2f} s"
         print(f"kill -9 of the one worker at {recovery.steps_at_kill:,} of {threads * steps:,} steps checkpointed, "
               f"{recovery.unfinished:,} threads unfinished: all running again {shown} after the new worker started; "
-              f"completed steps run twice: {recovery.reruns}")
+              f"completed steps run twice: {recovery.reruns}; threads completed in the end {recovery.completed:,}/{threads:,}")
     print()
     print("\n".join(targets(fleet, floor, recovery)))
 

@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/fleet_baselines.py sqlite --threads 200 --latency 1 --db baseline.db
     .venv/bin/python bench/fleet_baselines.py memory --threads 200 --latency 1
+    .venv/bin/python bench/fleet_baselines.py postgres --threads 200 --latency 1 --db postgresql://USER@HOST/DB
 
 One process, one event loop, `asyncio.gather` of N `graph.ainvoke` calls of bench/fleet_graph.py,
 `durability="sync"`, on the stock `AsyncSqliteSaver` (langgraph-checkpoint-sqlite over aiosqlite,
-opened with `from_conn_string` as its documentation shows) or on `InMemorySaver` (the floor: no
-storage at all). bench/fleet.py runs each in a fresh process, so the peak RSS and the CPU time are
+opened with `from_conn_string` as its documentation shows), on the stock `AsyncPostgresSaver`
+(langgraph-checkpoint-postgres, opened as its documentation shows: `from_conn_string`, one
+connection, then `setup()`), or on `InMemorySaver` (the floor: no storage at all). bench/fleet.py runs each in a fresh process, so the peak RSS and the CPU time are
 this shape's alone, and prints one JSON line: the wall time of the gather, the RSS before it and
 at its peak (VmHWM), the process's CPU seconds during it, and the save latency of every
 checkpoint, measured as the worker measures its own: from `checkpoint["ts"]` (set when LangGraph
@@ -106,6 +108,12 @@ async def run(saver_kind: str, threads: int, steps: int, model_spec: str, db: st
         from langgraph.checkpoint.memory import InMemorySaver
 
         return await gather_threads(InMemorySaver(), threads, steps, model_spec)
+    if saver_kind == "postgres":
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        async with AsyncPostgresSaver.from_conn_string(db) as saver:
+            await saver.setup()
+            return await gather_threads(saver, threads, steps, model_spec)
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     async with AsyncSqliteSaver.from_conn_string(db) as saver:
@@ -114,14 +122,14 @@ async def run(saver_kind: str, threads: int, steps: int, model_spec: str, db: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("saver", choices=["sqlite", "memory"])
+    parser.add_argument("saver", choices=["sqlite", "postgres", "memory"])
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--latency", type=float, required=True, help="seconds each model call takes")
     parser.add_argument("--steps", type=int, default=5, help="model steps per thread")
-    parser.add_argument("--db", help="the SQLite file (sqlite only)")
+    parser.add_argument("--db", help="the SQLite file, or the PostgreSQL database's URL (not for memory)")
     args = parser.parse_args()
-    if args.saver == "sqlite" and not args.db:
-        parser.error("sqlite needs --db")
+    if args.saver != "memory" and not args.db:
+        parser.error(f"{args.saver} needs --db")
     figures = asyncio.run(run(args.saver, args.threads, args.steps, f"offline:latency={args.latency:g}", args.db))
     print(json.dumps(figures))
 
