@@ -367,3 +367,22 @@ def test_a_run_that_loses_the_database_stops_at_a_node_boundary_and_resumes(endp
         assert resumed.returncode == 0, resumed.stderr
         results = [json.loads(line) for line in agent(url, "results", "--thread", "q").stdout.splitlines()]
         assert [r["index"] for r in results] == list(range(6)) and {r["status"] for r in results} == {"done"}
+
+
+def test_only_a_server_out_of_reach_is_waited_out() -> None:
+    """A worker and a runner wait out a lost connection; a statement the server refused (a bug,
+    a constraint) is raised, never retried for ever."""
+    import sqlite3
+
+    import psycopg
+    from procrastinate.exceptions import ConnectorException
+    from psycopg_pool import PoolTimeout
+
+    from runtime.store.parts import out_of_reach
+
+    wrapped = ConnectorException("Database error.")
+    wrapped.__cause__ = psycopg.OperationalError("server closed the connection unexpectedly")
+    refused = ConnectorException("Database error.")
+    refused.__cause__ = psycopg.errors.UniqueViolation("duplicate key")
+    assert out_of_reach(psycopg.OperationalError("consuming input failed")) and out_of_reach(PoolTimeout("no connection")) and out_of_reach(wrapped)
+    assert not any(out_of_reach(e) for e in (psycopg.errors.UniqueViolation("dup"), refused, ValueError("bug"), sqlite3.OperationalError("database is locked")))

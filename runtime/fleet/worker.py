@@ -39,7 +39,7 @@ from runtime.runs.host import LEASE_LAPSED, RunHost
 from runtime.runs.outcome import RunEvent, RunOutcome
 from runtime.runs.plan import RunPlan, prepare_resume, prepare_retry, prepare_run
 from runtime.store.database import Database
-from runtime.store.parts import immediate
+from runtime.store.parts import immediate, out_of_reach
 from runtime.store.parts import queue as queue_rows
 from runtime.store.parts import threads as thread_rows
 from runtime.store.parts import workers as worker_rows
@@ -182,7 +182,7 @@ class FleetWorker(JobDriven):
                     last_beat = time.monotonic()
                     await asyncio.to_thread(self._beat, "stopping" if self.stopping else "running")
             except Exception as exc:
-                if not _unreachable(exc):
+                if not out_of_reach(exc):
                     raise
                 # The server is out of reach: the threads this worker drives stop once their
                 # leases lapse (runtime/runs/host.py); it serves again when the server is back.
@@ -383,12 +383,6 @@ class FleetWorker(JobDriven):
     def _beat(self, status: str) -> None:
         with immediate(self.db.conn):
             worker_rows.beat(self.db.conn, self.worker_id, len(self.tasks), status, time.time())
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """A database server that cannot be reached (a lost connection, a partition), as its driver
-    and Procrastinate report it: a worker waits it out instead of exiting."""
-    return type(exc).__module__.split(".")[0] in ("psycopg", "psycopg_pool", "procrastinate")
 
 
 def _plan_for(db: Database, claim: Claim) -> RunPlan:

@@ -21,7 +21,7 @@ from runtime.policy.budget import FLUSH_SECONDS, add_spend
 from runtime.runs.outcome import RunEvent
 from runtime.store.database import Database
 from runtime.store.parts import control as control_rows
-from runtime.store.parts import immediate
+from runtime.store.parts import immediate, out_of_reach
 from runtime.store.parts import threads as thread_rows
 from runtime.threads import registry as threads
 from runtime.threads.progress import save_reported
@@ -87,7 +87,10 @@ class RunHost:
             try:
                 # Off the event loop: the write may wait for the store's transaction, which needs the loop.
                 held = await asyncio.to_thread(self.renew)
-            except Exception as exc:  # the database is out of reach (a lost connection, a partition)
+            except Exception as exc:
+                if not out_of_reach(exc):
+                    raise
+                # The database is out of reach (a lost connection, a partition).
                 if time.monotonic() - renewed < threads.STALE_AFTER_SECONDS:
                     continue  # try again; the leases still stand
                 # Past the lease, another runner may hold them now: stop driving every thread.
@@ -124,8 +127,10 @@ class RunHost:
                 continue
             try:
                 requests = await asyncio.to_thread(self.flush)
-            except Exception:  # the database is out of reach: the spend waits for the next flush
-                continue
+            except Exception as exc:
+                if not out_of_reach(exc):
+                    raise
+                continue  # the database is out of reach: the spend waits for the next flush
             for thread_id, request in requests.items():
                 drive = self.drives.get(thread_id)
                 if drive is not None:

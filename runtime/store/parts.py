@@ -36,6 +36,19 @@ def server_location(location: Any) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
+def out_of_reach(exc: BaseException) -> bool:
+    """Whether an error says the database server could not be reached (a lost connection, a
+    partition, a pool that could not connect), as its driver or Procrastinate reports it: what a
+    runner or worker waits out. A statement the server refused is not one: that is raised."""
+    module = type(exc).__module__.split(".")[0]
+    if module not in ("psycopg", "psycopg_pool", "procrastinate"):
+        return False
+    import psycopg
+
+    cause = exc.__cause__ if module == "procrastinate" else exc  # Procrastinate wraps the driver's error
+    return module == "psycopg_pool" or isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
 def _location_backend(location: Any) -> seam.Backend:
     if server_location(location):
         from runtime.store.postgres.backend import BACKEND
