@@ -56,6 +56,14 @@ def submit(
 @handles_errors
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", help="Threads driven at once, in this one process.")] = 8,
+    item_parts: Annotated[
+        Optional[int],
+        typer.Option(
+            "--item-parts",
+            metavar="N",
+            help="On PostgreSQL: parts of queue threads' items worked on at once, each its thread's --concurrency items side by side [default: as --concurrency].",
+        ),
+    ] = None,
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is queued or left to take over and no thread runs.")] = False,
     grace: Annotated[str, typer.Option("--grace", metavar="DURATION", help="On SIGTERM, how long threads may take to reach a node boundary.")] = "30s",
     max_resumes: Annotated[int, typer.Option("--max-resumes", metavar="N", help="Times a dead runner's thread is taken over before it fails.")] = 3,
@@ -89,6 +97,8 @@ def worker(
     model_limits()  # a worker refuses a malformed AGENT_MODEL_RPM before it takes any run
     if concurrency < 1:
         raise BadInput(f"--concurrency must be 1 or more, not {concurrency}", "e.g. agent worker --concurrency 100")
+    if item_parts is not None and item_parts < 1:
+        raise BadInput(f"--item-parts must be 1 or more, not {item_parts}", "e.g. agent worker --item-parts 4")
     if max_resumes < 0:
         raise BadInput(f"--max-resumes must be 0 or more, not {max_resumes}", "0 fails a dead runner's thread at once; the default is 3")
     clock = SystemClock()
@@ -98,6 +108,7 @@ def worker(
         clock = ManualClock(_instant(now))
     options = {
         "concurrency": concurrency,
+        "item_parts": item_parts,
         "max_resumes": max_resumes,
         "grace": parse_duration(grace, "grace") or 0.0,
         "until_idle": until_idle or once,

@@ -13,6 +13,10 @@ item's retries never re-run its neighbours; after its last attempt, or at once o
 it causes (a 400), it is given up into the results with its error: the dead-letter list. A
 fatal error (a wrong key, an unknown model) stops new items, lets those in flight finish and
 fails the run, which resumes where it stopped once the cause is fixed.
+
+Driven by a worker of a fleet on PostgreSQL, a chunk's items are handed out to every worker
+instead (`RunContext.spread`, runtime/fleet/spread.py), with the same results, counters and
+events.
 """
 
 from __future__ import annotations
@@ -88,14 +92,9 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
     end = min(state.get("total", 0), start + chunk_size(ctx.concurrency))
     results = await _read(store, results_namespace(thread_id), start, end)
     todo = [i for i in range(start, end) if needs_work(results.get(i), round_)]
-    items = await _read(store, items_namespace(thread_id), todo)
+    items: dict[int, Any] = {}
 
-    async def one(index: int) -> dict[str, Any]:
-        stored, previous = items.get(index), results.get(index)
-        if stored is None:
-            raise RuntimeError(f"item {index} is missing from the store")
-        record = await process_one(ctx, state["prompt"], index, stored["item"], previous, round_)
-        await store.aput(results_namespace(thread_id), item_key(index), record, index=False)
+    def report(index: int, record: dict[str, Any], previous: dict[str, Any] | None) -> None:
         runtime.stream_writer(
             {
                 "queue_item": index,
@@ -106,9 +105,27 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
                 "output_tokens": record.get("output_tokens", 0),
             }
         )
+
+    async def one(index: int) -> dict[str, Any]:
+        stored, previous = items.get(index), results.get(index)
+        if stored is None:
+            raise RuntimeError(f"item {index} is missing from the store")
+        record = await process_one(ctx, state["prompt"], index, stored["item"], previous, round_)
+        await store.aput(results_namespace(thread_id), item_key(index), record, index=False)
+        report(index, record, previous)
         return record
 
-    done, stopped, started = await run_window(todo, one, ctx.concurrency, lambda: runtime.drain_requested)
+    def draining() -> bool:
+        return runtime.drain_requested
+
+    async def read(namespace: tuple[str, ...], indexes: list[int]) -> dict[int, Any]:
+        return await _read(store, namespace, indexes)
+
+    if ctx.spread is not None and todo:  # a worker of a fleet hands the items out to every worker
+        done, stopped, started = await ctx.spread.process(round_, state["prompt"], todo, read, report, results, draining)
+    else:
+        items = await _read(store, items_namespace(thread_id), todo)
+        done, stopped, started = await run_window(todo, one, ctx.concurrency, draining)
     results.update(done)
     cursor = min(stopped + todo[started : started + 1], default=end)
     update: dict[str, Any] = {"cursor": cursor, "done": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0}

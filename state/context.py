@@ -123,6 +123,10 @@ class RunContext:
     approved_by: str | None = None
     """Set (to the user) when `--yes` approved the run's sensitive actions up front."""
 
+    spread: Any = None
+    """Hands a queue's items out to every worker of a fleet (runtime.fleet.spread.ItemSpread);
+    None: the run works through them itself."""
+
     def choose_model(self, routine: bool) -> tuple[str | None, Any]:
         """(spec, model) for a step: the cheap model for routine steps and once the budget runs low."""
         if self.cheap_model is not None and (routine or (self.meter is not None and self.meter.running_low())):

@@ -74,7 +74,7 @@ def test_the_limiter_waits_what_the_shared_hook_says_for_the_model_of_each_reque
     clock = SteppingClock()
     waits, asked, bounded = [0.0, 0.5, 1.25], [], []
 
-    async def shared(model: str | None) -> float:
+    async def shared(model: str | None, tokens: float) -> float:
         asked.append((model, clock.now()))
         return waits[len(asked) - 1]
 

@@ -37,30 +37,40 @@ class JobDriven:
             try:
                 await self._loop()
             finally:
-                if not self.stopping:  # idle (--until-idle); a stopping worker cancelled it once already
-                    self._jobs_task.cancel()
-                # A second cancel would cut short Procrastinate's wait for its running jobs to be
-                # recorded as done, leaving them `doing` for another worker to find stalled.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._jobs_task
+                for task in (self._jobs_task, self._items_task):
+                    if not self.stopping:  # idle (--until-idle); a stopping worker cancelled them once already
+                        task.cancel()
+                    # A second cancel would cut short Procrastinate's wait for its running jobs to be
+                    # recorded as done, leaving them `doing` for another worker to find stalled.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     def _start_jobs(self: FleetWorker) -> None:
+        """Procrastinate's two workers: one hands out threads, the other parts of queue threads'
+        items (runtime/fleet/spread.py), so a run waiting for its items never holds their slot."""
         self._jobs_started = time.monotonic()
-        self._jobs_task = asyncio.create_task(
-            self.jobs.serve(self._job, concurrency=self.concurrency, name=self.worker_id, stalled_after=threads.STALE_AFTER_SECONDS)
-        )
+        stalled_after = threads.STALE_AFTER_SECONDS
+        if self._jobs_task is None or self._jobs_task.done():
+            self._jobs_task = asyncio.create_task(
+                self.jobs.serve(self._job, concurrency=self.concurrency, name=self.worker_id, stalled_after=stalled_after)
+            )
+        if self._items_task is None or self._items_task.done():
+            self._items_task = asyncio.create_task(
+                self.jobs.serve(self.items.handle, concurrency=self.item_parts, name=f"{self.worker_id}:items", stalled_after=stalled_after, items=True)
+            )
 
     def _watch_jobs(self: FleetWorker) -> None:
-        """Start Procrastinate's worker again once it has stopped on its own: it stops when it
+        """Start Procrastinate's workers again once one has stopped on its own: it stops when it
         cannot reach the database (a heartbeat or a fetch failed), and a worker cut off for longer
         than the stall timeout has had its registration removed by the others, so it must
         register anew; this process goes on serving once the database is back."""
-        task = self._jobs_task
-        if task is None or not task.done() or self.stopping or time.monotonic() - self._jobs_started < SCAN_SECONDS:
+        stopped = [task for task in (self._jobs_task, self._items_task) if task is not None and task.done()]
+        if not stopped or self.stopping or time.monotonic() - self._jobs_started < SCAN_SECONDS:
             return
-        failure = task.exception() if not task.cancelled() else None
-        why = f"{type(failure).__name__}: {failure}" if failure else "it stopped"
-        self.emit(WorkerEvent("warning", message=f"the job queue's worker stopped ({why}); starting it again"))
+        for task in stopped:
+            failure = task.exception() if not task.cancelled() else None
+            why = f"{type(failure).__name__}: {failure}" if failure else "it stopped"
+            self.emit(WorkerEvent("warning", message=f"the job queue's worker stopped ({why}); starting it again"))
         self._start_jobs()
 
     async def _announce_work(self: FleetWorker) -> int:

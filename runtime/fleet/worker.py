@@ -20,6 +20,7 @@ worker continues every one of them.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 import contextlib
 import os
 import resource
@@ -33,6 +34,7 @@ from runtime.errors import AgentError, NothingToResume
 from runtime.fleet import queue
 from runtime.fleet.claims import CLAIM_BATCH, SCAN_SECONDS, TAKEOVER, Claim, WorkerEvent
 from runtime.fleet.jobs import JobDriven
+from runtime.fleet.spread import ItemSpread, ItemWorker
 from runtime.policy.settings import RunSettings
 from runtime.runs.drive import Drive
 from runtime.runs.host import LEASE_LAPSED, RunHost
@@ -63,6 +65,8 @@ class WorkerStats:
     finished: int = 0
     max_running: int = 0
     save_latencies: list[float] = field(default_factory=list)
+    items: int = 0
+    """Queue items whose result this worker wrote for threads spread over the fleet (PostgreSQL)."""
 
     def as_dict(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -76,6 +80,7 @@ class WorkerStats:
             "steps": self.steps,
             "finished": self.finished,
             "max_running": self.max_running,
+            "items": self.items,
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
             "save_latency_ms": {"p50": percentile(0.5), "p99": percentile(0.99), "count": len(ordered)},
         }
@@ -89,6 +94,7 @@ class FleetWorker(JobDriven):
         db: Database,
         *,
         concurrency: int = 8,
+        item_parts: int | None = None,
         max_resumes: int = 3,
         grace: float = 30.0,
         until_idle: bool = False,
@@ -97,6 +103,8 @@ class FleetWorker(JobDriven):
         on_tick: Callable[[], Any] | None = None,
     ) -> None:
         self.db, self.concurrency, self.max_resumes, self.grace = db, concurrency, max_resumes, grace
+        self.item_parts = item_parts or concurrency
+        """Parts of queue threads' items worked on at once (with a job queue: runtime/fleet/spread.py)."""
         self.until_idle, self.handle_signals = until_idle, handle_signals
         self.emit = on_event or (lambda event: None)
         self.on_tick = on_tick
@@ -115,7 +123,9 @@ class FleetWorker(JobDriven):
         self.jobs = db.job_queue()
         """The database's job queue (Procrastinate on PostgreSQL), or None: the run queue read directly."""
         self._jobs_task: asyncio.Task | None = None
+        self._items_task: asyncio.Task | None = None
         self._jobs_started = 0.0
+        self.items: ItemWorker | None = None
 
     def run(self, seconds: float | None = None, once: bool = False) -> WorkerStats:
         """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`;
@@ -137,6 +147,9 @@ class FleetWorker(JobDriven):
         try:
             async with RunHost(self.db) as host:
                 self._host = host
+                if self.jobs is not None:
+                    host.spread = partial(ItemSpread, self.db, self.jobs)
+                    self.items = ItemWorker(self.db, lambda: host.storage[1])
                 host.storage[0].save_latencies = self.stats.save_latencies
                 if self.jobs is None:
                     await self._loop()
@@ -147,6 +160,8 @@ class FleetWorker(JobDriven):
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             await asyncio.to_thread(self._beat, "stopped")
+        if self.items is not None:
+            self.stats.items = self.items.items_done
         return self.stats
 
     def stop(self) -> None:
@@ -157,8 +172,9 @@ class FleetWorker(JobDriven):
                 task.cancel()
             return
         self.stopping = True
-        if self._jobs_task is not None:
-            self._jobs_task.cancel()  # Procrastinate takes no new job; its running jobs end as their threads stop
+        for task in (self._jobs_task, self._items_task):
+            if task is not None:
+                task.cancel()  # Procrastinate takes no new job; its running jobs end as their threads stop
         self.emit(WorkerEvent("stopping", message=f"stopping {len(self.tasks)} thread(s) at their next node boundary"))
         for drive in self.drives.values():
             drive.control.request_drain(SHUTDOWN)

@@ -214,6 +214,21 @@ class SpendMeter:
             pending, self._pending = self._pending, Spend()
         return pending
 
+    def refresh(self, stored: Spend) -> None:
+        """The thread's spend as the database has it now, other processes' included (a queue's
+        items spent by other workers): from now on the total is that, and what this meter has
+        recorded since its last `take_pending`."""
+        with self._lock:
+            r, p = self._run, self._pending
+            self._before = Spend(
+                stored.input_tokens - (r.input_tokens - p.input_tokens),
+                stored.output_tokens - (r.output_tokens - p.output_tokens),
+                stored.cost_usd - (r.cost_usd - p.cost_usd),
+                stored.calls - (r.calls - p.calls),
+                stored.unpriced_calls - (r.unpriced_calls - p.unpriced_calls),
+            )
+        self._check()
+
     def give_back(self, pending: Spend) -> None:
         """What `take_pending` returned, which could not be stored: it goes with the next."""
         with self._lock:

@@ -91,12 +91,13 @@ class RequestLimiter:
         tpm: int | None = None,
         clock: Clock | None = None,
         until_stopped: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None,
-        shared: Callable[[str | None], Awaitable[float]] | None = None,
+        shared: Callable[[str | None, float], Awaitable[float]] | None = None,
     ) -> None:
         """`until_stopped(awaitable)` bounds every wait for a pause or a rate (the runner's ends
-        them when the run is asked to stop: runtime/policy/waits.py). `shared(model)` admits each
-        request to a limit shared with other runs: the seconds it must wait (`model` is the
-        spec the request goes to, None for the run's model)."""
+        them when the run is asked to stop: runtime/policy/waits.py). `shared(model, tokens)` admits
+        each request to a limit shared with other runs or processes: the seconds it must wait
+        (`model` is the spec the request goes to, None for the run's model; `tokens`, what it is
+        expected to cost)."""
         self._until_stopped = until_stopped or _awaited
         self._shared = shared
         self.concurrency = max(1, concurrency)
@@ -129,7 +130,7 @@ class RequestLimiter:
                 reserved = min(float(estimated_tokens) + self._mean_reply, self._tpm.capacity)
                 await self._until_stopped(self._tpm.acquire(reserved))
             if self._shared is not None:
-                await self._until_stopped(self._shared_turn(self._shared, model))
+                await self._until_stopped(self._shared_turn(self._shared, model, float(estimated_tokens) + self._mean_reply))
             await self._wait_pause()  # a 429 may have come in while this one waited
             yield _Ticket(self, estimated_tokens, reserved)
         finally:
@@ -152,18 +153,18 @@ class RequestLimiter:
         if int(self.limit) > int(before):
             async with self._slots:
                 self._slots.notify_all()
-        if self._tpm is None:
-            return
         self._replies += 1
         self._mean_reply += (max(0, tokens - estimated) - self._mean_reply) / self._replies
+        if self._tpm is None:
+            return
         owed = tokens - reserved
         while owed > 0:  # the request cost more than was reserved: pay the rest before the next
             part = min(owed, self._tpm.capacity)
             await self._tpm.acquire(part)
             owed -= part
 
-    async def _shared_turn(self, shared: Callable[[str | None], Awaitable[float]], model: str | None) -> None:
-        delay = await shared(model)
+    async def _shared_turn(self, shared: Callable[[str | None, float], Awaitable[float]], model: str | None, tokens: float) -> None:
+        delay = await shared(model, tokens)
         if delay > LEVEL_TOLERANCE:
             await self._clock.sleep(delay)
 

@@ -79,7 +79,7 @@ def _checked_rpm(key: str, number: str) -> int:
     return value
 
 
-def shared_admission(db: Database, model: str | None, cheap_model: str | None = None) -> Callable[[str | None], Awaitable[float]] | None:
+def shared_admission(db: Database, model: str | None, cheap_model: str | None = None) -> Callable[[str | None, float], Awaitable[float]] | None:
     """The hook a run's limiter awaits before each model request (runtime/policy/limits.py), given
     the spec of the model the request goes to (None: the run's `model`): it reserves a unit of
     that model's shared bucket, off the event loop, and returns the seconds to wait (0 at once
@@ -92,7 +92,7 @@ def shared_admission(db: Database, model: str | None, cheap_model: str | None = 
     def reserve(key: str) -> float:
         return rates.reserve(db.conn, key, limits[key] / 60, CAPACITY, time.time())
 
-    async def admit(spec: str | None) -> float:
+    async def admit(spec: str | None, tokens: float = 0.0) -> float:
         key = rate_key(spec or model or "")
         if key not in named:
             return 0.0

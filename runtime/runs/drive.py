@@ -214,6 +214,7 @@ class Drive:
             meter=self.meter,
             background=settings.background,
             approved_by=controls.current_user() if plan.approve_all else None,
+            spread=self.host.spread(self) if self.host.spread is not None else None,
         )
 
     def drained_error(self) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from runtime.policy.budget import FLUSH_SECONDS, add_spend
 from runtime.runs.outcome import RunEvent
@@ -46,6 +46,9 @@ class RunHost:
         self._tasks: list[asyncio.Task] = []
         self._stack = contextlib.AsyncExitStack()
         self._compiled: dict[tuple, tuple[Any, Any]] = {}
+        self.spread: Callable[[Drive], Any] | None = None
+        """Makes a run's hand-out of its queue's items to a fleet (runtime/fleet/spread.py); set by
+        a fleet worker on PostgreSQL. None: every run works through its items itself."""
 
     async def __aenter__(self) -> RunHost:
         self.storage = await self._stack.enter_async_context(self.db.open_async())

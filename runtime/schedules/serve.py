@@ -25,6 +25,7 @@ def serve_worker(
     poll: float,
     missed_after: float,
     once: bool = False,
+    item_parts: int | None = None,
     on_event: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Serve until SIGTERM / Ctrl-C (or, `until_idle`, until nothing is left to do); what the worker did."""
@@ -41,7 +42,7 @@ def serve_worker(
             scheduler.tick()
 
     fleet = FleetWorker(
-        db, concurrency=concurrency, max_resumes=max_resumes, grace=grace, until_idle=until_idle, handle_signals=True, on_event=on_event, on_tick=fire_due
+        db, concurrency=concurrency, item_parts=item_parts, max_resumes=max_resumes, grace=grace, until_idle=until_idle, handle_signals=True, on_event=on_event, on_tick=fire_due
     )
     fleet.on_origin = lambda origin, outcome: scheduler.finished_run(origin, outcome.thread_id, outcome.status, outcome.error)
     stats = fleet.run()

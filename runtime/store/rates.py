@@ -13,14 +13,14 @@ from __future__ import annotations
 import sqlite3
 
 
-def reserve(conn: sqlite3.Connection, key: str, per_second: float, capacity: float, now: float) -> float:
+def reserve(conn: sqlite3.Connection, key: str, per_second: float, capacity: float, now: float, amount: float = 1.0) -> float:
     """One statement (an upsert with RETURNING, SQLite 3.35 or newer)."""
     level = conn.execute(
-        "INSERT INTO agent_rates (key, level, updated_at) VALUES (?, 1, ?) "
+        "INSERT INTO agent_rates (key, level, updated_at) VALUES (?, ?, ?) "
         "ON CONFLICT(key) DO UPDATE SET "
-        "level = max(0, agent_rates.level - max(0, excluded.updated_at - agent_rates.updated_at) * ?) + 1, "
+        "level = max(0, agent_rates.level - max(0, excluded.updated_at - agent_rates.updated_at) * ?) + excluded.level, "
         "updated_at = max(agent_rates.updated_at, excluded.updated_at) "
         "RETURNING level",
-        (key, now, per_second),
+        (key, amount, now, per_second),
     ).fetchone()[0]
     return max(0.0, (level - capacity) / per_second)

@@ -291,11 +291,11 @@ class SharedRates(Protocol):
     """Leaky buckets by key (a model's requests a minute), shared by every process on the
     database. SQLite: runtime/store/rates.py."""
 
-    def reserve(self, conn: Connection, key: str, per_second: float, capacity: float, now: float) -> float:
-        """Reserve one unit of the key's bucket in one atomic statement: its level, leaked by
-        `per_second` over the time since the last reservation (none if `now` is earlier), grows
-        by one. The seconds the caller must wait before using the unit: (level - capacity) /
-        per_second, at least 0."""
+    def reserve(self, conn: Connection, key: str, per_second: float, capacity: float, now: float, amount: float = 1.0) -> float:
+        """Reserve `amount` units of the key's bucket in one atomic statement: its level, leaked
+        by `per_second` over the time since the last reservation (none if `now` is earlier),
+        grows by `amount`. The seconds the caller must wait before using the units: (level -
+        capacity) / per_second, at least 0."""
 
 
 @runtime_checkable

@@ -16,6 +16,10 @@ fills it. Procrastinate carries the news to the workers, wherever they run:
   `agent run` (no job) whose process died: the workers look for those in `agent_threads`
   themselves and queue a job for each.
 
+A `task_queue` thread driven by a worker spreads its items the same way: each part of a chunk
+is a job `agent.items` (runtime/fleet/spread.py), whose lock is the part, so no two workers work
+on one part at once, and which the same stalled-job search hands back when its worker dies.
+
 What is added on top, and why: the job is deferred after the request's transaction commits
 (Procrastinate defers on its own connection), so a process that dies between the two, or a
 server that refused the job, leaves a request without a job; every worker looks for those each
@@ -36,6 +40,11 @@ import psycopg
 
 TASK = "agent.drive"
 QUEUE = "agent"
+ITEMS_TASK = "agent.items"
+"""A part of one queue thread's items, for any worker with room (runtime/fleet/spread.py)."""
+ITEMS_QUEUE = "agent.items"
+"""Served by a Procrastinate worker of its own in each fleet worker, so a thread's run waiting
+for its items never holds the slot its items need."""
 POOL_SIZE = 4
 """Procrastinate's own connections: one listens, the others fetch and finish jobs."""
 
@@ -146,22 +155,28 @@ class JobQueue:
         from procrastinate.jobs import Status
 
         manager = self.app.job_manager
-        stalled = list(await manager.get_stalled_jobs(task_name=TASK, seconds_since_heartbeat=seconds))
+        stalled = []
+        for task_name in (TASK, ITEMS_TASK):
+            stalled += await manager.get_stalled_jobs(task_name=task_name, seconds_since_heartbeat=seconds)
         for job in stalled:
             try:
                 await manager.retry_job(job)
             except psycopg.errors.UniqueViolation:
-                # A job of the thread waits already (its request was queued again, or a worker
-                # announced its dead runner): this one is not needed; Procrastinate's retry
-                # does not say so more kindly than the queueing lock's index does.
+                # A job of the thread (or of the part) waits already (its request was queued
+                # again, a worker announced its dead runner, the part was deferred again): this
+                # one is not needed; Procrastinate's retry does not say so more kindly than the
+                # queueing lock's index does.
                 await manager.finish_job(job, Status.FAILED, delete_job=True)
-        return [job.task_kwargs.get("thread_id") for job in stalled]
+        return [job.task_kwargs.get("thread_id") for job in stalled if job.task_name == TASK]
 
-    async def serve(self, handler: Callable[[str], Awaitable[None]], *, concurrency: int, name: str, stalled_after: float) -> None:
-        """Run jobs with `handler` until cancelled (then running jobs end first)."""
+    async def serve(
+        self, handler: Callable[..., Awaitable[None]], *, concurrency: int, name: str, stalled_after: float, items: bool = False
+    ) -> None:
+        """Run jobs with `handler` until cancelled (then running jobs end first): the queued
+        runs' jobs, or with `items` the queue threads' parts."""
         self.ensure_schema()
         await self.app.run_worker_async(
-            queues=[QUEUE],
+            queues=[ITEMS_QUEUE if items else QUEUE],
             name=name,
             concurrency=concurrency,
             wait=True,
@@ -173,6 +188,46 @@ class JobQueue:
             update_heartbeat_interval=max(0.5, stalled_after / 4),
             stalled_worker_timeout=stalled_after,
         )
+
+    # -- a queue thread's items ------------------------------------------------------------------
+
+    async def adefer_items(self, thread_id: str, round_: int, parts: dict[int, list[int]], work: dict[str, Any]) -> dict[int, int | None]:
+        """A job for each part (part number -> item indexes) that has none waiting; part number
+        -> the job's id, None where one waits already. `work` (the prompt, the settings) goes
+        with each job."""
+        from procrastinate.exceptions import AlreadyEnqueued
+
+        task = self.app.tasks[ITEMS_TASK]
+        ids: dict[int, int | None] = {}
+        for part, indexes in parts.items():
+            key = part_key(thread_id, round_, part)
+            try:
+                ids[part] = await task.configure(lock=key, queueing_lock=key).defer_async(
+                    thread_id=thread_id, round=round_, indexes=indexes, **work
+                )
+            except AlreadyEnqueued:
+                ids[part] = None
+        return ids
+
+    async def acancel(self, job_ids: Iterable[int]) -> int:
+        """Cancel those of the jobs that have not started; how many were."""
+        manager = self.app.job_manager
+        cancelled = 0
+        for job_id in job_ids:
+            cancelled += bool(await manager.cancel_job_by_id_async(job_id, delete_job=True))
+        return cancelled
+
+    def part_states(self, conn: psycopg.Connection, thread_id: str, round_: int, parts: Iterable[int]) -> dict[int, str]:
+        """Part number -> the status of its job waiting, running or failed (`todo`, `doing`,
+        `failed`...); a part whose job finished (and was deleted) is not there."""
+        keys = {part_key(thread_id, round_, part): part for part in parts}
+        if not keys:
+            return {}
+        rows = conn.execute(
+            "SELECT lock, status::text FROM procrastinate_jobs WHERE task_name = %s AND lock = ANY(%s) ORDER BY id",
+            (ITEMS_TASK, list(keys)),
+        ).fetchall()
+        return {keys[lock]: status for lock, status in rows}
 
     def close(self) -> None:
         if self._sync_app is not None:
@@ -192,7 +247,16 @@ def _make_app(url: str) -> Any:
     async def drive(context: Any, thread_id: str) -> None:
         await context.additional_context["handler"](thread_id)
 
+    @app.task(name=ITEMS_TASK, queue=ITEMS_QUEUE, pass_context=True)
+    async def items(context: Any, **part: Any) -> None:
+        await context.additional_context["handler"](**part)
+
     return app
+
+
+def part_key(thread_id: str, round_: int, part: int) -> str:
+    """The lock (and queueing lock) of one part of a thread's items in one round."""
+    return f"items:{round_}:{part}:{thread_id}"
 
 
 def _has_schema(conn: psycopg.Connection) -> bool:

@@ -159,3 +159,38 @@ def delete_of_thread(conn: psycopg.Connection, label: str) -> int:
         if vectors:
             conn.execute("DELETE FROM store_vectors WHERE prefix = %s", (prefix,))
     return removed
+
+
+def put_result_once(conn: psycopg.Connection, prefix: str, key: str, value: dict, round_: int) -> bool:
+    """Write a queue item's result where the item still needs work in round `round_` (no result,
+    or one given up in an earlier round), in one statement; whether it was written. Two workers
+    that finish the same item write one result: the first, and the second's is dropped."""
+    return (
+        conn.execute(
+            "INSERT INTO store (prefix, key, value) VALUES (%s, %s, %s) ON CONFLICT (prefix, key) DO UPDATE "
+            "SET value = excluded.value, updated_at = CURRENT_TIMESTAMP "
+            "WHERE store.value->>'status' = 'failed' AND COALESCE((store.value->>'round')::int, 0) < %s",
+            (prefix, key, Jsonb(value), round_),
+        ).rowcount
+        == 1
+    )
+
+
+def get_value(conn: psycopg.Connection, prefix: str, key: str) -> dict | None:
+    if not has_store(conn):
+        return None
+    row = conn.execute("SELECT value FROM store WHERE prefix = %s AND key = %s", (prefix, key)).fetchone()
+    return None if row is None else row[0]
+
+
+def put_value(conn: psycopg.Connection, prefix: str, key: str, value: dict) -> None:
+    conn.execute(
+        "INSERT INTO store (prefix, key, value) VALUES (%s, %s, %s) ON CONFLICT (prefix, key) DO UPDATE "
+        "SET value = excluded.value, updated_at = CURRENT_TIMESTAMP",
+        (prefix, key, Jsonb(value)),
+    )
+
+
+def delete_value(conn: psycopg.Connection, prefix: str, key: str) -> None:
+    if has_store(conn):
+        conn.execute("DELETE FROM store WHERE prefix = %s AND key = %s", (prefix, key))

@@ -1,0 +1,354 @@
+"""One queue thread's items over every worker of a fleet on PostgreSQL.
+
+A `task_queue` thread driven by a worker does not work through its items alone. Its run, the
+owner, goes through the queue a chunk at a time as on one machine (nodes/queue.py), but hands
+each chunk's items out as Procrastinate jobs `agent.items`, one per part of `concurrency`
+consecutive indexes, and every worker with room takes parts (`ItemWorker`), the owner's own
+included: each worker serves those jobs with a Procrastinate worker of their own, beside the
+one that hands out threads, so a run waiting for its items never holds the slot they need.
+
+What stays as on one machine, and how:
+
+- **A result is written once.** A part's worker writes each result with one statement that
+  writes only where the item still needs work in this round (no result, or one given up in an
+  earlier round): a part run again (its worker died, the chunk was handed out again after a
+  takeover) skips what is done, and a result never replaces a result. Two jobs of one part never
+  run at once: the part's job lock is the part. Re-executed items are at most those that were
+  in flight in a worker that died.
+- **Progress, ETA and the dead-letter list.** The owner reads its chunk's results as they are
+  written and reports each to the run as its own items are reported, so `agent run`, `agent
+  status` and `agent results` show the same figures; a failed item is given up into the results
+  with its error, exactly as a local one.
+- **Limits.** `--rpm` and `--tpm` hold for the thread across every worker: each model request
+  of a part reserves its share of the thread's buckets in the database (`rates.reserve`), as
+  AGENT_MODEL_RPM's shared limits do, which apply as well. `--concurrency` is per worker: each
+  part runs its items side by side. Each part's worker adds what it spent to the thread's spend
+  as it ends; the owner reads the thread's spend while it waits, so the budget drains the run as
+  on one machine, and a part stops starting items once the budget it saw is spent.
+- **Stopping.** A drain of the owner (Ctrl-C of a worker, a pause, a cancel, the deadline, the
+  budget) cancels the parts not started; parts running stop starting items once the thread is no
+  longer running, finish those in flight, and drop those waiting (a backoff), as one machine does.
+  A fatal error in a part (a wrong key) is recorded for the owner, which fails the run with it.
+- **Partition.** Parts do not hold the thread's lease: they write only results, which are
+  written once, so a part whose worker was cut off and comes back writes at most results that no
+  one else has written. The run itself (its cursor and counters) is written only by the owner,
+  whose writes are fenced by the lease.
+
+Procrastinate gives the dispatch, the part locks, and the search for the jobs of dead workers;
+what is added on top is the write-once result, the owner's wait for its chunk, and the fatal error
+carried back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from nodes.errors import EndpointError, describe
+from runtime.policy import budget
+from runtime.policy.limits import RequestLimiter
+from runtime.policy.metering import SpendCallback
+from runtime.policy.settings import RunSettings
+from runtime.policy.shared_rates import shared_admission
+from runtime.policy.waits import InterruptibleControl, RunClock
+from runtime.redact import redact
+from runtime.store.parts import immediate
+from runtime.store.parts import threads as thread_rows
+from state.context import RunContext, WaitInterrupted
+from state.storage import item_key, items_namespace, results_namespace, thread_label
+
+if TYPE_CHECKING:
+    from runtime.runs.drive import Drive
+    from runtime.store.database import Database
+
+POLL_SECONDS = 0.2
+"""How often the owner reads its chunk's new results."""
+CHECK_EVERY = 5
+"""Polls between two looks at the parts' jobs, the thread's spend and a fatal error."""
+STATUS_SECONDS = 0.5
+"""How long a worker trusts what it last read of a thread's status."""
+FATAL_KEY = "fatal"
+
+Read = Callable[[tuple[str, ...], list[int]], Awaitable[dict[int, Any]]]
+Report = Callable[[int, dict[str, Any], dict[str, Any] | None], None]
+
+
+def spread_namespace(thread_id: str) -> tuple[str, ...]:
+    """Where a part's fatal error waits for the owner."""
+    return ("spread", thread_label(thread_id))
+
+
+def prefix_of(namespace: tuple[str, ...]) -> str:
+    return ".".join(namespace)
+
+
+def parts_of(indexes: list[int], size: int) -> dict[int, list[int]]:
+    """The indexes by part: `size` consecutive indexes make a part, so a part's number is the same
+    whoever hands it out."""
+    parts: dict[int, list[int]] = {}
+    for index in indexes:
+        parts.setdefault(index // size, []).append(index)
+    return parts
+
+
+class ItemFailed(EndpointError):
+    """A fatal error of a part, carried back to its owner (its class name, status and message)."""
+
+
+# -- the owner -------------------------------------------------------------------------------------
+
+
+class ItemSpread:
+    """A run's hand-out of its queue's items (RunContext.spread), made by the fleet worker's host."""
+
+    def __init__(self, db: Database, jobs: Any, drive: Drive) -> None:
+        self.db, self.jobs, self.drive = db, jobs, drive
+        self.thread_id = drive.plan.thread_id
+        settings = drive.plan.settings
+        self.size = max(1, settings.concurrency or 1)
+        self.work = {"settings": settings.as_dict()}
+
+    async def process(
+        self, round_: int, prompt: str, todo: list[int], read: Read, report: Report, previous: dict[int, Any], draining: Callable[[], bool]
+    ) -> tuple[dict[int, Any], list[int], int]:
+        """The items of `todo` handed out as parts, and waited for: what `run_window` returns for
+        them (results by index, the items left without one, how many were started)."""
+        from nodes.queue import needs_work
+
+        parts = parts_of(todo, self.size)
+        await asyncio.to_thread(self._clear_fatal)
+        job_ids = await self.jobs.adefer_items(self.thread_id, round_, parts, {"prompt": prompt, **self.work})
+        outstanding, done = set(todo), {}
+        results_ns = results_namespace(self.thread_id)
+        polls = 0
+        while outstanding:
+            if draining():
+                await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
+                break
+            await asyncio.sleep(POLL_SECONDS)
+            found = await read(results_ns, sorted(outstanding))
+            for index in sorted(found):
+                if not needs_work(found[index], round_):
+                    done[index] = found[index]
+                    outstanding.discard(index)
+                    report(index, found[index], previous.get(index))
+            polls += 1
+            if outstanding and polls % CHECK_EVERY == 0:
+                await self._check(round_, parts, outstanding, job_ids, prompt, draining)
+        # A drained run's items still running elsewhere write their results when they finish;
+        # the chunk counts them when it runs again.
+        return done, sorted(outstanding), len(todo)
+
+    async def _check(
+        self, round_: int, parts: dict[int, list[int]], outstanding: set[int], job_ids: dict[int, int | None], prompt: str, draining: Callable[[], bool]
+    ) -> None:
+        """The thread's spend (the budget drains the run), a part's fatal error (raised), and parts
+        whose job ended with items left: handed out again."""
+        fatal, stored, states = await asyncio.to_thread(self._look, round_, parts)
+        self.drive.meter.refresh(stored)
+        if fatal is not None:
+            await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
+            raise ItemFailed(fatal["message"], fatal["origin"], fatal.get("status_code"), "fatal")
+        if draining():
+            return
+        ended = {part: [i for i in indexes if i in outstanding] for part, indexes in parts.items() if states.get(part) not in ("todo", "doing")}
+        ended = {part: indexes for part, indexes in ended.items() if indexes}
+        if any(states.get(part) == "failed" for part in ended):
+            raise RuntimeError(f"a worker failed on a part of this queue's items: its log says why (procrastinate_jobs, task {self.jobs.ITEMS_TASK!r})")
+        if ended:
+            job_ids.update(await self.jobs.adefer_items(self.thread_id, round_, ended, {"prompt": prompt, **self.work}))
+
+    def _look(self, round_: int, parts: dict[int, list[int]]) -> tuple[dict[str, Any] | None, budget.Spend, dict[int, str]]:
+        conn = self.db.conn
+        from runtime.store.postgres import namespaces
+
+        fatal = namespaces.get_value(conn, prefix_of(spread_namespace(self.thread_id)), FATAL_KEY)
+        return fatal, budget.get_spend(self.db, self.thread_id), self.jobs.part_states(conn, self.thread_id, round_, parts)
+
+    def _clear_fatal(self) -> None:
+        from runtime.store.postgres import namespaces
+
+        with immediate(self.db.conn):
+            namespaces.delete_value(self.db.conn, prefix_of(spread_namespace(self.thread_id)), FATAL_KEY)
+
+
+# -- the workers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _ThreadTools:
+    """What a worker keeps of one thread whose parts it works on: its models and its limiter."""
+
+    settings_key: str
+    context: RunContext
+    status: str = "running"
+    status_read: float = 0.0
+
+
+class ItemWorker:
+    """Works on the parts a fleet worker's Procrastinate worker hands it (`handle`)."""
+
+    def __init__(self, db: Database, store_of: Callable[[], Any]) -> None:
+        self.db = db
+        self.store_of = store_of
+        """The host's async store, once it is open."""
+        self.threads: dict[str, _ThreadTools] = {}
+        self.items_done = 0
+        """Results this worker wrote."""
+
+    async def handle(self, thread_id: str, round: int, indexes: list[int], prompt: str, settings: dict[str, Any]) -> None:
+        """One part: each of its items that still needs work to its result, side by side."""
+        from nodes.queue import _read, needs_work, process_one, run_window
+
+        tools = await asyncio.to_thread(self._tools, thread_id, settings)
+        if not await self._running(thread_id, tools):
+            return  # stopped, paused or cancelled: its next run hands the items out again
+        store = self.store_of()
+        previous = await _read(store, results_namespace(thread_id), indexes)
+        todo = [i for i in indexes if needs_work(previous.get(i), round)]
+        if not todo:
+            return
+        items = await _read(store, items_namespace(thread_id), todo)
+        control = InterruptibleControl()
+        limits = budget.run_limits(RunSettings(**settings))
+        meter = budget.SpendMeter(await asyncio.to_thread(budget.get_spend, self.db, thread_id), limits)
+        ctx = _with(tools.context, clock=RunClock(control), meter=meter)
+        watch = asyncio.create_task(self._watch(thread_id, tools, control, meter))
+
+        async def one(index: int) -> None:
+            if control.drain_requested:
+                raise WaitInterrupted()
+            stored = items.get(index)
+            if stored is None:
+                raise RuntimeError(f"item {index} is missing from the store")
+            record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
+            if await asyncio.to_thread(self._write, thread_id, index, record, round):
+                self.items_done += 1
+
+        from langchain_core.runnables.config import var_child_runnable_config
+
+        token = var_child_runnable_config.set({"callbacks": [SpendCallback(meter)]})  # every model call counted
+        try:
+            await run_window(todo, one, len(todo), lambda: control.drain_requested)
+        except WaitInterrupted:
+            pass
+        except Exception as exc:
+            from nodes.errors import classify
+
+            if classify(exc) != "fatal":
+                raise
+            await asyncio.to_thread(self._record_fatal, thread_id, exc)
+        finally:
+            var_child_runnable_config.reset(token)
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            await asyncio.shield(asyncio.to_thread(self._add_spend, thread_id, meter))
+
+    async def _watch(self, thread_id: str, tools: _ThreadTools, control: InterruptibleControl, meter: budget.SpendMeter) -> None:
+        """Stop the part's waits once the thread stops running or its budget is spent."""
+        while True:
+            await asyncio.sleep(STATUS_SECONDS)
+            if meter.exceeded or not await self._running(thread_id, tools):
+                control.request_drain("stopped")
+                return
+
+    async def _running(self, thread_id: str, tools: _ThreadTools) -> bool:
+        if time.monotonic() - tools.status_read >= STATUS_SECONDS:
+            row = await asyncio.to_thread(thread_rows.get, self.db.conn, thread_id)
+            tools.status, tools.status_read = (row.status if row is not None else "deleted"), time.monotonic()
+        return tools.status == "running"
+
+    def _tools(self, thread_id: str, settings: dict[str, Any]) -> _ThreadTools:
+        key = json.dumps(settings, sort_keys=True)
+        tools = self.threads.get(thread_id)
+        if tools is None or tools.settings_key != key:
+            tools = self.threads[thread_id] = _ThreadTools(key, _context(self.db, thread_id, RunSettings(**settings)))
+        return tools
+
+    def _write(self, thread_id: str, index: int, record: dict[str, Any], round_: int) -> bool:
+        from runtime.store.postgres import namespaces
+
+        with immediate(self.db.conn):
+            return namespaces.put_result_once(self.db.conn, prefix_of(results_namespace(thread_id)), item_key(index), record, round_)
+
+    def _record_fatal(self, thread_id: str, exc: BaseException) -> None:
+        from runtime.store.postgres import namespaces
+
+        origin = exc.origin if isinstance(exc, EndpointError) else type(exc).__name__
+        text = describe(exc).partition(": ")[2] or origin
+        value = {"origin": origin, "status_code": getattr(exc, "status_code", None), "message": redact(text)}
+        with immediate(self.db.conn):
+            namespaces.put_value(self.db.conn, prefix_of(spread_namespace(thread_id)), FATAL_KEY, value)
+
+    def _add_spend(self, thread_id: str, meter: budget.SpendMeter) -> None:
+        with immediate(self.db.conn):
+            budget.add_spend(self.db, thread_id, meter.take_pending())
+
+    def forget(self, thread_id: str) -> None:
+        self.threads.pop(thread_id, None)
+
+
+def _context(db: Database, thread_id: str, settings: RunSettings) -> RunContext:
+    """The RunContext a worker's parts of one thread share: the thread's models, and a limiter
+    that holds this worker to `concurrency` and the whole fleet to the thread's rates."""
+    from runtime.runs.plan import build_models
+
+    model, cheap_model = build_models(settings)
+    return RunContext(
+        model=model,
+        max_attempts=settings.max_attempts,
+        concurrency=settings.concurrency,
+        backoff=settings.backoff,
+        node_timeout=settings.node_timeout,
+        rpm=settings.rpm,
+        tpm=settings.tpm,
+        limiter=RequestLimiter(settings.concurrency, shared=thread_admission(db, thread_id, settings)),
+        model_spec=settings.model,
+        cheap_model=cheap_model,
+        cheap_model_spec=settings.cheap_model,
+        background=True,
+    )
+
+
+def thread_admission(db: Database, thread_id: str, settings: RunSettings) -> Callable[[str | None, float], Awaitable[float]] | None:
+    """The limiter's hook for one thread's requests from any worker: a unit of the thread's
+    requests-a-minute bucket and its expected tokens from its tokens-a-minute bucket, reserved in
+    the database (each bucket holds about a second's worth, as a run's own do), and the model's
+    AGENT_MODEL_RPM turn; the longest of the waits they ask."""
+    from runtime.store.parts import rates
+
+    model_turn = shared_admission(db, settings.model, settings.cheap_model)
+    label = thread_label(thread_id)
+    buckets = []
+    if settings.rpm:
+        buckets.append((f"thread-rpm:{label}", settings.rpm / 60, max(1.0, settings.rpm / 60), False))
+    if settings.tpm:
+        buckets.append((f"thread-tpm:{label}", settings.tpm / 60, max(1.0, settings.tpm / 60), True))
+    if not buckets and model_turn is None:
+        return None
+
+    def reserve(tokens: float) -> float:
+        now, wait = time.time(), 0.0
+        for key, per_second, capacity, by_tokens in buckets:
+            amount = min(max(1.0, tokens), capacity) if by_tokens else 1.0
+            wait = max(wait, rates.reserve(db.conn, key, per_second, capacity, now, amount))
+        return wait
+
+    async def admit(spec: str | None, tokens: float = 0.0) -> float:
+        wait = await asyncio.to_thread(reserve, tokens) if buckets else 0.0
+        if model_turn is not None:
+            wait = max(wait, await model_turn(spec, tokens))
+        return wait
+
+    return admit
+
+
+def _with(context: RunContext, **changes: Any) -> RunContext:
+    from dataclasses import replace
+
+    return replace(context, **changes)
