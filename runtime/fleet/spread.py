@@ -185,6 +185,8 @@ class _ThreadTools:
 
     settings_key: str
     context: RunContext
+    slots: asyncio.Semaphore
+    """Items of the thread in flight in this worker, over all its parts: `concurrency`."""
     status: str = "running"
     status_read: float = 0.0
 
@@ -204,8 +206,9 @@ class ItemWorker:
         """One part: each of its items that still needs work to its result, side by side."""
         from nodes.queue import _read, needs_work, process_one, run_window
 
-        tools = await asyncio.to_thread(self._tools, thread_id, settings)
-        if not await self._running(thread_id, tools):
+        tools = await self._tools(thread_id, settings)
+        if not await self._running(thread_id, tools, fresh=True):
+            self.threads.pop(thread_id, None)  # its models and limits are made again if it comes back
             return  # stopped, paused or cancelled: its next run hands the items out again
         store = self.store_of()
         previous = await _read(store, results_namespace(thread_id), indexes)
@@ -220,14 +223,20 @@ class ItemWorker:
         watch = asyncio.create_task(self._watch(thread_id, tools, control, meter))
 
         async def one(index: int) -> None:
-            if control.drain_requested:
-                raise WaitInterrupted()
-            stored = items.get(index)
-            if stored is None:
-                raise RuntimeError(f"item {index} is missing from the store")
-            record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
-            if await asyncio.to_thread(self._write, thread_id, index, record, round):
-                self.items_done += 1
+            # A slot of the thread's in this worker first, then a fresh look at the thread: an
+            # item starts only while its thread runs, however long it waited for the slot.
+            await control.until_stopped(tools.slots.acquire())
+            try:
+                if control.drain_requested or meter.exceeded or not await self._running(thread_id, tools, fresh=True):
+                    raise WaitInterrupted()
+                stored = items.get(index)
+                if stored is None:
+                    raise RuntimeError(f"item {index} is missing from the store")
+                record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
+                if await asyncio.to_thread(self._write, thread_id, index, record, round):
+                    self.items_done += 1
+            finally:
+                tools.slots.release()
 
         from langchain_core.runnables.config import var_child_runnable_config
 
@@ -257,17 +266,24 @@ class ItemWorker:
                 control.request_drain("stopped")
                 return
 
-    async def _running(self, thread_id: str, tools: _ThreadTools) -> bool:
-        if time.monotonic() - tools.status_read >= STATUS_SECONDS:
+    async def _running(self, thread_id: str, tools: _ThreadTools, fresh: bool = False) -> bool:
+        if fresh or time.monotonic() - tools.status_read >= STATUS_SECONDS:
             row = await asyncio.to_thread(thread_rows.get, self.db.conn, thread_id)
             tools.status, tools.status_read = (row.status if row is not None else "deleted"), time.monotonic()
         return tools.status == "running"
 
-    def _tools(self, thread_id: str, settings: dict[str, Any]) -> _ThreadTools:
+    async def _tools(self, thread_id: str, settings: dict[str, Any]) -> _ThreadTools:
+        """The thread's models and limits in this worker, made once for all its parts (again if
+        a resume changed its settings)."""
         key = json.dumps(settings, sort_keys=True)
         tools = self.threads.get(thread_id)
-        if tools is None or tools.settings_key != key:
-            tools = self.threads[thread_id] = _ThreadTools(key, _context(self.db, thread_id, RunSettings(**settings)))
+        if tools is not None and tools.settings_key == key:
+            return tools
+        resolved = RunSettings(**settings)
+        context = await asyncio.to_thread(_context, self.db, thread_id, resolved)
+        tools = self.threads.get(thread_id)
+        if tools is None or tools.settings_key != key:  # another part of it may have made them meanwhile
+            tools = self.threads[thread_id] = _ThreadTools(key, context, asyncio.Semaphore(max(1, resolved.concurrency or 1)))
         return tools
 
     def _write(self, thread_id: str, index: int, record: dict[str, Any], round_: int) -> bool:
@@ -288,9 +304,6 @@ class ItemWorker:
     def _add_spend(self, thread_id: str, meter: budget.SpendMeter) -> None:
         with immediate(self.db.conn):
             budget.add_spend(self.db, thread_id, meter.take_pending())
-
-    def forget(self, thread_id: str) -> None:
-        self.threads.pop(thread_id, None)
 
 
 def _context(db: Database, thread_id: str, settings: RunSettings) -> RunContext:

@@ -152,6 +152,7 @@ class JobQueue:
     async def retry_stalled(self, seconds: float) -> list[str]:
         """Jobs of workers whose heartbeat is older than `seconds` (or gone) handed back to the
         queue; the threads they were driving."""
+        from procrastinate.exceptions import UniqueViolation
         from procrastinate.jobs import Status
 
         manager = self.app.job_manager
@@ -161,7 +162,7 @@ class JobQueue:
         for job in stalled:
             try:
                 await manager.retry_job(job)
-            except psycopg.errors.UniqueViolation:
+            except (UniqueViolation, psycopg.errors.UniqueViolation):  # Procrastinate's wrapping of it, or its own
                 # A job of the thread (or of the part) waits already (its request was queued
                 # again, a worker announced its dead runner, the part was deferred again): this
                 # one is not needed; Procrastinate's retry does not say so more kindly than the

@@ -1,0 +1,178 @@
+"""One queue thread's items over every worker on PostgreSQL (runtime/fleet/spread.py), with real
+worker processes and a real model server on 127.0.0.1 (tests/fake_openai.py).
+
+Processes synchronise on the server's held requests and on rows; a time limit only bounds a test
+that would otherwise hang.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ENDPOINT_MODEL, raw_connection
+from tests.test_fleet import kill_hard, start_worker, submit  # noqa: F401  start_worker is a fixture
+from tests.test_model_rpm import most_over_the_limit
+
+BOTH_BACKENDS = True
+pytestmark = pytest.mark.postgres_only
+
+PROMPT = "Summarize: {item}"
+LEASE = {"AGENT_LEASE_SECONDS": "3"}
+
+
+def queue_input(count: int, tag: str = "item") -> dict[str, Any]:
+    return {"items": [f"{tag}-{i}" for i in range(count)], "prompt": PROMPT}
+
+
+def results(db_path: str, thread: str) -> list[tuple[str, dict, Any, Any]]:
+    with raw_connection(db_path) as conn:
+        return conn.execute("SELECT key, value, created_at, updated_at FROM store WHERE prefix = ? ORDER BY key", (f"results.{thread}",)).fetchall()
+
+
+def status_of(run_agent, thread: str) -> dict[str, Any]:
+    done = run_agent("status", "--thread", thread, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_four_workers_share_a_queue_and_a_worker_killed_mid_run_costs_only_its_items_in_flight(
+    start_worker, endpoint, run_agent, db_path: str
+) -> None:
+    """2,000 items, 8 at a time per worker, on four workers. The server answers 300 requests,
+    then holds every later one until 32 wait: each worker then has its 8 in flight, held. One
+    worker that does not own the thread is killed with SIGKILL; the server lets the rest go."""
+    total, concurrency = 2000, 8
+    submit(db_path, {"big": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=concurrency, max_attempts=1)
+    endpoint.server.hold(after=300)
+    workers = [start_worker("--until-idle", "--debug", "--item-parts", "2", concurrency=1, **endpoint.env, **LEASE) for _ in range(4)]
+    endpoint.server.wait_held(4 * concurrency)
+    owner = next(w for w in workers for e in w.events() if e["event"] == "started")
+    victim = next(w for w in workers if w is not owner)
+    held_before = Counter(endpoint.server.held_prompts())
+    kill_hard(victim)
+    endpoint.server.release()
+    for worker in workers:
+        if worker is not victim:
+            assert worker.finish() == 0, worker.output()
+
+    rows = results(db_path, "big")
+    assert [key for key, *_ in rows] == [f"{i:09d}" for i in range(total)]  # every item, once
+    assert {value["status"] for _, value, *_ in rows} == {"done"}
+    assert all(created == updated for _, _, created, updated in rows)  # no result replaced by another
+    calls = Counter(request.prompt for request in endpoint.server.log())
+    assert set(calls) == {PROMPT.replace("{item}", f"item-{i}") for i in range(total)}
+    again = {prompt for prompt, n in calls.items() if n > 1}
+    # Only the items the killed worker had in flight ran twice: at most its 8, each held then.
+    assert 0 < len(again) <= concurrency and all(held_before[prompt] == 1 for prompt in again)
+    shown = status_of(run_agent, "big")
+    assert shown["status"] == "completed" and shown["progress"]["done"] == total and shown["progress"]["failed"] == 0
+
+
+def test_the_threads_rpm_holds_across_four_workers(start_worker, endpoint, db_path: str) -> None:
+    """`--rpm 120` on one queue thread of 24 items spread over four workers: however the
+    workers share the items, the requests reach the server no faster than one run's own."""
+    rpm = 120
+    submit(db_path, {"slow": queue_input(24)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=2, rpm=rpm)
+    endpoint.server.hold()
+    workers = [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(4)]
+    endpoint.server.wait_held(2)
+    endpoint.server.release()
+    for worker in workers:
+        assert worker.finish() == 0, worker.output()
+    arrivals = [request.at for request in endpoint.server.log()]
+    assert len(arrivals) == 24
+    assert most_over_the_limit(arrivals) <= 0, sorted(round(t - min(arrivals), 3) for t in arrivals)
+
+
+def test_a_budget_stops_the_queue_across_workers_and_the_spend_is_the_threads(start_worker, endpoint, run_agent, db_path: str) -> None:
+    """A token budget worth about 40 of 400 items: the run stops `budget_exceeded` with the spend
+    of every worker's calls added to the thread's; a later resume would go on from there."""
+    submit(db_path, {"capped": queue_input(400)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=4, max_tokens=600)
+    workers = [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]
+    for worker in workers:
+        assert worker.finish() == 0, worker.output()
+    shown = status_of(run_agent, "capped")
+    assert shown["status"] == "budget_exceeded", shown
+    calls = len(endpoint.server.log())
+    assert shown["spend"]["calls"] == calls < 400 and shown["spend"]["exceeded"]
+    assert shown["spend"]["tokens"] >= 600
+    rows = results(db_path, "capped")
+    assert len(rows) == calls and shown["progress"]["done"] <= len(rows)
+
+
+def test_a_fatal_error_in_another_workers_part_fails_the_run_with_its_message(start_worker, endpoint, run_agent, db_path: str) -> None:
+    """A key the server refuses (401) on every item: whichever worker meets it, the run fails with
+    the one line a run on one machine gives, and the key is in no row."""
+    submit(db_path, {"refused": queue_input(50)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=4)
+    endpoint.server.on(status=401)
+    workers = [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]
+    for worker in workers:
+        assert worker.finish() == 0, worker.output()
+    shown = status_of(run_agent, "refused")
+    assert shown["status"] == "failed"
+    assert "rejected the API key (401)" in shown["error"]
+    key = endpoint.env["OPENAI_API_KEY"]
+    with raw_connection(db_path) as conn:
+        dump = json.dumps([list(map(str, row)) for row in conn.execute("SELECT prefix, key, value FROM store").fetchall()])
+    assert key not in dump and key[-12:] not in dump
+
+
+def test_a_paused_queue_keeps_what_was_in_flight_and_resumes_on_the_fleet_asking_each_item_once(
+    start_worker, endpoint, run_agent, db_path: str
+) -> None:
+    """Paused while its items are out: the server answers 20 requests, then holds the next 8 (each
+    worker's 4 in flight) until the run has stopped `paused`. Those 8 finish and are kept; no
+    other item starts. Resumed with --detach, the rest run, and no item is asked twice."""
+    total = 200
+    submit(db_path, {"paused": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=4)
+    endpoint.server.hold(after=20)
+    workers = [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]
+    endpoint.server.wait_held(8)
+    assert run_agent("pause", "--thread", "paused").returncode == 0
+    owner = next(w for w in workers for e in w.events() if e["event"] == "started")
+    owner.wait_event("finished", "paused", "paused")
+    endpoint.server.release()
+    for worker in workers:  # idle once their parts have ended
+        assert worker.finish() == 0, worker.output()
+    assert len(results(db_path, "paused")) == 28
+
+    assert run_agent("resume", "--thread", "paused", "--detach", **endpoint.env).returncode == 0
+    for worker in [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]:
+        assert worker.finish() == 0, worker.output()
+    assert status_of(run_agent, "paused")["status"] == "completed"
+    assert len(results(db_path, "paused")) == total
+    calls = Counter(request.prompt for request in endpoint.server.log())
+    assert len(calls) == total and set(calls.values()) == {1}
+
+
+def test_a_dead_workers_part_is_dropped_when_the_part_waits_again_and_handed_back_when_not(db_path: str) -> None:
+    """Procrastinate's stalled-job search hands a dead worker's jobs back; a part whose owner has
+    handed it out again meanwhile (a takeover) would have two jobs waiting, which its queueing
+    lock refuses: the dead worker's job is dropped instead, and the other part's is handed back."""
+    import asyncio
+
+    from runtime import open_database
+
+    with open_database(db_path, create=True) as db:
+        jobs = db.job_queue()
+        jobs.ensure_schema()
+
+        async def scenario() -> tuple[dict, dict, list[tuple]]:
+            async with jobs.app.open_async():
+                first = await jobs.adefer_items("t", 0, {0: [0, 1], 1: [2, 3]}, {"prompt": PROMPT, "settings": {}})
+                with raw_connection(db_path) as conn:
+                    dead = conn.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - interval '1 hour') RETURNING id").fetchone()[0]
+                    conn.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = ?", (dead,))
+                again = await jobs.adefer_items("t", 0, {0: [0, 1]}, {"prompt": PROMPT, "settings": {}})
+                assert again[0] is not None and again[0] != first[0]
+                await jobs.retry_stalled(10)
+            with raw_connection(db_path) as conn:
+                return first, again, conn.execute("SELECT id, status::text FROM procrastinate_jobs ORDER BY id").fetchall()
+
+        first, again, rows = asyncio.run(scenario())
+        assert rows == [(first[1], "todo"), (again[0], "todo")]
