@@ -118,11 +118,8 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
     def draining() -> bool:
         return runtime.drain_requested
 
-    async def read(namespace: tuple[str, ...], indexes: list[int]) -> dict[int, Any]:
-        return await _read(store, namespace, indexes)
-
     if ctx.spread is not None and todo:  # a worker of a fleet hands the items out to every worker
-        done, stopped, started = await ctx.spread.process(round_, state["prompt"], todo, read, report, results, draining)
+        done, stopped, started = await ctx.spread.process(round_, state["prompt"], todo, report, results, draining)
     else:
         items = await _read(store, items_namespace(thread_id), todo)
         done, stopped, started = await run_window(todo, one, ctx.concurrency, draining)

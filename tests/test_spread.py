@@ -73,6 +73,32 @@ def test_four_workers_share_a_queue_and_a_worker_killed_mid_run_costs_only_its_i
     assert shown["status"] == "completed" and shown["progress"]["done"] == total and shown["progress"]["failed"] == 0
 
 
+def test_the_owner_killed_mid_chunk_is_taken_over_and_its_parts_finish_once(start_worker, endpoint, run_agent, db_path: str) -> None:
+    """Two workers; the one that drives the thread is killed with SIGKILL while both have their
+    items held. The other takes the thread over, hands the chunk out again (a part whose job
+    still waits is not deferred twice; the dead worker's running parts are handed back or
+    dropped), and every item ends with one result; only the dead worker's in-flight items ran twice."""
+    total, concurrency = 600, 4
+    submit(db_path, {"owned": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=concurrency, max_attempts=1)
+    endpoint.server.hold(after=100)
+    workers = [start_worker("--until-idle", concurrency=1, **endpoint.env, **LEASE) for _ in range(2)]
+    endpoint.server.wait_held(2 * concurrency)
+    owner = next(w for w in workers for e in w.events() if e["event"] == "started")
+    survivor = next(w for w in workers if w is not owner)
+    kill_hard(owner)
+    endpoint.server.release()
+    assert survivor.finish() == 0, survivor.output()
+    assert any(e["event"] == "taken_over" for e in survivor.events())
+
+    rows = results(db_path, "owned")
+    assert [key for key, *_ in rows] == [f"{i:09d}" for i in range(total)]
+    assert all(created == updated for _, _, created, updated in rows)
+    calls = Counter(request.prompt for request in endpoint.server.log())
+    assert len(calls) == total and sum(n > 1 for n in calls.values()) <= concurrency
+    shown = status_of(run_agent, "owned")
+    assert shown["status"] == "completed" and shown["progress"]["done"] == total
+
+
 def test_the_threads_rpm_holds_across_four_workers(start_worker, endpoint, db_path: str) -> None:
     """`--rpm 120` on one queue thread of 24 items spread over four workers: however the
     workers share the items, the requests reach the server no faster than one run's own."""

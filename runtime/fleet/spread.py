@@ -56,7 +56,6 @@ from runtime.policy.settings import RunSettings
 from runtime.policy.shared_rates import shared_admission
 from runtime.policy.waits import InterruptibleControl, RunClock
 from runtime.redact import redact
-from runtime.store.parts import immediate
 from runtime.store.parts import threads as thread_rows
 from state.context import RunContext, WaitInterrupted
 from state.storage import item_key, items_namespace, results_namespace, thread_label
@@ -73,7 +72,6 @@ STATUS_SECONDS = 0.5
 """How long a worker trusts what it last read of a thread's status."""
 FATAL_KEY = "fatal"
 
-Read = Callable[[tuple[str, ...], list[int]], Awaitable[dict[int, Any]]]
 Report = Callable[[int, dict[str, Any], dict[str, Any] | None], None]
 
 
@@ -113,7 +111,7 @@ class ItemSpread:
         self.work = {"settings": settings.as_dict()}
 
     async def process(
-        self, round_: int, prompt: str, todo: list[int], read: Read, report: Report, previous: dict[int, Any], draining: Callable[[], bool]
+        self, round_: int, prompt: str, todo: list[int], report: Report, previous: dict[int, Any], draining: Callable[[], bool]
     ) -> tuple[dict[int, Any], list[int], int]:
         """The items of `todo` handed out as parts, and waited for: what `run_window` returns for
         them (results by index, the items left without one, how many were started)."""
@@ -123,14 +121,13 @@ class ItemSpread:
         await asyncio.to_thread(self._clear_fatal)
         job_ids = await self.jobs.adefer_items(self.thread_id, round_, parts, {"prompt": prompt, **self.work})
         outstanding, done = set(todo), {}
-        results_ns = results_namespace(self.thread_id)
         polls = 0
         while outstanding:
             if draining():
                 await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
                 break
             await asyncio.sleep(POLL_SECONDS)
-            found = await read(results_ns, sorted(outstanding))
+            found = await asyncio.to_thread(self._results, sorted(outstanding))
             for index in sorted(found):
                 if not needs_work(found[index], round_):
                     done[index] = found[index]
@@ -162,6 +159,13 @@ class ItemSpread:
         if ended:
             job_ids.update(await self.jobs.adefer_items(self.thread_id, round_, ended, {"prompt": prompt, **self.work}))
 
+    def _results(self, indexes: list[int]) -> dict[int, Any]:
+        """The results there are of `indexes`, by index: one statement, however many."""
+        from runtime.store.postgres import namespaces
+
+        found = namespaces.values_of(self.db.conn, prefix_of(results_namespace(self.thread_id)), [item_key(i) for i in indexes])
+        return {int(key): value for key, value in found.items()}
+
     def _look(self, round_: int, parts: dict[int, list[int]]) -> tuple[dict[str, Any] | None, budget.Spend, dict[int, str]]:
         conn = self.db.conn
         from runtime.store.postgres import namespaces
@@ -172,8 +176,7 @@ class ItemSpread:
     def _clear_fatal(self) -> None:
         from runtime.store.postgres import namespaces
 
-        with immediate(self.db.conn):
-            namespaces.delete_value(self.db.conn, prefix_of(spread_namespace(self.thread_id)), FATAL_KEY)
+        namespaces.delete_value(self.db.conn, prefix_of(spread_namespace(self.thread_id)), FATAL_KEY)
 
 
 # -- the workers -----------------------------------------------------------------------------------
@@ -289,8 +292,9 @@ class ItemWorker:
     def _write(self, thread_id: str, index: int, record: dict[str, Any], round_: int) -> bool:
         from runtime.store.postgres import namespaces
 
-        with immediate(self.db.conn):
-            return namespaces.put_result_once(self.db.conn, prefix_of(results_namespace(thread_id)), item_key(index), record, round_)
+        # One statement, atomic alone: not under the database's write lock, which every worker's
+        # every item would queue for.
+        return namespaces.put_result_once(self.db.conn, prefix_of(results_namespace(thread_id)), item_key(index), record, round_)
 
     def _record_fatal(self, thread_id: str, exc: BaseException) -> None:
         from runtime.store.postgres import namespaces
@@ -298,12 +302,10 @@ class ItemWorker:
         origin = exc.origin if isinstance(exc, EndpointError) else type(exc).__name__
         text = describe(exc).partition(": ")[2] or origin
         value = {"origin": origin, "status_code": getattr(exc, "status_code", None), "message": redact(text)}
-        with immediate(self.db.conn):
-            namespaces.put_value(self.db.conn, prefix_of(spread_namespace(thread_id)), FATAL_KEY, value)
+        namespaces.put_value(self.db.conn, prefix_of(spread_namespace(thread_id)), FATAL_KEY, value)
 
     def _add_spend(self, thread_id: str, meter: budget.SpendMeter) -> None:
-        with immediate(self.db.conn):
-            budget.add_spend(self.db, thread_id, meter.take_pending())
+        budget.add_spend(self.db, thread_id, meter.take_pending())  # one statement (an upsert that adds)
 
 
 def _context(db: Database, thread_id: str, settings: RunSettings) -> RunContext:

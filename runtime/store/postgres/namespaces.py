@@ -176,6 +176,13 @@ def put_result_once(conn: psycopg.Connection, prefix: str, key: str, value: dict
     )
 
 
+def values_of(conn: psycopg.Connection, prefix: str, keys: list[str]) -> dict[str, dict]:
+    """key -> value of those of `keys` that are under `prefix`, in one statement."""
+    if not keys or not has_store(conn):
+        return {}
+    return dict(conn.execute("SELECT key, value FROM store WHERE prefix = %s AND key = ANY(%s)", (prefix, keys)).fetchall())
+
+
 def get_value(conn: psycopg.Connection, prefix: str, key: str) -> dict | None:
     if not has_store(conn):
         return None
