@@ -202,3 +202,30 @@ def test_a_dead_workers_part_is_dropped_when_the_part_waits_again_and_handed_bac
 
         first, again, rows = asyncio.run(scenario())
         assert rows == [(first[1], "todo"), (again[0], "todo")]
+
+
+def test_the_threads_tokens_a_minute_are_reserved_by_what_each_request_is_expected_to_cost(db_path: str) -> None:
+    """`--tpm 600` (10 tokens a second, a second's worth held): three requests expected to cost
+    6 tokens each, asked at once from anywhere, wait nothing, a little, then longer; a request
+    is never reserved for less than one token or more than the bucket holds."""
+    import asyncio
+
+    from runtime import open_database
+    from runtime.fleet.spread import thread_admission
+    from runtime.policy.settings import RunSettings
+
+    with open_database(db_path, create=True) as db:
+        admit = thread_admission(db, "t", RunSettings(model="offline", tpm=600))
+        assert admit is not None
+        assert thread_admission(db, "t", RunSettings(model="offline")) is None  # no limit: no hook
+
+        async def waits() -> list[float]:
+            return [await admit(None, 6) for _ in range(3)]
+
+        first, second, third = asyncio.run(waits())
+        assert first == 0.0 and 0.0 < second <= 0.2 and 0.6 < third <= 0.8
+        with raw_connection(db_path) as conn:
+            level = conn.execute("SELECT level FROM agent_rates WHERE key = 'thread-tpm:t'").fetchone()[0]
+        assert 17.0 < level <= 18.0
+        huge = asyncio.run(admit(None, 1_000_000))  # clamped to the bucket: one second's worth more
+        assert 1.6 < huge <= 1.8
