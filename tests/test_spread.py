@@ -229,3 +229,22 @@ def test_the_threads_tokens_a_minute_are_reserved_by_what_each_request_is_expect
         assert 17.0 < level <= 18.0
         huge = asyncio.run(admit(None, 1_000_000))  # clamped to the bucket: one second's worth more
         assert 1.6 < huge <= 1.8
+
+
+def test_the_jobs_table_gets_statistics_after_a_burst_and_not_again_until_the_next(db_path: str) -> None:
+    """600 jobs in one burst: the next look takes the statistics Procrastinate's fetch is planned
+    by; the look after that has nothing to do."""
+    from runtime import open_database
+
+    with open_database(db_path, create=True) as db:
+        jobs = db.job_queue()
+        jobs.ensure_schema()
+        assert not jobs.keep_statistics(db.conn)  # a new, empty table
+        with raw_connection(db_path) as conn:
+            conn.execute("INSERT INTO procrastinate_jobs (queue_name, task_name) SELECT 'bench', 'burst' FROM generate_series(1, 600)")
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            conn.execute("SELECT 1")  # the end of this statement's transaction sends this session's counts
+        assert jobs.keep_statistics(db.conn)
+        assert not jobs.keep_statistics(db.conn)
+        analyzed = db.conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'procrastinate_jobs'").fetchone()[0]
+        assert analyzed

@@ -82,6 +82,7 @@ class JobDriven:
             return 0
         self._last_scan = time.monotonic()
         await self.jobs.retry_stalled(threads.STALE_AFTER_SECONDS)
+        await asyncio.to_thread(self.jobs.keep_statistics, self.db.conn)
         deferred = 0
         for priority, thread_ids in (await asyncio.to_thread(self._unannounced)).items():
             deferred += await self.jobs.adefer(thread_ids, priority)
