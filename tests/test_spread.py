@@ -99,6 +99,33 @@ def test_the_owner_killed_mid_chunk_is_taken_over_and_its_parts_finish_once(star
     assert shown["status"] == "completed" and shown["progress"]["done"] == total
 
 
+def test_the_dead_letter_list_and_retry_failed_are_as_on_one_machine(start_worker, endpoint, run_agent, db_path: str) -> None:
+    """Two items refused (400) on their first call: given up into the results with their error
+    by whichever worker met them; `agent retry-failed --detach` sends only those two again, on the
+    fleet, and each is replaced once by its new result (round 1)."""
+    for bad in ("item-7", "item-13"):
+        endpoint.server.on(match=bad, calls={1}, status=400)
+    submit(db_path, {"letters": queue_input(40)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=4)
+    for worker in [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]:
+        assert worker.finish() == 0, worker.output()
+    shown = status_of(run_agent, "letters")
+    assert shown["status"] == "completed" and (shown["progress"]["done"], shown["progress"]["failed"]) == (38, 2)
+    failed = run_agent("results", "--thread", "letters", "--status", "failed")
+    dead = [json.loads(line) for line in failed.stdout.splitlines()]
+    assert [(d["index"], d["item"]) for d in dead] == [(7, "item-7"), (13, "item-13")] and all("400" in d["error"] for d in dead)
+
+    assert run_agent("retry-failed", "--thread", "letters", "--detach", **endpoint.env).returncode == 0
+    for worker in [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]:
+        assert worker.finish() == 0, worker.output()
+    shown = status_of(run_agent, "letters")
+    assert shown["status"] == "completed" and (shown["progress"]["done"], shown["progress"]["failed"]) == (40, 0)
+    again = {key: value for key, value, *_ in results(db_path, "letters") if value.get("round")}
+    assert sorted(again) == ["000000007", "000000013"]
+    assert all(v["status"] == "done" and v["attempts"] == 2 and v["round"] == 1 for v in again.values())
+    calls = Counter(request.prompt for request in endpoint.server.log())
+    assert sorted(prompt for prompt, n in calls.items() if n > 1) == [PROMPT.replace("{item}", "item-13"), PROMPT.replace("{item}", "item-7")]
+
+
 def test_the_threads_rpm_holds_across_four_workers(start_worker, endpoint, db_path: str) -> None:
     """`--rpm 120` on one queue thread of 24 items spread over four workers: however the
     workers share the items, the requests reach the server no faster than one run's own."""
