@@ -127,6 +127,24 @@ class RunContext:
     """Hands a queue's items out to every worker of a fleet (runtime.fleet.spread.ItemSpread);
     None: the run works through them itself."""
 
+    @classmethod
+    def of_settings(cls, settings: Any, model: Any, cheap_model: Any, **services: Any) -> "RunContext":
+        """The context of a run (or of a worker's part of a queue) with these resolved settings
+        (`runtime.policy.settings.RunSettings`) and models; `services`: the limiter, clock, meter..."""
+        return cls(
+            model=model,
+            max_attempts=settings.max_attempts,
+            concurrency=settings.concurrency,
+            backoff=settings.backoff,
+            node_timeout=settings.node_timeout,
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            model_spec=settings.model,
+            cheap_model=cheap_model,
+            cheap_model_spec=settings.cheap_model,
+            **services,
+        )
+
     def choose_model(self, routine: bool) -> tuple[str | None, Any]:
         """(spec, model) for a step: the cheap model for routine steps and once the budget runs low."""
         if self.cheap_model is not None and (routine or (self.meter is not None and self.meter.running_low())):

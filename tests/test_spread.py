@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nodes.queue import chunk_size
 from tests.conftest import ENDPOINT_MODEL, raw_connection
 from tests.test_fleet import kill_hard, start_worker, submit  # noqa: F401  start_worker is a fixture
 from tests.test_model_rpm import most_over_the_limit
@@ -43,14 +43,16 @@ def status_of(run_agent, thread: str) -> dict[str, Any]:
 def test_four_workers_share_a_queue_and_a_worker_killed_mid_run_costs_only_its_items_in_flight(
     start_worker, endpoint, run_agent, db_path: str
 ) -> None:
-    """2,000 items, 8 at a time per worker, on four workers. The server answers 300 requests,
-    then holds every later one until 32 wait: each worker then has its 8 in flight, held. One
-    worker that does not own the thread is killed with SIGKILL; the server lets the rest go."""
-    total, concurrency = 2000, 8
+    """2,000 items in parts of 8, two parts at a time per worker, on four workers. The server
+    answers the first chunk's 512 requests (the run hands a chunk out once the one before has all
+    its results), then holds every later one until 64 wait: each worker then has its two parts'
+    16 in flight, held. One worker that does not own the thread is killed with SIGKILL; the
+    server lets the rest go."""
+    total, concurrency, parts = 2000, 8, 2
     submit(db_path, {"big": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=concurrency, max_attempts=1)
-    endpoint.server.hold(after=300)
-    workers = [start_worker("--until-idle", "--debug", "--item-parts", "2", concurrency=1, **endpoint.env, **LEASE) for _ in range(4)]
-    endpoint.server.wait_held(4 * concurrency)
+    endpoint.server.hold(after=chunk_size(concurrency))
+    workers = [start_worker("--until-idle", "--debug", "--item-parts", str(parts), concurrency=1, **endpoint.env, **LEASE) for _ in range(4)]
+    endpoint.server.wait_held(4 * parts * concurrency)
     owner = next(w for w in workers for e in w.events() if e["event"] == "started")
     victim = next(w for w in workers if w is not owner)
     held_before = Counter(endpoint.server.held_prompts())
@@ -67,8 +69,8 @@ def test_four_workers_share_a_queue_and_a_worker_killed_mid_run_costs_only_its_i
     calls = Counter(request.prompt for request in endpoint.server.log())
     assert set(calls) == {PROMPT.replace("{item}", f"item-{i}") for i in range(total)}
     again = {prompt for prompt, n in calls.items() if n > 1}
-    # Only the items the killed worker had in flight ran twice: at most its 8, each held then.
-    assert 0 < len(again) <= concurrency and all(held_before[prompt] == 1 for prompt in again)
+    # Only the items the killed worker had in flight ran twice: at most its 16, each held then.
+    assert 0 < len(again) <= parts * concurrency and all(held_before[prompt] == 1 for prompt in again)
     shown = status_of(run_agent, "big")
     assert shown["status"] == "completed" and shown["progress"]["done"] == total and shown["progress"]["failed"] == 0
 
@@ -80,7 +82,7 @@ def test_the_owner_killed_mid_chunk_is_taken_over_and_its_parts_finish_once(star
     dropped), and every item ends with one result; only the dead worker's in-flight items ran twice."""
     total, concurrency = 600, 4
     submit(db_path, {"owned": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=concurrency, max_attempts=1)
-    endpoint.server.hold(after=100)
+    endpoint.server.hold(after=chunk_size(concurrency))  # the first chunk answered, the next one's first parts held whole
     workers = [start_worker("--until-idle", concurrency=1, **endpoint.env, **LEASE) for _ in range(2)]
     endpoint.server.wait_held(2 * concurrency)
     owner = next(w for w in workers for e in w.events() if e["event"] == "started")
@@ -178,12 +180,13 @@ def test_a_fatal_error_in_another_workers_part_fails_the_run_with_its_message(st
 def test_a_paused_queue_keeps_what_was_in_flight_and_resumes_on_the_fleet_asking_each_item_once(
     start_worker, endpoint, run_agent, db_path: str
 ) -> None:
-    """Paused while its items are out: the server answers 20 requests, then holds the next 8 (each
-    worker's 4 in flight) until the run has stopped `paused`. Those 8 finish and are kept; no
-    other item starts. Resumed with --detach, the rest run, and no item is asked twice."""
-    total = 200
-    submit(db_path, {"paused": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=4)
-    endpoint.server.hold(after=20)
+    """Paused while its items are out: the server answers the first chunk's 256 requests, then
+    holds the next 8 (each worker's part of 4) until the run has stopped `paused`. Those 8 finish
+    and are kept; no other item starts. Resumed with --detach, the rest run, and no item is
+    asked twice."""
+    total, concurrency = 400, 4
+    submit(db_path, {"paused": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=concurrency)
+    endpoint.server.hold(after=chunk_size(concurrency))
     workers = [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]
     endpoint.server.wait_held(8)
     assert run_agent("pause", "--thread", "paused").returncode == 0
@@ -192,7 +195,7 @@ def test_a_paused_queue_keeps_what_was_in_flight_and_resumes_on_the_fleet_asking
     endpoint.server.release()
     for worker in workers:  # idle once their parts have ended
         assert worker.finish() == 0, worker.output()
-    assert len(results(db_path, "paused")) == 28
+    assert len(results(db_path, "paused")) == chunk_size(concurrency) + 8
 
     assert run_agent("resume", "--thread", "paused", "--detach", **endpoint.env).returncode == 0
     for worker in [start_worker("--until-idle", concurrency=1, **endpoint.env) for _ in range(2)]:

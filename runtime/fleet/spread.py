@@ -21,8 +21,10 @@ What stays as on one machine, and how:
   with its error, exactly as a local one.
 - **Limits.** `--rpm` and `--tpm` hold for the thread across every worker: each model request
   of a part reserves its share of the thread's buckets in the database (`rates.reserve`), as
-  AGENT_MODEL_RPM's shared limits do, which apply as well. `--concurrency` is per worker: each
-  part runs its items side by side. Each part's worker adds what it spent to the thread's spend
+  AGENT_MODEL_RPM's shared limits do, which apply as well. `--concurrency` is per part: a part
+  runs its items side by side, and a worker works on `--item-parts` parts at once (of any
+  threads), so it has at most that many times `--concurrency` items of a thread in flight; the
+  fleet's total is bounded by the rates, not by a count. Each part's worker adds what it spent to the thread's spend
   as it ends; the owner reads the thread's spend while it waits, so the budget drains the run as
   on one machine, and a part stops starting items once the budget it saw is spent.
 - **Stopping.** A drain of the owner (Ctrl-C of a worker, a pause, a cancel, the deadline, the
@@ -71,6 +73,8 @@ CHECK_EVERY = 5
 STATUS_SECONDS = 0.5
 """How long a worker trusts what it last read of a thread's status."""
 FATAL_KEY = "fatal"
+PART_FAILURES = 3
+"""Jobs of one part that may fail (a worker's error, not the model's) before the run fails too."""
 
 Report = Callable[[int, dict[str, Any], dict[str, Any] | None], None]
 
@@ -109,6 +113,8 @@ class ItemSpread:
         settings = drive.plan.settings
         self.size = max(1, settings.concurrency or 1)
         self.work = {"settings": settings.as_dict()}
+        self.failures: dict[int, int] = {}
+        """Part -> how many of its jobs failed (a worker raised) in this run."""
 
     async def process(
         self, round_: int, prompt: str, todo: list[int], report: Report, previous: dict[int, Any], draining: Callable[[], bool]
@@ -154,8 +160,14 @@ class ItemSpread:
             return
         ended = {part: [i for i in indexes if i in outstanding] for part, indexes in parts.items() if states.get(part) not in ("todo", "doing")}
         ended = {part: indexes for part, indexes in ended.items() if indexes}
-        if any(states.get(part) == "failed" for part in ended):
-            raise RuntimeError(f"a worker failed on a part of this queue's items: its log says why (procrastinate_jobs, task {self.jobs.ITEMS_TASK!r})")
+        for part in ended:
+            if states.get(part) == "failed":  # its worker raised: the database out of reach for a while, or a bug
+                self.failures[part] = self.failures.get(part, 0) + 1
+                if self.failures[part] > PART_FAILURES:
+                    raise RuntimeError(
+                        f"workers failed {self.failures[part]} times on items {ended[part][0]}-{ended[part][-1]} of this queue; "
+                        "their logs say why (agent worker --debug)"
+                    )
         if ended:
             job_ids.update(await self.jobs.adefer_items(self.thread_id, round_, ended, {"prompt": prompt, **self.work}))
 
@@ -184,12 +196,13 @@ class ItemSpread:
 
 @dataclass
 class _ThreadTools:
-    """What a worker keeps of one thread whose parts it works on: its models and its limiter."""
+    """What a worker keeps of one thread whose parts it works on: its settings and models, and
+    what it last read of its status."""
 
     settings_key: str
-    context: RunContext
-    slots: asyncio.Semaphore
-    """Items of the thread in flight in this worker, over all its parts: `concurrency`."""
+    settings: RunSettings
+    model: Any
+    cheap_model: Any
     status: str = "running"
     status_read: float = 0.0
 
@@ -220,26 +233,20 @@ class ItemWorker:
             return
         items = await _read(store, items_namespace(thread_id), todo)
         control = InterruptibleControl()
-        limits = budget.run_limits(RunSettings(**settings))
-        meter = budget.SpendMeter(await asyncio.to_thread(budget.get_spend, self.db, thread_id), limits)
-        ctx = _with(tools.context, clock=RunClock(control), meter=meter)
+        meter = budget.SpendMeter(await asyncio.to_thread(budget.get_spend, self.db, thread_id), budget.run_limits(tools.settings))
+        ctx = await asyncio.to_thread(_context, self.db, thread_id, tools, control, meter)
         watch = asyncio.create_task(self._watch(thread_id, tools, control, meter))
 
         async def one(index: int) -> None:
-            # A slot of the thread's in this worker first, then a fresh look at the thread: an
-            # item starts only while its thread runs, however long it waited for the slot.
-            await control.until_stopped(tools.slots.acquire())
-            try:
-                if control.drain_requested or meter.exceeded or not await self._running(thread_id, tools, fresh=True):
-                    raise WaitInterrupted()
-                stored = items.get(index)
-                if stored is None:
-                    raise RuntimeError(f"item {index} is missing from the store")
-                record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
-                if await asyncio.to_thread(self._write, thread_id, index, record, round):
-                    self.items_done += 1
-            finally:
-                tools.slots.release()
+            # A fresh look at the thread first: an item starts only while its thread runs.
+            if control.drain_requested or meter.exceeded or not await self._running(thread_id, tools, fresh=True):
+                raise WaitInterrupted()
+            stored = items.get(index)
+            if stored is None:
+                raise RuntimeError(f"item {index} is missing from the store")
+            record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
+            if await asyncio.to_thread(self._write, thread_id, index, record, round):
+                self.items_done += 1
 
         from langchain_core.runnables.config import var_child_runnable_config
 
@@ -276,17 +283,15 @@ class ItemWorker:
         return tools.status == "running"
 
     async def _tools(self, thread_id: str, settings: dict[str, Any]) -> _ThreadTools:
-        """The thread's models and limits in this worker, made once for all its parts (again if
-        a resume changed its settings)."""
+        """The thread's models in this worker, made once for all its parts (again if a resume
+        changed its settings)."""
+        from runtime.runs.plan import build_models
+
         key = json.dumps(settings, sort_keys=True)
         tools = self.threads.get(thread_id)
-        if tools is not None and tools.settings_key == key:
-            return tools
-        resolved = RunSettings(**settings)
-        context = await asyncio.to_thread(_context, self.db, thread_id, resolved)
-        tools = self.threads.get(thread_id)
-        if tools is None or tools.settings_key != key:  # another part of it may have made them meanwhile
-            tools = self.threads[thread_id] = _ThreadTools(key, context, asyncio.Semaphore(max(1, resolved.concurrency or 1)))
+        if tools is None or tools.settings_key != key:
+            resolved = RunSettings(**settings)
+            tools = self.threads[thread_id] = _ThreadTools(key, resolved, *await asyncio.to_thread(build_models, resolved))
         return tools
 
     def _write(self, thread_id: str, index: int, record: dict[str, Any], round_: int) -> bool:
@@ -308,26 +313,13 @@ class ItemWorker:
         budget.add_spend(self.db, thread_id, meter.take_pending())  # one statement (an upsert that adds)
 
 
-def _context(db: Database, thread_id: str, settings: RunSettings) -> RunContext:
-    """The RunContext a worker's parts of one thread share: the thread's models, and a limiter
-    that holds this worker to `concurrency` and the whole fleet to the thread's rates."""
-    from runtime.runs.plan import build_models
-
-    model, cheap_model = build_models(settings)
-    return RunContext(
-        model=model,
-        max_attempts=settings.max_attempts,
-        concurrency=settings.concurrency,
-        backoff=settings.backoff,
-        node_timeout=settings.node_timeout,
-        rpm=settings.rpm,
-        tpm=settings.tpm,
-        limiter=RequestLimiter(settings.concurrency, shared=thread_admission(db, thread_id, settings)),
-        model_spec=settings.model,
-        cheap_model=cheap_model,
-        cheap_model_spec=settings.cheap_model,
-        background=True,
-    )
+def _context(db: Database, thread_id: str, tools: _ThreadTools, control: InterruptibleControl, meter: budget.SpendMeter) -> RunContext:
+    """The RunContext of one part: the thread's models, a limiter that holds the part to the
+    thread's `concurrency` and the whole fleet to the thread's rates, and waits that end when the
+    part is told to stop."""
+    settings = tools.settings
+    limiter = RequestLimiter(settings.concurrency, until_stopped=control.until_stopped, shared=thread_admission(db, thread_id, settings))
+    return RunContext.of_settings(settings, tools.model, tools.cheap_model, limiter=limiter, clock=RunClock(control), meter=meter, background=True)
 
 
 def thread_admission(db: Database, thread_id: str, settings: RunSettings) -> Callable[[str | None, float], Awaitable[float]] | None:
@@ -361,9 +353,3 @@ def thread_admission(db: Database, thread_id: str, settings: RunSettings) -> Cal
         return wait
 
     return admit
-
-
-def _with(context: RunContext, **changes: Any) -> RunContext:
-    from dataclasses import replace
-
-    return replace(context, **changes)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 from functools import partial
-import contextlib
 import os
 import resource
 import signal

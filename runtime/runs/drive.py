@@ -192,25 +192,19 @@ class Drive:
     def context(self) -> RunContext:
         """What the graph's nodes get from the run: its models, limits, clock and meter."""
         settings, plan = self.plan.settings, self.plan
-        return RunContext(
-            model=plan.model,
-            max_attempts=settings.max_attempts,
-            concurrency=settings.concurrency,
-            backoff=settings.backoff,
-            node_timeout=settings.node_timeout,
-            rpm=settings.rpm,
-            tpm=settings.tpm,
-            limiter=RequestLimiter(
-                settings.concurrency,
-                settings.rpm,
-                settings.tpm,
-                until_stopped=self.control.until_stopped,
-                shared=shared_admission(self.db, settings.model, settings.cheap_model),
-            ),
+        limiter = RequestLimiter(
+            settings.concurrency,
+            settings.rpm,
+            settings.tpm,
+            until_stopped=self.control.until_stopped,
+            shared=shared_admission(self.db, settings.model, settings.cheap_model),
+        )
+        return RunContext.of_settings(
+            settings,
+            plan.model,
+            plan.cheap_model,
+            limiter=limiter,
             clock=RunClock(self.control),
-            model_spec=settings.model,
-            cheap_model=plan.cheap_model,
-            cheap_model_spec=settings.cheap_model,
             meter=self.meter,
             background=settings.background,
             approved_by=controls.current_user() if plan.approve_all else None,
