@@ -5,8 +5,9 @@
     .venv/bin/python bench/queue_spread.py --postgres URL  # another server (default: AGENT_TEST_POSTGRES, else the local one)
 
 One `task_queue` thread of --items items (the offline model with a fixed latency, so the model is
-never the limit: a worker's items are --concurrency at a time) is queued with `agent submit`, then
-N `agent worker --until-idle --concurrency 1 --item-parts P` processes start at once, each in a
+never the limit: each worker has the thread's --concurrency items in flight, over the --item-parts
+parts it holds) is queued with `agent submit`, then N `agent worker --until-idle --concurrency 1
+--item-parts P` processes start at once, each in a
 process group of its own, on a new database of the server (dropped after). The thread's run is
 driven by one of them and its items are spread over all of them as Procrastinate jobs
 (runtime/fleet/spread.py).
@@ -117,8 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.2, help="seconds a model call takes")
-    parser.add_argument("--concurrency", type=int, default=32, help="items in flight per worker")
-    parser.add_argument("--item-parts", type=int, default=4, help="parts a worker works on at once")
+    parser.add_argument("--concurrency", type=int, default=32, help="the thread's --concurrency: items in flight per worker")
+    parser.add_argument("--item-parts", type=int, default=4, help="parts a worker holds at once")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--postgres", nargs="?", const="", default="", metavar="URL")
     parser.add_argument("--quick", action="store_true")
@@ -127,7 +128,8 @@ def main() -> None:
         args.items = 1000
     server = PostgresServer(args.postgres or default_server())
     counts = [int(n) for n in args.workers.split(",")]
-    print(f"{args.items:,} items, offline model at {args.latency:g}s a call, {args.concurrency} in flight per worker, {args.item_parts} parts at once")
+    in_flight = args.concurrency
+    print(f"{args.items:,} items, offline model at {args.latency:g}s a call, {in_flight} in flight per worker, {args.item_parts} parts held at once")
     print(f"machine: {os.cpu_count()} cores; {server.describe()}")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -142,7 +144,7 @@ def main() -> None:
     base = rows[0]["items_per_second"]
     print("\nworkers  items/s  × one worker  of ideal  results (distinct)  status")
     for row in rows:
-        ideal = row["workers"] * args.concurrency / args.latency
+        ideal = row["workers"] * in_flight / args.latency
         print(
             f"{row['workers']:>7}  {row['items_per_second']:>7,.0f}  {row['items_per_second'] / base:>12.2f}  {row['items_per_second'] / ideal:>7.0%}  "
             f"{row['results']:>7,} ({row['distinct']:,})  {row['status']}"

@@ -56,14 +56,7 @@ def submit(
 @handles_errors
 def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", help="Threads driven at once, in this one process.")] = 8,
-    item_parts: Annotated[
-        Optional[int],
-        typer.Option(
-            "--item-parts",
-            metavar="N",
-            help="On PostgreSQL: parts of queue threads' items worked on at once, each its thread's --concurrency items side by side [default: as --concurrency].",
-        ),
-    ] = None,
+    item_parts: Annotated[Optional[int], typer.Option("--item-parts", metavar="N", help="On PostgreSQL: parts of queue threads' items held at once [default: as --concurrency].")] = None,
     until_idle: Annotated[bool, typer.Option("--until-idle", help="Exit once nothing is queued or left to take over and no thread runs.")] = False,
     grace: Annotated[str, typer.Option("--grace", metavar="DURATION", help="On SIGTERM, how long threads may take to reach a node boundary.")] = "30s",
     max_resumes: Annotated[int, typer.Option("--max-resumes", metavar="N", help="Times a dead runner's thread is taken over before it fails.")] = 3,
@@ -92,15 +85,8 @@ def worker(
     from runtime.policy.settings import parse_duration
     from runtime.schedules.clock import ManualClock, SystemClock
     from runtime.errors import BadInput
-    from runtime.policy.shared_rates import model_limits
 
-    model_limits()  # a worker refuses a malformed AGENT_MODEL_RPM before it takes any run
-    if concurrency < 1:
-        raise BadInput(f"--concurrency must be 1 or more, not {concurrency}", "e.g. agent worker --concurrency 100")
-    if item_parts is not None and item_parts < 1:
-        raise BadInput(f"--item-parts must be 1 or more, not {item_parts}", "e.g. agent worker --item-parts 4")
-    if max_resumes < 0:
-        raise BadInput(f"--max-resumes must be 0 or more, not {max_resumes}", "0 fails a dead runner's thread at once; the default is 3")
+    _check_worker_counts(concurrency, item_parts, max_resumes)
     clock = SystemClock()
     if now is not None:
         if not once:
@@ -124,6 +110,20 @@ def worker(
         stats.write_text(json.dumps(report, indent=2) + "\n")
     if not once:
         err("Worker stopped.")
+
+
+def _check_worker_counts(concurrency: int, item_parts: int | None, max_resumes: int) -> None:
+    """BadInput for a count a worker cannot run with (and for a malformed AGENT_MODEL_RPM), before it takes any run."""
+    from runtime.errors import BadInput
+    from runtime.policy.shared_rates import model_limits
+
+    model_limits()
+    if concurrency < 1:
+        raise BadInput(f"--concurrency must be 1 or more, not {concurrency}", "e.g. agent worker --concurrency 100")
+    if item_parts is not None and item_parts < 1:
+        raise BadInput(f"--item-parts must be 1 or more, not {item_parts}", "e.g. agent worker --item-parts 4")
+    if max_resumes < 0:
+        raise BadInput(f"--max-resumes must be 0 or more, not {max_resumes}", "0 fails a dead runner's thread at once; the default is 3")
 
 
 def _show(as_json: bool):

@@ -90,7 +90,7 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
     round_ = state.get("round", 0)
     start = state.get("cursor", 0)
     end = min(state.get("total", 0), start + chunk_size(ctx.concurrency))
-    results = await _read(store, results_namespace(thread_id), start, end)
+    results = await read_indexes(store, results_namespace(thread_id), start, end)
     todo = [i for i in range(start, end) if needs_work(results.get(i), round_)]
     items: dict[int, Any] = {}
 
@@ -121,7 +121,7 @@ async def process_items(state: TaskQueueState, runtime: Runtime[RunContext], con
     if ctx.spread is not None and todo:  # a worker of a fleet hands the items out to every worker
         done, stopped, started = await ctx.spread.process(round_, state["prompt"], todo, report, results, draining)
     else:
-        items = await _read(store, items_namespace(thread_id), todo)
+        items = await read_indexes(store, items_namespace(thread_id), todo)
         done, stopped, started = await run_window(todo, one, ctx.concurrency, draining)
     results.update(done)
     cursor = min(stopped + todo[started : started + 1], default=end)
@@ -235,7 +235,7 @@ async def process_one(
         return record
 
 
-async def _read(store: Any, namespace: tuple[str, ...], start: int | list[int], end: int | None = None) -> dict[int, Any]:
+async def read_indexes(store: Any, namespace: tuple[str, ...], start: int | list[int], end: int | None = None) -> dict[int, Any]:
     """Values under `namespace` for a range of indexes (or a list of them), by index."""
     indexes = list(range(start, end)) if isinstance(start, int) else start
     found: dict[int, Any] = {}

@@ -133,15 +133,16 @@ def most_over_the_limit(times: list[float]) -> float:
 
 
 def test_four_workers_together_keep_to_one_models_requests_a_minute(start_worker, endpoint, db_path: Any, tmp_path: Path) -> None:  # noqa: F811
-    """Eight threads of two items each, one request at a time per thread, on four workers of
-    two threads each. The server holds every request until eight are waiting (so all four
-    workers are known to be sending at once), then answers them all."""
+    """Eight threads of two items each, both at once, on four workers of two threads each (on
+    PostgreSQL each thread's two items are one part, and each worker holds two parts). The
+    server holds every request until all sixteen are waiting (so all four workers are known to
+    be sending at once), then answers them all."""
     threads = {f"t-{i}": {"items": [f"item-{i}-a", f"item-{i}-b"], "prompt": "Summarize: {item}"} for i in range(8)}
-    submit(db_path, threads, graph="task_queue", model=ENDPOINT_MODEL, concurrency=1)
+    submit(db_path, threads, graph="task_queue", model=ENDPOINT_MODEL, concurrency=2)
     endpoint.server.hold()
     env = {**endpoint.env, MODEL_RPM_ENV: f"{ENDPOINT_MODEL}={RPM}"}
     workers = [start_worker("--until-idle", concurrency=2, **env) for _ in range(4)]
-    endpoint.server.wait_held(8)
+    endpoint.server.wait_held(16)
     endpoint.server.release()
     for worker in workers:
         assert worker.finish() == 0, worker.output()

@@ -21,15 +21,17 @@ What stays as on one machine, and how:
   with its error, exactly as a local one.
 - **Limits.** `--rpm` and `--tpm` hold for the thread across every worker: each model request
   of a part reserves its share of the thread's buckets in the database (`rates.reserve`), as
-  AGENT_MODEL_RPM's shared limits do, which apply as well. `--concurrency` is per part: a part
-  runs its items side by side, and a worker works on `--item-parts` parts at once (of any
-  threads), so it has at most that many times `--concurrency` items of a thread in flight; the
-  fleet's total is bounded by the rates, not by a count. Each part's worker adds what it spent to the thread's spend
+  AGENT_MODEL_RPM's shared limits do, which apply as well. `--concurrency` is per worker: a
+  worker has at most that many items of the thread in flight over all the parts it holds
+  (`--item-parts`, of any threads), in a sliding window as on one machine, so each worker adds
+  one machine's worth. Each part's worker adds what it spent to the thread's spend
   as it ends; the owner reads the thread's spend while it waits, so the budget drains the run as
   on one machine, and a part stops starting items once the budget it saw is spent.
-- **Stopping.** A drain of the owner (Ctrl-C of a worker, a pause, a cancel, the deadline, the
-  budget) cancels the parts not started; parts running stop starting items once the thread is no
-  longer running, finish those in flight, and drop those waiting (a backoff), as one machine does.
+- **Stopping.** A drain of the owner (SIGTERM of its worker, a pause, a cancel, the deadline, the
+  budget) marks the run's parts stopped and cancels those not started; parts running start no
+  more items (in the owner's process they see the drain itself; elsewhere they read the mark
+  before each item), finish those in flight, and drop those waiting (a backoff), as one machine
+  does. A worker that stops starts no more items of others' parts: their owners hand them out again.
   A fatal error in a part (a wrong key) is recorded for the owner, which fails the run with it.
 - **Partition.** Parts do not hold the thread's lease: they write only results, which are
   written once, so a part whose worker was cut off and comes back writes at most results that no
@@ -73,6 +75,8 @@ CHECK_EVERY = 5
 STATUS_SECONDS = 0.5
 """How long a worker trusts what it last read of a thread's status."""
 FATAL_KEY = "fatal"
+STOP_KEY = "stop"
+"""Marks a thread whose run stopped handing items out (drained or failed): its parts start no more."""
 PART_FAILURES = 3
 """Jobs of one part that may fail (a worker's error, not the model's) before the run fails too."""
 
@@ -80,7 +84,7 @@ Report = Callable[[int, dict[str, Any], dict[str, Any] | None], None]
 
 
 def spread_namespace(thread_id: str) -> tuple[str, ...]:
-    """Where a part's fatal error waits for the owner."""
+    """Where a part's fatal error waits for the owner, and the owner's stop for the parts."""
     return ("spread", thread_label(thread_id))
 
 
@@ -124,24 +128,27 @@ class ItemSpread:
         from nodes.queue import needs_work
 
         parts = parts_of(todo, self.size)
-        await asyncio.to_thread(self._clear_fatal)
+        await asyncio.to_thread(self._clear_marks)
         job_ids = await self.jobs.adefer_items(self.thread_id, round_, parts, {"prompt": prompt, **self.work})
         outstanding, done = set(todo), {}
         polls = 0
-        while outstanding:
-            if draining():
-                await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
-                break
-            await asyncio.sleep(POLL_SECONDS)
-            found = await asyncio.to_thread(self._results, sorted(outstanding))
-            for index in sorted(found):
-                if not needs_work(found[index], round_):
-                    done[index] = found[index]
-                    outstanding.discard(index)
-                    report(index, found[index], previous.get(index))
-            polls += 1
-            if outstanding and polls % CHECK_EVERY == 0:
-                await self._check(round_, parts, outstanding, job_ids, prompt, draining)
+        try:
+            while outstanding:
+                if draining():
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+                found = await asyncio.to_thread(self._results, sorted(outstanding))
+                for index in sorted(found):
+                    if not needs_work(found[index], round_):
+                        done[index] = found[index]
+                        outstanding.discard(index)
+                        report(index, found[index], previous.get(index))
+                polls += 1
+                if outstanding and polls % CHECK_EVERY == 0:
+                    await self._check(round_, parts, outstanding, job_ids, prompt, draining)
+        finally:
+            if outstanding:  # drained, or failed: no part starts another item of this run
+                await asyncio.shield(self._call_back(job_ids))
         # A drained run's items still running elsewhere write their results when they finish;
         # the chunk counts them when it runs again.
         return done, sorted(outstanding), len(todo)
@@ -154,7 +161,6 @@ class ItemSpread:
         fatal, stored, states = await asyncio.to_thread(self._look, round_, parts)
         self.drive.meter.refresh(stored)
         if fatal is not None:
-            await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
             raise ItemFailed(fatal["message"], fatal["origin"], fatal.get("status_code"), "fatal")
         if draining():
             return
@@ -185,10 +191,23 @@ class ItemSpread:
         fatal = namespaces.get_value(conn, prefix_of(spread_namespace(self.thread_id)), FATAL_KEY)
         return fatal, budget.get_spend(self.db, self.thread_id), self.jobs.part_states(conn, self.thread_id, round_, parts)
 
-    def _clear_fatal(self) -> None:
+    async def _call_back(self, job_ids: dict[int, int | None]) -> None:
+        """Mark the run's parts stopped (workers elsewhere read it before each item; those of this
+        process see the drain itself), then cancel those not started."""
+        await asyncio.to_thread(self._mark_stopped)
+        await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
+
+    def _mark_stopped(self) -> None:
         from runtime.store.postgres import namespaces
 
-        namespaces.delete_value(self.db.conn, prefix_of(spread_namespace(self.thread_id)), FATAL_KEY)
+        namespaces.put_value(self.db.conn, prefix_of(spread_namespace(self.thread_id)), STOP_KEY, {"at": time.time()})
+
+    def _clear_marks(self) -> None:
+        """A new run of the thread's queue: no fatal error waiting, and its parts may go."""
+        from runtime.store.postgres import namespaces
+
+        for key in (FATAL_KEY, STOP_KEY):
+            namespaces.delete_value(self.db.conn, prefix_of(spread_namespace(self.thread_id)), key)
 
 
 # -- the workers -----------------------------------------------------------------------------------
@@ -196,57 +215,70 @@ class ItemSpread:
 
 @dataclass
 class _ThreadTools:
-    """What a worker keeps of one thread whose parts it works on: its settings and models, and
-    what it last read of its status."""
+    """What a worker keeps of one thread whose parts it works on: its settings and models, its
+    slots, and what it last read of whether its items may go."""
 
     settings_key: str
     settings: RunSettings
     model: Any
     cheap_model: Any
-    status: str = "running"
-    status_read: float = 0.0
+    slots: asyncio.Semaphore
+    """The thread's items in flight in this worker, over all its parts: at most its `concurrency`,
+    so that each worker adds what one machine would have in flight, and a part's items go in a
+    sliding window (a slow item holds back its own slot, not its part's)."""
+    may_go: bool = True
+    looked: float = 0.0
 
 
 class ItemWorker:
     """Works on the parts a fleet worker's Procrastinate worker hands it (`handle`)."""
 
-    def __init__(self, db: Database, store_of: Callable[[], Any]) -> None:
+    def __init__(self, db: Database, store_of: Callable[[], Any], local_drive: Callable[[str], Any]) -> None:
         self.db = db
         self.store_of = store_of
         """The host's async store, once it is open."""
+        self.local_drive = local_drive
+        """The run of a thread driven by this process, or None."""
+        self.stopping = False
+        """Set when the worker stops: its parts start no more items (their owners hand them out again)."""
         self.threads: dict[str, _ThreadTools] = {}
         self.items_done = 0
         """Results this worker wrote."""
 
     async def handle(self, thread_id: str, round: int, indexes: list[int], prompt: str, settings: dict[str, Any]) -> None:
         """One part: each of its items that still needs work to its result, side by side."""
-        from nodes.queue import _read, needs_work, process_one, run_window
+        from nodes.queue import needs_work, process_one, read_indexes, run_window
 
         tools = await self._tools(thread_id, settings)
-        if not await self._running(thread_id, tools, fresh=True):
-            self.threads.pop(thread_id, None)  # its models and limits are made again if it comes back
+        if not await self._may_go(thread_id, tools, fresh=True):
+            self.threads.pop(thread_id, None)  # its models are made again if it comes back
             return  # stopped, paused or cancelled: its next run hands the items out again
         store = self.store_of()
-        previous = await _read(store, results_namespace(thread_id), indexes)
+        previous = await read_indexes(store, results_namespace(thread_id), indexes)
         todo = [i for i in indexes if needs_work(previous.get(i), round)]
         if not todo:
             return
-        items = await _read(store, items_namespace(thread_id), todo)
+        items = await read_indexes(store, items_namespace(thread_id), todo)
         control = InterruptibleControl()
         meter = budget.SpendMeter(await asyncio.to_thread(budget.get_spend, self.db, thread_id), budget.run_limits(tools.settings))
         ctx = await asyncio.to_thread(_context, self.db, thread_id, tools, control, meter)
         watch = asyncio.create_task(self._watch(thread_id, tools, control, meter))
 
         async def one(index: int) -> None:
-            # A fresh look at the thread first: an item starts only while its thread runs.
-            if control.drain_requested or meter.exceeded or not await self._running(thread_id, tools, fresh=True):
-                raise WaitInterrupted()
-            stored = items.get(index)
-            if stored is None:
-                raise RuntimeError(f"item {index} is missing from the store")
-            record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
-            if await asyncio.to_thread(self._write, thread_id, index, record, round):
-                self.items_done += 1
+            # A slot of the thread's in this worker, then a fresh look: an item starts only while
+            # its run hands items out, however long it waited for the slot.
+            await control.until_stopped(tools.slots.acquire())
+            try:
+                if control.drain_requested or meter.exceeded or not await self._may_go(thread_id, tools, fresh=True):
+                    raise WaitInterrupted()
+                stored = items.get(index)
+                if stored is None:
+                    raise RuntimeError(f"item {index} is missing from the store")
+                record = await process_one(ctx, prompt, index, stored["item"], previous.get(index), round)
+                if await asyncio.to_thread(self._write, thread_id, index, record, round):
+                    self.items_done += 1
+            finally:
+                tools.slots.release()
 
         from langchain_core.runnables.config import var_child_runnable_config
 
@@ -272,15 +304,30 @@ class ItemWorker:
         """Stop the part's waits once the thread stops running or its budget is spent."""
         while True:
             await asyncio.sleep(STATUS_SECONDS)
-            if meter.exceeded or not await self._running(thread_id, tools):
+            if meter.exceeded or not await self._may_go(thread_id, tools):
                 control.request_drain("stopped")
                 return
 
-    async def _running(self, thread_id: str, tools: _ThreadTools, fresh: bool = False) -> bool:
-        if fresh or time.monotonic() - tools.status_read >= STATUS_SECONDS:
-            row = await asyncio.to_thread(thread_rows.get, self.db.conn, thread_id)
-            tools.status, tools.status_read = (row.status if row is not None else "deleted"), time.monotonic()
-        return tools.status == "running"
+    async def _may_go(self, thread_id: str, tools: _ThreadTools, fresh: bool = False) -> bool:
+        """Whether the thread's items may start: this worker is not stopping, and the thread's run
+        hands items out (read from the run itself when this process drives it; else from the
+        thread's row and the run's stop mark, at most STATUS_SECONDS old unless `fresh`)."""
+        if self.stopping:
+            return False
+        drive = self.local_drive(thread_id)
+        if drive is not None:
+            return not drive.control.drain_requested
+        if fresh or time.monotonic() - tools.looked >= STATUS_SECONDS:
+            tools.may_go, tools.looked = await asyncio.to_thread(self._look, thread_id), time.monotonic()
+        return tools.may_go
+
+    def _look(self, thread_id: str) -> bool:
+        from runtime.store.postgres import namespaces
+
+        row = thread_rows.get(self.db.conn, thread_id)
+        if row is None or row.status != "running":
+            return False
+        return namespaces.get_value(self.db.conn, prefix_of(spread_namespace(thread_id)), STOP_KEY) is None
 
     async def _tools(self, thread_id: str, settings: dict[str, Any]) -> _ThreadTools:
         """The thread's models in this worker, made once for all its parts (again if a resume
@@ -291,7 +338,11 @@ class ItemWorker:
         tools = self.threads.get(thread_id)
         if tools is None or tools.settings_key != key:
             resolved = RunSettings(**settings)
-            tools = self.threads[thread_id] = _ThreadTools(key, resolved, *await asyncio.to_thread(build_models, resolved))
+            model, cheap_model = await asyncio.to_thread(build_models, resolved)
+            tools = self.threads.get(thread_id)
+            if tools is None or tools.settings_key != key:  # another part of it may have made them meanwhile
+                slots = asyncio.Semaphore(max(1, resolved.concurrency or 1))
+                tools = self.threads[thread_id] = _ThreadTools(key, resolved, model, cheap_model, slots)
         return tools
 
     def _write(self, thread_id: str, index: int, record: dict[str, Any], round_: int) -> bool:

@@ -148,7 +148,7 @@ class FleetWorker(JobDriven):
                 self._host = host
                 if self.jobs is not None:
                     host.spread = partial(ItemSpread, self.db, self.jobs)
-                    self.items = ItemWorker(self.db, lambda: host.storage[1])
+                    self.items = ItemWorker(self.db, lambda: host.storage[1], self.drives.get)
                 host.storage[0].save_latencies = self.stats.save_latencies
                 if self.jobs is None:
                     await self._loop()
@@ -171,6 +171,8 @@ class FleetWorker(JobDriven):
                 task.cancel()
             return
         self.stopping = True
+        if self.items is not None:
+            self.items.stopping = True
         for task in (self._jobs_task, self._items_task):
             if task is not None:
                 task.cancel()  # Procrastinate takes no new job; its running jobs end as their threads stop
