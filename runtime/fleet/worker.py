@@ -20,13 +20,13 @@ worker continues every one of them.
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 import os
 import resource
 import signal
 import socket
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable
 
 from runtime.errors import AgentError, NothingToResume

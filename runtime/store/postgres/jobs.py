@@ -46,10 +46,10 @@ ITEMS_QUEUE = "agent.items"
 """Served by a Procrastinate worker of its own in each fleet worker, so a thread's run waiting
 for its items never holds the slot its items need."""
 POOL_SIZE = 4
+"""Procrastinate's own connections: one listens, the others fetch and finish jobs."""
 ANALYZE_AFTER = 500
 """Rows of Procrastinate's jobs table changed since its statistics were last taken past which a
 worker takes them again (`keep_statistics`)."""
-"""Procrastinate's own connections: one listens, the others fetch and finish jobs."""
 
 log = logging.getLogger(__name__)
 
