@@ -8,6 +8,7 @@ that would otherwise hang.
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from typing import Any
 
@@ -126,6 +127,43 @@ def test_the_dead_letter_list_and_retry_failed_are_as_on_one_machine(start_worke
     assert all(v["status"] == "done" and v["attempts"] == 2 and v["round"] == 1 for v in again.values())
     calls = Counter(request.prompt for request in endpoint.server.log())
     assert sorted(prompt for prompt, n in calls.items() if n > 1) == [PROMPT.replace("{item}", "item-13"), PROMPT.replace("{item}", "item-7")]
+
+
+def test_an_owner_cut_off_from_the_database_is_taken_over_and_writes_nothing_when_it_comes_back(
+    start_worker, endpoint, run_agent, db_path: str
+) -> None:
+    """Worker A reaches PostgreSQL through a proxy the test cuts while A's items of the second
+    chunk are held at the server: A's lease lapses, worker B takes the thread over and finishes
+    it (A's parts handed back to B). A's held items are answered while it is still cut off, so
+    it can write none of them; when the proxy is restored, A writes nothing of the thread."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tests.tcp_proxy import TcpProxy
+
+    total, concurrency = 400, 4
+    server = conninfo_to_dict(db_path)
+    submit(db_path, {"cut": queue_input(total)}, graph="task_queue", model=ENDPOINT_MODEL, concurrency=concurrency, max_attempts=1)
+    endpoint.server.hold(after=chunk_size(concurrency))
+    with TcpProxy(server["host"], int(server["port"])) as proxy:
+        through_proxy = db_path.replace(f":{server['port']}/", f":{proxy.port}/")
+        a = start_worker(concurrency=1, AGENT_DB=through_proxy, **endpoint.env, **LEASE)
+        endpoint.server.wait_held(concurrency)  # A owns the thread and has its 4 in flight
+        proxy.cut()
+        b = start_worker(concurrency=1, **endpoint.env, **LEASE)
+        b.wait_event("taken_over", "cut")
+        endpoint.server.release()
+        b.wait_event("finished", "cut", "completed")
+        rows = results(db_path, "cut")
+        b.proc.send_signal(signal.SIGTERM)
+        assert b.finish() == 0, b.output()
+        proxy.restore()
+        a.wait_event("finished", "cut")
+        a.proc.send_signal(signal.SIGTERM)
+        assert a.finish() == 0, a.output()
+    assert results(db_path, "cut") == rows  # A wrote nothing when it came back
+    assert [key for key, *_ in rows] == [f"{i:09d}" for i in range(total)]
+    assert all(created == updated for _, _, created, updated in rows)
+    assert status_of(run_agent, "cut")["status"] == "completed"
 
 
 def test_the_threads_rpm_holds_across_four_workers(start_worker, endpoint, db_path: str) -> None:

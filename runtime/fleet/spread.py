@@ -60,6 +60,7 @@ from runtime.policy.settings import RunSettings
 from runtime.policy.shared_rates import shared_admission
 from runtime.policy.waits import InterruptibleControl, RunClock
 from runtime.redact import redact
+from runtime.store.parts import out_of_reach
 from runtime.store.parts import threads as thread_rows
 from state.context import RunContext, WaitInterrupted
 from state.storage import item_key, items_namespace, results_namespace, thread_label
@@ -101,6 +102,20 @@ def parts_of(indexes: list[int], size: int) -> dict[int, list[int]]:
     return parts
 
 
+class OutOfReach(Exception):
+    """The database could not be reached for a moment (`_reaching`)."""
+
+
+async def _reaching(awaitable: Awaitable[Any]) -> Any:
+    """What `awaitable` gives; OutOfReach instead of an error that says the server is out of reach."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        if out_of_reach(exc):
+            raise OutOfReach() from exc
+        raise
+
+
 class ItemFailed(EndpointError):
     """A fatal error of a part, carried back to its owner (its class name, status and message)."""
 
@@ -137,15 +152,17 @@ class ItemSpread:
                 if draining():
                     break
                 await asyncio.sleep(POLL_SECONDS)
-                found = await asyncio.to_thread(self._results, sorted(outstanding))
-                for index in sorted(found):
-                    if not needs_work(found[index], round_):
-                        done[index] = found[index]
-                        outstanding.discard(index)
-                        report(index, found[index], previous.get(index))
-                polls += 1
-                if outstanding and polls % CHECK_EVERY == 0:
-                    await self._check(round_, parts, outstanding, job_ids, prompt, draining)
+                # The server out of reach: polled again (the run's lease lapses and drains it, or it comes back).
+                with contextlib.suppress(OutOfReach):
+                    found = await _reaching(asyncio.to_thread(self._results, sorted(outstanding)))
+                    for index in sorted(found):
+                        if not needs_work(found[index], round_):
+                            done[index] = found[index]
+                            outstanding.discard(index)
+                            report(index, found[index], previous.get(index))
+                    polls += 1
+                    if outstanding and polls % CHECK_EVERY == 0:
+                        await _reaching(self._check(round_, parts, outstanding, job_ids, prompt, draining))
         finally:
             if outstanding:  # drained, or failed: no part starts another item of this run
                 await asyncio.shield(self._call_back(job_ids))
@@ -193,9 +210,15 @@ class ItemSpread:
 
     async def _call_back(self, job_ids: dict[int, int | None]) -> None:
         """Mark the run's parts stopped (workers elsewhere read it before each item; those of this
-        process see the drain itself), then cancel those not started."""
-        await asyncio.to_thread(self._mark_stopped)
-        await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
+        process see the drain itself), then cancel those not started. With the database out of
+        reach (the drain of a lapsed lease) neither can be done, and the run still stops: its
+        parts go on only while the thread stays running, and their results are written once."""
+        try:
+            await asyncio.to_thread(self._mark_stopped)
+            await self.jobs.acancel(job_id for job_id in job_ids.values() if job_id is not None)
+        except Exception as exc:
+            if not out_of_reach(exc):
+                raise
 
     def _mark_stopped(self) -> None:
         from runtime.store.postgres import namespaces
