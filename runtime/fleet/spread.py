@@ -189,7 +189,7 @@ class ItemSpread:
                 if self.failures[part] > PART_FAILURES:
                     raise RuntimeError(
                         f"workers failed {self.failures[part]} times on items {ended[part][0]}-{ended[part][-1]} of this queue; "
-                        "their logs say why (agent worker --debug)"
+                        "the workers' logs say why"
                     )
         if ended:
             job_ids.update(await self.jobs.adefer_items(self.thread_id, round_, ended, {"prompt": prompt, **self.work}))
