@@ -275,6 +275,7 @@ OUT_OF_RANGE = [
     ("run", "task_queue", "--thread", "n", "--input", '{"items": ["a"], "prompt": "{item}"}', "--backoff", "-1"),
     ("worker", "--once", "--max-resumes", "-1"),
     ("worker", "--once", "--concurrency", "0"),
+    ("worker", "--once", "--item-parts", "0"),
     ("schedule", "add", "x", "--graph", "research", "--cron", "0 9 * * *", "--max-failures", "0"),
 ]
 

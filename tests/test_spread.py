@@ -316,3 +316,23 @@ def test_the_jobs_table_gets_statistics_after_a_burst_and_not_again_until_the_ne
         assert not jobs.keep_statistics(db.conn)
         analyzed = db.conn.execute("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'procrastinate_jobs'").fetchone()[0]
         assert analyzed
+
+
+def test_a_long_lived_worker_keeps_the_models_of_a_bounded_number_of_threads(db_path: str) -> None:
+    """Parts of many threads, one after another (here threads that are no longer running, whose
+    parts end at once): the worker keeps the models of the most recent KEEP_THREADS only."""
+    import asyncio
+
+    from runtime import open_database
+    from runtime.fleet.spread import KEEP_THREADS, ItemWorker
+
+    with open_database(db_path, create=True) as db:
+        worker = ItemWorker(db, store_of=lambda: None, local_drive=lambda thread_id: None)
+
+        async def parts() -> None:
+            for n in range(KEEP_THREADS + 10):
+                await worker.handle(f"gone-{n}", 0, [0], PROMPT, {"model": "offline", "concurrency": 2})
+
+        asyncio.run(parts())
+        assert list(worker.threads) == [f"gone-{n}" for n in range(10, KEEP_THREADS + 10)]
+        assert worker.items_done == 0

@@ -80,6 +80,8 @@ STOP_KEY = "stop"
 """Marks a thread whose run stopped handing items out (drained or failed): its parts start no more."""
 PART_FAILURES = 3
 """Jobs of one part that may fail (a worker's error, not the model's) before the run fails too."""
+KEEP_THREADS = 64
+"""Threads whose models a worker keeps while none of their parts runs here."""
 
 Report = Callable[[int, dict[str, Any], dict[str, Any] | None], None]
 
@@ -251,6 +253,8 @@ class _ThreadTools:
     sliding window (a slow item holds back its own slot, not its part's)."""
     may_go: bool = True
     looked: float = 0.0
+    parts: int = 0
+    """Its parts running in this worker now."""
 
 
 class ItemWorker:
@@ -270,11 +274,25 @@ class ItemWorker:
 
     async def handle(self, thread_id: str, round: int, indexes: list[int], prompt: str, settings: dict[str, Any]) -> None:
         """One part: each of its items that still needs work to its result, side by side."""
+        tools = await self._tools(thread_id, settings)
+        tools.parts += 1
+        try:
+            await self._part(thread_id, tools, round, indexes, prompt)
+        finally:
+            tools.parts -= 1
+            self._forget_idle()
+
+    def _forget_idle(self) -> None:
+        """Keep the tools of at most KEEP_THREADS threads with no part here, the most recently
+        used: a long-lived worker serves the parts of many threads, one after another."""
+        idle = [thread_id for thread_id, tools in self.threads.items() if not tools.parts]
+        for thread_id in idle[: max(0, len(self.threads) - KEEP_THREADS)]:
+            del self.threads[thread_id]
+
+    async def _part(self, thread_id: str, tools: _ThreadTools, round: int, indexes: list[int], prompt: str) -> None:
         from nodes.queue import needs_work, process_one, read_indexes, run_window
 
-        tools = await self._tools(thread_id, settings)
         if not await self._may_go(thread_id, tools, fresh=True):
-            self.threads.pop(thread_id, None)  # its models are made again if it comes back
             return  # stopped, paused or cancelled: its next run hands the items out again
         store = self.store_of()
         previous = await read_indexes(store, results_namespace(thread_id), indexes)
@@ -358,7 +376,9 @@ class ItemWorker:
         from runtime.runs.plan import build_models
 
         key = json.dumps(settings, sort_keys=True)
-        tools = self.threads.get(thread_id)
+        tools = self.threads.pop(thread_id, None)
+        if tools is not None:
+            self.threads[thread_id] = tools  # the most recently used last
         if tools is None or tools.settings_key != key:
             resolved = RunSettings(**settings)
             model, cheap_model = await asyncio.to_thread(build_models, resolved)
