@@ -4,7 +4,9 @@ only once a person has approved it."""
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 
 class Action(TypedDict, total=False):

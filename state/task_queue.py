@@ -9,7 +9,9 @@ is as small at item 10,000 as at item 1.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
 
 
 class TaskQueueInput(TypedDict, total=False):
