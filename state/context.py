@@ -10,7 +10,27 @@ import asyncio
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
+
+from pydantic import GetCoreSchemaHandler
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import core_schema
+
+T = TypeVar("T")
+
+
+class _TakenAsGiven:
+    """Pydantic metadata: accept any value and never look at the annotated type, which may be a
+    Protocol or a class pydantic cannot describe."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.any_schema()
+
+
+InProcess = Annotated[T, _TakenAsGiven(), SkipJsonSchema()]
+"""A context field that holds an in-process object (a chat model, the clock, the limiter): it has
+no JSON form, so the context's JSON Schema (LangGraph's `get_context_jsonschema`, which Studio
+shows) leaves it out and describes only the settings. Dataclass construction is unaffected."""
 
 
 class WaitInterrupted(Exception):
@@ -78,7 +98,7 @@ class UsageMeter(Protocol):
 class RunContext:
     """Settings of one run (not of the thread's state)."""
 
-    model: Any = None
+    model: InProcess[Any] = None
     """A LangChain chat model (`BaseChatModel`); built by `runtime.policy.models.make_model`."""
 
     max_attempts: int = 3
@@ -93,7 +113,7 @@ class RunContext:
     node_timeout: float | None = None
     """Seconds one attempt of a model call or operation may take; past it, a retryable failure."""
 
-    clock: Clock = field(default_factory=SystemClock)
+    clock: InProcess[Clock] = field(default_factory=SystemClock)
     """Time source for backoff waits and timestamps."""
 
     rpm: int | None = None
@@ -102,19 +122,19 @@ class RunContext:
     tpm: int | None = None
     """Model tokens a minute for the run (None: no limit); enforced by `limiter`."""
 
-    limiter: RequestGate | None = None
+    limiter: InProcess[RequestGate | None] = None
     """Shared by every model call of the run; the runner builds it from concurrency, rpm and tpm.
     Without one (a context built by hand) calls are limited only by `concurrency`."""
 
     model_spec: str | None = None
     """The spec `model` was built from (`offline`, `openai:gpt-4o`), as shown and priced."""
 
-    cheap_model: Any = None
+    cheap_model: InProcess[Any] = None
     """A cheaper chat model for routine steps (`--cheap-model`); None: `model` does everything."""
 
     cheap_model_spec: str | None = None
 
-    meter: UsageMeter | None = None
+    meter: InProcess[UsageMeter | None] = None
     """The run's spend, for choosing the cheap model once the budget runs low; None: never low."""
 
     background: bool = False
@@ -123,7 +143,7 @@ class RunContext:
     approved_by: str | None = None
     """Set (to the user) when `--yes` approved the run's sensitive actions up front."""
 
-    spread: Any = None
+    spread: InProcess[Any] = None
     """Hands a queue's items out to every worker of a fleet (runtime.fleet.spread.ItemSpread);
     None: the run works through them itself."""
 
