@@ -13,6 +13,7 @@ The composition root of the CLI: the `agent` app, made of the command groups in 
     export, import                                commands/transfer.py
     schedule ...                                  commands/schedule.py
     submit, worker, workers                       commands/fleet.py
+    serve                                         commands/serve.py
 
 Beside them, what belongs to `agent` itself: `--version`, shell completion
 (`--install-completion`), the environment variables its help lists, and the console script's
@@ -26,7 +27,7 @@ from typing import Annotated
 
 import typer
 
-from commands import control, edit, fleet, read, run, schedule, storage, transfer
+from commands import control, edit, fleet, read, run, schedule, serve, storage, transfer
 
 ENVIRONMENT = {
     "AGENT_DB": "the database (--db): a file or postgresql:// URL [checkpoints/agent.db]",
@@ -42,6 +43,7 @@ ENVIRONMENT = {
     "AGENT_LEASE_SECONDS": "a runner silent this long is taken over [30]",
     "AGENT_SCHEDULE_MIN_INTERVAL": "least time between a schedule's runs [60m]",
     "AGENT_MAX_SCHEDULES": "schedules a database may hold [100]",
+    "AGENT_API_TOKEN": "the token `agent serve` requires (bearer auth)",
     "AGENT_PG_POOL": "PostgreSQL connections a process's runs share [10]",
     "OPENAI_API_KEY": "the key of an openai:NAME model",
     "OPENAI_BASE_URL": "another OpenAI-compatible endpoint",
@@ -55,7 +57,7 @@ app = typer.Typer(
     help="Run LangGraph graphs durably: every node is checkpointed in SQLite, and any thread "
     "can be inspected and resumed from its latest checkpoint or from an older one.",
 )
-for group in (run, read, storage, control, edit, transfer, schedule, fleet):
+for group in (run, read, storage, control, edit, transfer, schedule, fleet, serve):
     app.add_typer(group.app)
 
 

@@ -82,14 +82,24 @@ def submit_retry(db: Database, thread_id: str, settings: RunSettings | None = No
 
 
 def submit_decisions(
-    db: Database, thread_id: str, ids: list[str] | None, approved: bool, reason: str | None = None, *, every: bool = False, priority: int = 0
+    db: Database,
+    thread_id: str,
+    ids: list[str] | None,
+    approved: bool,
+    reason: str | None = None,
+    *,
+    every: bool = False,
+    priority: int = 0,
+    by: str | None = None,
+    via: str | None = None,
+    attended: bool = True,
 ) -> str:
     """Queue the answers to a thread's pending approvals, made and checked as `decide` makes
     them (who, when and why recorded now): a worker resumes the thread with them."""
     from runtime.runs.approvals import check_reason, decisions_for
 
     check_reason(thread_id, ids, approved, reason)
-    answers = decisions_for(db, thread_id, ids, approved, reason, every)
+    answers = decisions_for(db, thread_id, ids, approved, reason, every, attended=attended, by=by, via=via)
     return _queue(db, thread_id, ANSWER, {"answers": answers}, priority)
 
 

@@ -108,6 +108,8 @@ class FleetWorker(JobDriven):
         self.emit = on_event or (lambda event: None)
         self.on_tick = on_tick
         """Called off the loop on each pass (the scheduler fires due schedules there)."""
+        self.on_run_event: Callable[[str, RunEvent], Any] | None = None
+        """Told every event of every run this worker drives, on the worker's loop (the HTTP server's streams)."""
         self.on_origin: Callable[[dict[str, Any], RunOutcome], Any] | None = None
         """Told, off the loop, how each run whose request named an origin ended (a schedule's run)."""
         self.owner = threads.this_process()
@@ -125,6 +127,8 @@ class FleetWorker(JobDriven):
         self._items_task: asyncio.Task | None = None
         self._jobs_started = 0.0
         self.items: ItemWorker | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop it serves on, once it does (`stop` is called there, from another thread with `call_soon_threadsafe`)."""
 
     def run(self, seconds: float | None = None, once: bool = False) -> WorkerStats:
         """Serve until stopped (SIGTERM, `stop()`, or idle with `until_idle`), or for `seconds`;
@@ -135,7 +139,7 @@ class FleetWorker(JobDriven):
         return run_sync(self.serve(seconds))  # also from a notebook, whose loop is running
 
     async def serve(self, seconds: float | None = None) -> WorkerStats:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
         await asyncio.to_thread(self._register)
         if self.handle_signals:
@@ -386,6 +390,8 @@ class FleetWorker(JobDriven):
         def on_event(event: RunEvent) -> None:
             if event.kind in ("warning", "notice"):
                 self.emit(WorkerEvent(event.kind, thread_id, message=event.message))
+            if self.on_run_event is not None:
+                self.on_run_event(thread_id, event)
 
         return on_event
 

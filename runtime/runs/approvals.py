@@ -30,9 +30,20 @@ def pending_approvals(db: Database, thread_id: str, *, attended: bool = True) ->
 
 
 def decisions_for(
-    db: Database, thread_id: str, ids: list[str] | None, approved: bool, reason: str | None, every: bool = False, *, attended: bool = True
+    db: Database,
+    thread_id: str,
+    ids: list[str] | None,
+    approved: bool,
+    reason: str | None,
+    every: bool = False,
+    *,
+    attended: bool = True,
+    by: str | None = None,
+    via: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The resume map for `decide`: interrupt id -> decision. Ids may be unique prefixes."""
+    """The resume map for `decide`: interrupt id -> decision. Ids may be unique prefixes. `by`
+    and `via` name who decided and through what (the OS user and the CLI's verb unless given:
+    the HTTP API records the name its caller gives, and that it came through the API)."""
     pending = pending_approvals(db, thread_id, attended=attended)
     if not pending:
         raise NothingToResume(
@@ -53,9 +64,9 @@ def decisions_for(
                 ids=Setting("ids"), approvals=Command("approvals", thread_id=thread_id), every=Setting("every"),
             ),
         )
-    verb = "agent approve" if approved else "agent reject"
+    verb = via or ("agent approve" if approved else "agent reject")
     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    decision = {"approved": approved, "by": current_user(), "at": at, "reason": reason, "via": verb}
+    decision = {"approved": approved, "by": by or current_user(), "at": at, "reason": reason, "via": verb}
     return {interrupt_id: {**decision, "interrupt_id": interrupt_id} for interrupt_id in dict.fromkeys(chosen)}
 
 

@@ -266,7 +266,8 @@ class Drive:
             elif isinstance(payload, dict) and "progress" in payload and self.tracker.report(payload["progress"]):
                 self.reported = True
                 self.show_progress()
-            # any other custom event is the graph's own business
+            else:  # the graph's own: passed on to whoever follows the run (a stream of the HTTP API)
+                self.emit(RunEvent("custom", data=payload))
         elif mode == "checkpoints":
             self.step = payload["metadata"].get("step", self.step)
             self.checkpoint_id = payload["config"]["configurable"]["checkpoint_id"]

@@ -37,6 +37,8 @@ class RunEvent:
     (its status before a retry round), `error`, `input_tokens`, `output_tokens`."""
     progress: ProgressSnapshot | None = None
     """kind `progress`: a queue's figures, at most every `drive.PROGRESS_EVERY` seconds and at the end."""
+    data: Any = None
+    """kind `custom`: what the graph wrote to its stream (`get_stream_writer()`) beyond items and progress."""
 
 
 @dataclass

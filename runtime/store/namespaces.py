@@ -133,3 +133,8 @@ def delete_of_thread(conn: sqlite3.Connection, label: str) -> int:
         if "store_vectors" in tables:
             conn.execute("DELETE FROM store_vectors WHERE prefix = ?", (prefix,))
     return removed
+
+
+def delete_value(conn: sqlite3.Connection, prefix: str, key: str) -> None:
+    """Delete one item (inside the caller's transaction)."""
+    conn.execute("DELETE FROM store WHERE prefix = ? AND key = ?", (prefix, key))

@@ -1,0 +1,301 @@
+"""The server's application: its settings, what it holds while it runs, and the guards every
+request passes (token, body size, cross-site requests, one error shape).
+
+`create_app` composes the routers (api/assistants.py, api/threads_api.py, api/runs_api.py,
+api/store_api.py, api/agent_api.py) over one `Server`: the database, the graphs it was started
+with, the hub that passes run events to streams, the run book's watcher, and, with `workers`, a
+fleet worker driving queued runs in this process (a thread of its own with its own event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import book
+from api.face import error_body, problem
+from api.hooks import Webhooks
+from api.streams import Hub
+from runtime.errors import AgentError
+from runtime.redact import redact
+from runtime.runs.outcome import RunEvent
+from runtime.store.database import Database
+
+log = logging.getLogger("agent.serve")
+MAX_BODY_BYTES = 1 << 20
+"""The largest request body taken (1 MiB): a queue's items go in a file, not in one request."""
+WATCH_SECONDS = 0.25
+"""How often the run book looks at threads with a run not ended (runs driven by other processes)."""
+SCHEDULE_POLL = 15.0
+"""How often the embedded worker looks for due schedules (as `agent worker --poll`)."""
+SCHEDULE_GRACE = 900.0
+"""How late a schedule's run may start before it counts as missed (as `agent worker --missed-after`)."""
+OPEN_PATHS = ("/", "/ok", "/favicon.ico")
+"""Paths answered without the token: the dashboard's page and assets (they hold no data) and the health check."""
+
+
+@dataclass
+class Server:
+    """What the server holds while it runs."""
+
+    db: Database
+    graphs: dict[str, str]
+    """Assistant (graph) id -> the graph spec its runs use: the built-in graphs and those of its `langgraph.json`."""
+    token: str | None = None
+    workers: int = 0
+    hub: Hub | None = None
+    webhooks: Webhooks | None = None
+    open_runs: set[str] = field(default_factory=set)
+    """Threads with a run not ended: the watcher settles them."""
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(32, thread_name_prefix="agent-api"))
+    store: Any = None
+    """LangGraph's store in the database (the store's items endpoints), open while the server runs."""
+    fleet: Any = None
+    _fleet_thread: threading.Thread | None = None
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking runtime call off the loop (each pool thread has its own connection)."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args, **kwargs))
+
+    # -- the run book's watcher ------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        self.open_runs.update(await self.call(book.open_threads, self.db))
+        while True:
+            ended: set[str] = set()
+            try:
+                ended.add(await asyncio.wait_for(self.hub.ended.get(), WATCH_SECONDS))
+            except TimeoutError:
+                pass
+            for thread_id in list(self.open_runs | ended):
+                try:
+                    changed = await self.call(book.settle, self.db, thread_id)
+                except AgentError:
+                    changed = []
+                    self.open_runs.discard(thread_id)
+                except Exception as exc:
+                    log.warning("settling the runs of %s failed: %s", thread_id, redact(str(exc)))
+                    continue
+                self._after_settle(thread_id, changed)
+
+    def _after_settle(self, thread_id: str, changed: list[dict[str, Any]]) -> None:
+        for run in changed:
+            if run["status"] in book.FINAL:
+                if self.hub is not None:
+                    self.hub.publish(thread_id, RunEvent("ended"))
+                if self.webhooks is not None:
+                    self.webhooks.run_ended(run)
+        if changed and changed[-1]["status"] in book.FINAL:
+            self.open_runs.discard(thread_id)
+
+    # -- the embedded worker -----------------------------------------------------------------------
+
+    def start_fleet(self) -> None:
+        if not self.workers:
+            return
+        from runtime.fleet.worker import FleetWorker
+
+        from runtime.schedules.clock import SystemClock
+        from runtime.schedules.worker import Worker as Scheduler
+
+        scheduler = Scheduler(self.db, SystemClock(), grace=SCHEDULE_GRACE, max_resumes=3, poll=SCHEDULE_POLL, enqueue=True)
+        last_tick = [float("-inf")]
+
+        def fire_due() -> None:  # off the worker's loop, on a thread of its own connection
+            if time.monotonic() - last_tick[0] >= SCHEDULE_POLL:
+                last_tick[0] = time.monotonic()
+                scheduler.tick()
+
+        fleet = FleetWorker(self.db, concurrency=self.workers, handle_signals=False, on_event=self._worker_event, on_tick=fire_due)
+        fleet.on_origin = lambda origin, outcome: scheduler.finished_run(origin, outcome.thread_id, outcome.status, outcome.error)
+        fleet.on_run_event = self.hub.publish
+        self.fleet = fleet
+        self._fleet_thread = threading.Thread(target=fleet.run, name="agent-worker", daemon=True)
+        self._fleet_thread.start()
+
+    def _worker_event(self, event: Any) -> None:
+        if event.kind == "finished" and event.thread_id:
+            self.hub.run_ended(event.thread_id)
+        elif event.kind in ("warning", "stopping"):
+            log.warning("%s", redact(event.message or event.kind))
+
+    def stop_fleet(self, grace: float = 30.0) -> None:
+        fleet, worker_thread = self.fleet, self._fleet_thread
+        if fleet is None or worker_thread is None:
+            return
+        loop = getattr(fleet, "loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(fleet.stop)
+        worker_thread.join(grace + 5)
+
+
+def create_app(server: Server) -> FastAPI:
+    from api import agent_api, assistants, runs_api, store_api, threads_api
+    from api.dashboard_files import mount_dashboard
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        server.hub = Hub(asyncio.get_running_loop())
+        server.webhooks = Webhooks(server)
+        async with server.db.open_async() as (_saver, store):
+            server.store = store
+            server.start_fleet()
+            watcher = asyncio.create_task(server.watch())
+            try:
+                yield
+            finally:
+                watcher.cancel()
+                await asyncio.to_thread(server.stop_fleet)
+                await server.webhooks.close()
+                server.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="agent",
+        summary="Durable LangGraph threads: the LangGraph Server API that langgraph-sdk uses, and agent's own endpoints.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    for module in (assistants, threads_api, runs_api, store_api, agent_api):
+        app.include_router(module.router)
+    mount_dashboard(app)
+    _errors(app)
+    app.add_middleware(Guard, token=server.token)
+    return app
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(AgentError)
+    async def agent_error(request: Request, exc: AgentError) -> JSONResponse:
+        return JSONResponse(error_body(exc), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        message = f"{where or 'the request'}: {first.get('msg', 'is not valid')}"
+        return JSONResponse(problem(400, "BadInput", message, "the API's document at /openapi.json says what each request takes"), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return JSONResponse(problem(exc.status_code, kind, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, redact(str(exc)))
+        body = problem(500, "InternalError", "the server failed to answer this request", "its log says why; nothing of the request was half-written")
+        return JSONResponse(body, status_code=500)
+
+
+class Guard:
+    """Every request: the bearer token (when the server has one), compared in constant time; a
+    body of at most MAX_BODY_BYTES; and no state-changing request from another site's page."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await _answer(send, *refusal)
+            return
+        started = [False]
+
+        async def sending(message: Message) -> None:
+            started[0] = started[0] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, _limited(receive), sending)
+        except _BodyTooLarge:
+            if not started[0]:
+                await _answer(send, 413, _too_large())
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        path, method = scope["path"], scope["method"]
+        if self.token and not _open(path) and not _token_ok(headers.get("authorization", ""), self.token):
+            return 401, problem(401, "Unauthorized", "this server needs its token", "send `Authorization: Bearer <token>` (the server's AGENT_API_TOKEN)")
+        if method not in ("GET", "HEAD", "OPTIONS") and _cross_site(headers):
+            return 403, problem(403, "Forbidden", "a request from another site's page may not change anything here", "use the dashboard this server serves")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return 413, _too_large()
+        return None
+
+
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith("/dashboard/")
+
+
+def _token_ok(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _cross_site(headers: dict[str, str]) -> bool:
+    """Whether a browser says the request comes from a page of another origin."""
+    if headers.get("sec-fetch-site") == "cross-site":
+        return True
+    origin = headers.get("origin")
+    if not origin or origin == "null":
+        return origin == "null"
+    host = headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/") != host
+
+
+def _too_large() -> dict[str, Any]:
+    return problem(413, "BodyTooLarge", f"the request body is over {MAX_BODY_BYTES // 1024} KiB", "send a queue's items in parts, or give them in a file to `agent run`")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _limited(receive: Receive) -> Receive:
+    """`receive` that stops a body sent in chunks once it passes MAX_BODY_BYTES."""
+    seen = [0]
+
+    async def limited() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > MAX_BODY_BYTES:
+                raise _BodyTooLarge()
+        return message
+
+    return limited
+
+
+async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def dashboard_dir() -> Path:
+    return Path(__file__).with_name("dashboard")
