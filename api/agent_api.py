@@ -150,7 +150,9 @@ async def pause(request: Request, thread_id: str) -> dict[str, Any]:
     from runtime.threads.control import request_pause
 
     server = server_of(request)
-    return _control(await server.call(request_pause, server.db, thread_id))
+    result = await server.call(request_pause, server.db, thread_id)
+    server.tell_drive(thread_id, "pause")
+    return _control(result)
 
 
 @router.post("/threads/{thread_id}/cancel")
@@ -158,7 +160,9 @@ async def cancel(request: Request, thread_id: str) -> dict[str, Any]:
     from runtime.threads.control import request_cancel
 
     server = server_of(request)
-    return _control(await server.call(request_cancel, server.db, thread_id))
+    result = await server.call(request_cancel, server.db, thread_id)
+    server.tell_drive(thread_id, "cancel")
+    return _control(result)
 
 
 @router.post("/threads/{thread_id}/resume")

@@ -134,6 +134,21 @@ class Server:
         elif event.kind in ("warning", "stopping"):
             log.warning("%s", redact(event.message or event.kind))
 
+    def tell_drive(self, thread_id: str, request: str) -> None:
+        """A pause or cancel of a thread this process's worker drives: told to its run at once
+        (runs elsewhere read the request from the database)."""
+        fleet = self.fleet
+        loop = getattr(fleet, "loop", None)
+        if loop is None:
+            return
+
+        def tell() -> None:
+            drive = fleet.drives.get(thread_id)
+            if drive is not None:
+                drive.asked(request)
+
+        loop.call_soon_threadsafe(tell)
+
     def stop_fleet(self, grace: float = 30.0) -> None:
         fleet, worker_thread = self.fleet, self._fleet_thread
         if fleet is None or worker_thread is None:
@@ -264,7 +279,7 @@ def _cross_site(headers: dict[str, str]) -> bool:
 
 
 def _too_large() -> dict[str, Any]:
-    return problem(413, "BodyTooLarge", f"the request body is over {MAX_BODY_BYTES // 1024} KiB", "send a queue's items in parts, or give them in a file to `agent run`")
+    return problem(413, "BodyTooLarge", f"the request body is over {MAX_BODY_BYTES // 1024} KiB", "send fewer items in one request: a queue's items can also come from a file the graph reads (`items_file`)")
 
 
 class _BodyTooLarge(Exception):

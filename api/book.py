@@ -221,7 +221,13 @@ def _submit(db: Database, run: dict[str, Any], record: threads.ThreadRecord | No
     elif not saved:
         raise NothingToResume(f"thread {thread_id!r} has nothing to go on from", "give the run an `input`")
     else:
-        queue.submit_resume(db, thread_id, checkpoint, settings)
+        try:
+            queue.submit_resume(db, thread_id, checkpoint, settings)
+        except NothingToResume:
+            if checkpoint:
+                raise
+            # A thread at its end: the run has nothing to do, as LangGraph's invoke(None) of a
+            # finished thread does nothing; it ends with the thread as it is.
     run["submitted"] = True
 
 

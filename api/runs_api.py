@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -228,12 +228,20 @@ async def join_run(request: Request, thread_id: str, run_id: str) -> dict[str, A
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", response_class=StreamingResponse)
 async def join_stream(
-    request: Request, thread_id: str, run_id: str, stream_mode: str | None = None, last_event_id: str | None = Header(None, alias="Last-Event-ID")
+    request: Request,
+    thread_id: str,
+    run_id: str,
+    stream_mode: list[str] | None = Query(None),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
 ) -> StreamingResponse:
     server = server_of(request)
     await server.call(book.find_thread, server.db, thread_id)
     run = await server.call(book.get_run, server.db, thread_id, run_id)
-    modes = _modes(stream_mode.split(",") if stream_mode else (run.get("kwargs") or {}).get("stream_mode"))
+    given = [mode for part in stream_mode or [] for mode in part.split(",") if mode]
+    modes = _modes(given or (run.get("kwargs") or {}).get("stream_mode"))
+    for mode in modes:
+        if mode not in MODES:
+            raise BadInput(f"stream mode {mode!r} is not one of: {', '.join(sorted(MODES))}")
     return _streaming(server, run, modes, last_event_id or None)
 
 
@@ -245,6 +253,7 @@ async def cancel_run(request: Request, thread_id: str, run_id: str, wait: bool =
     if run["status"] in book.FINAL:
         raise NotControllable(f"run {run_id!r} has ended ({run['status']}); there is nothing to cancel")
     await server.call(book.cancel, server.db, run)
+    server.tell_drive(thread_id, "cancel")
     if wait:
         await ended(server, thread_id, run_id)
     return Response(status_code=202 if not wait else 204)

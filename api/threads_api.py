@@ -340,8 +340,10 @@ async def get_state_at(request: Request, thread_id: str, checkpoint_id: str, sub
 @router.post("/threads/{thread_id}/state/checkpoint")
 async def post_state_at(request: Request, thread_id: str, body: CheckpointQuery) -> dict[str, Any]:
     checkpoint_id = body.checkpoint.get("checkpoint_id")
+    if checkpoint_id is None:
+        return await get_state(request, thread_id)  # no id: the latest, as LangGraph reads a config without one
     if not isinstance(checkpoint_id, str):
-        raise BadInput("`checkpoint.checkpoint_id` is missing", 'e.g. {"checkpoint": {"checkpoint_id": "1f0..."}}')
+        raise BadInput("`checkpoint.checkpoint_id` must be a string", 'e.g. {"checkpoint": {"checkpoint_id": "1f0..."}}')
     return await get_state_at(request, thread_id, checkpoint_id)
 
 
