@@ -361,6 +361,7 @@ async function control(action) {
 // ---------------------------------------------------------------------------------------------
 
 const WHO_KEY = "agent-dashboard-who";
+const drafts = new Map(); // approval id -> what was typed, kept if the list is drawn again meanwhile
 
 async function loadApprovals(id) {
   const holder = document.getElementById("approvals");
@@ -384,9 +385,12 @@ function approvalCard(threadId, a) {
   const details = el("dl", { class: "facts" },
     Object.entries(a).filter(([k]) => k !== "id")
       .flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: k.endsWith("_at") ? fmtTime(v) : fmtValue(v) })]));
-  const reason = el("input", { type: "text", "data-testid": "reason-input", placeholder: "why (needed to reject)", "aria-label": "reason" });
+  const draft = drafts.get(a.id) || {};
+  const keep = () => drafts.set(a.id, { reason: reason.value, by: who.value });
+  const reason = el("input", { type: "text", "data-testid": "reason-input", placeholder: "why (needed to reject)", "aria-label": "reason",
+                               value: draft.reason ?? "", oninput: () => keep() });
   const who = el("input", { type: "text", "data-testid": "by-input", placeholder: "who", "aria-label": "who",
-                            value: localStorage.getItem(WHO_KEY) || "" });
+                            value: draft.by ?? localStorage.getItem(WHO_KEY) ?? "", oninput: () => keep() });
   const answer = (verb) => async () => {
     if (verb === "reject" && !reason.value.trim()) {
       showError({ message: "A rejection needs a reason.", hint: "Say why in the 'why' field, then reject again." });
@@ -400,6 +404,7 @@ function approvalCard(threadId, a) {
       const result = await post(threadPath(threadId, verb), body);
       document.getElementById("control-message").textContent = result.message || `${verb}d: ${result.status || ""}`;
       clearError("action");
+      drafts.delete(a.id);
       card.remove();
       detailStatus = null;
       await poll();
