@@ -28,6 +28,7 @@ BROWSER = shutil.which("chromium") or "/usr/bin/chromium"
 SERVER_START_SECONDS = 60
 WAIT_MS = 60_000
 """The longest any one thing may take to show: generous, for a machine with two busy cores."""
+expect.set_options(timeout=WAIT_MS)
 
 QUEUE_ITEMS = 3000
 """Items of a queue thread that must still be running while a test watches it: at 0.05 s a
@@ -294,7 +295,7 @@ def test_approving_and_rejecting_from_the_page_records_who_and_why(served: Serve
     card.get_by_test_id("reason-input").fill("keep the rows for the audit")
     card.get_by_test_id("reject-button").click()
 
-    expect(page.get_by_test_id("detail-status")).to_have_text("completed", timeout=WAIT_MS)
+    expect(page.get_by_test_id("detail-status")).to_have_text("completed")
     decisions = {d["action_id"]: d for d in served.agent_json("state", "--thread", "ap")["values"]["decisions"]}
     assert decisions[first]["approved"] is True and decisions[first]["by"] == "alice"
     assert decisions[first]["reason"] == "the notice is reviewed"
@@ -310,7 +311,7 @@ def test_pausing_a_running_thread_from_the_page_ends_paused(served: Served, page
     open_thread(page, "long")
     expect(page.get_by_test_id("detail-status")).to_have_text("running")
     page.get_by_test_id("pause-button").click()
-    expect(page.get_by_test_id("detail-status")).to_have_text("paused", timeout=WAIT_MS)
+    expect(page.get_by_test_id("detail-status")).to_have_text("paused")
     assert runner.wait(timeout=WAIT_MS / 1000) == 3, runner.stderr.read()
     status = served.agent_json("status", "--thread", "long")
     assert status["status"] == "paused" and status["progress"]["done"] < QUEUE_ITEMS
