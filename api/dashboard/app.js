@@ -286,11 +286,13 @@ async function poll() {
 
 let detailStatus = null; // the status last shown, to reload history and approvals when it changes
 let detailCheckpoint = null;
+let followLatest = true; // the state shown is the newest checkpoint's until one is clicked
 
 function selectThread(id) {
   selectedThread = id;
   detailStatus = null;
   detailCheckpoint = null;
+  followLatest = true;
   compare.length = 0;
   for (const [rowId, tr] of rows) tr.classList.toggle("selected", rowId === id);
   document.getElementById("detail").hidden = false;
@@ -334,10 +336,9 @@ async function refreshDetail() {
   else holder.replaceChildren(s.progress ? progressBar(s.progress) : "");
   // History and approvals change when the thread moves on: reload them then, not every second.
   if (s.status !== detailStatus || s.checkpoint_id !== detailCheckpoint || ACTIVE.has(s.status)) {
-    const first = detailStatus === null;
     detailStatus = s.status;
     detailCheckpoint = s.checkpoint_id;
-    await Promise.all([loadApprovals(id), loadHistory(id, first)]);
+    await Promise.all([loadApprovals(id), loadHistory(id)]);
   }
   return ACTIVE.has(s.status);
 }
@@ -362,6 +363,9 @@ async function control(action) {
 
 const WHO_KEY = "agent-dashboard-who";
 const drafts = new Map(); // approval id -> what was typed, kept if the list is drawn again meanwhile
+// Approval id -> "approve" / "reject": an answer is queued for the thread's next run, so the
+// server lists the approval until a worker has gone on; it is shown as answered until then.
+const answered = new Map();
 
 async function loadApprovals(id) {
   const holder = document.getElementById("approvals");
@@ -375,8 +379,9 @@ async function loadApprovals(id) {
   }
   if (id !== selectedThread) return;
   const approvals = data.approvals || [];
-  const shown = new Set([...holder.querySelectorAll("[data-approval-id]")].map((n) => n.dataset.approvalId));
-  if (approvals.length === shown.size && approvals.every((a) => shown.has(String(a.id)))) return; // keep what is typed
+  const signature = approvals.map((a) => `${a.id}:${answered.get(a.id) || ""}`).join(",");
+  if (holder.dataset.signature === `${id}|${signature}`) return; // the same cards: keep their focus
+  holder.dataset.signature = `${id}|${signature}`;
   holder.replaceChildren(approvals.length ? "" : el("p", { class: "muted", "data-testid": "no-approvals", text: "Nothing waits for approval." }));
   for (const a of approvals) holder.append(approvalCard(id, a));
 }
@@ -405,7 +410,7 @@ function approvalCard(threadId, a) {
       document.getElementById("control-message").textContent = result.message || `${verb}d: ${result.status || ""}`;
       clearError("action");
       drafts.delete(a.id);
-      card.remove();
+      answered.set(a.id, verb);
       detailStatus = null;
       await poll();
     } catch (err) {
@@ -413,9 +418,12 @@ function approvalCard(threadId, a) {
       showError(err);
     }
   };
-  const card = el("div", { class: "approval", "data-testid": "approval", "data-approval-id": a.id },
+  const done = answered.get(a.id);
+  const card = el("div", { class: `approval${done ? " answered" : ""}`, "data-testid": "approval", "data-approval-id": a.id,
+                           "data-answered": done || null },
     el("div", { class: "approval-id" }, "id ", el("code", { text: a.id })),
     details,
+    done ? el("p", { class: "muted", text: `${done === "approve" ? "Approved" : "Rejected"}: the thread goes on with the answer.` }) :
     el("div", { class: "approval-form" }, reason, who,
       el("button", { type: "button", "data-testid": "approve-button", onclick: answer("approve") }, "Approve"),
       el("button", { type: "button", class: "danger", "data-testid": "reject-button", onclick: answer("reject") }, "Reject")));
@@ -434,12 +442,12 @@ const compare = []; // up to two checkpoint ids, in the order picked
 const laneX = (lane) => LANE_W / 2 + 4 + lane * LANE_W;
 const branchClass = (branch) => `branch-${branch % 6}`;
 
-async function loadHistory(id, selectLatest) {
+async function loadHistory(id) {
   const data = await get(threadPath(id, "history"));
   if (id !== selectedThread) return;
   const checkpoints = data.checkpoints || [];
   renderHistory(checkpoints);
-  if (selectLatest && checkpoints.length) showState(checkpoints[0].checkpoint_id);
+  if (followLatest && checkpoints.length && checkpoints[0].checkpoint_id !== shownCheckpoint) showState(checkpoints[0].checkpoint_id);
 }
 
 function historyGraphic(checkpoints) {
@@ -468,7 +476,8 @@ function historyGraphic(checkpoints) {
 function renderHistory(checkpoints) {
   const holder = document.getElementById("history");
   const { drawing, width } = historyGraphic(checkpoints);
-  const list = el("ol", { class: "history-rows", style: `padding-left:${width + 6}px` });
+  const list = el("ol", { class: "history-rows" });
+  list.style.paddingLeft = `${width + 6}px`; // through the CSSOM: the page's CSP refuses style attributes
   for (const c of checkpoints) {
     const id = c.checkpoint_id;
     const tick = el("input", { type: "checkbox", "data-testid": "compare-checkbox", "aria-label": "compare",
@@ -481,8 +490,8 @@ function renderHistory(checkpoints) {
       "data-branch": c.branch ?? 0, "data-lane": c.lane ?? 0, "data-step": c.step, tabindex: "0",
       title: `${id}\nparent ${c.parent_checkpoint_id ?? c.parent_id ?? "none"}\n${fmtTime(c.created_at)}`,
       onmousedown: (e) => { if (e.shiftKey) e.preventDefault(); }, // a shift-click picks, it does not select text
-      onclick: (e) => (e.shiftKey ? toggleCompare(id) : showState(id)),
-      onkeydown: (e) => { if (e.key === "Enter") showState(id); },
+      onclick: (e) => (e.shiftKey ? toggleCompare(id) : pickState(id)),
+      onkeydown: (e) => { if (e.key === "Enter") pickState(id); },
     }, tick, el("span", { class: "step", text: `${c.step}` }), el("code", { text: shortId(id) }),
        el("span", { class: "source", text: c.source || "" }),
        el("span", { class: "writers", text: next ? `${nodes} → ${next}` : nodes }),
@@ -506,6 +515,11 @@ function markHistory() {
 // ---------------------------------------------------------------------------------------------
 
 let shownCheckpoint = null;
+
+function pickState(checkpointId) {
+  followLatest = false;
+  showState(checkpointId);
+}
 
 async function showState(checkpointId) {
   const id = selectedThread;
@@ -547,6 +561,10 @@ function orderedPair() {
   return [...compare].sort((a, b) => order.indexOf(b) - order.indexOf(a));
 }
 
+// RFC 6902's names and the CLI's.
+const ADDED = new Set(["add", "added"]);
+const REMOVED = new Set(["remove", "removed"]);
+
 async function showDiff() {
   const id = selectedThread;
   const [before, after] = orderedPair();
@@ -559,8 +577,8 @@ async function showDiff() {
       el("thead", {}, el("tr", {}, el("th", { text: "op" }), el("th", { text: "path" }), el("th", { text: "old" }), el("th", { text: "new" }))),
       el("tbody", {}, changes.map((c) => el("tr", { class: `op-${c.op}`, "data-testid": "diff-change", "data-op": c.op, "data-path": c.path },
         el("td", { text: c.op }), el("td", {}, el("code", { text: c.path })),
-        el("td", { class: "old", text: "old" in c ? fmtValue(c.old) : "" }),
-        el("td", { class: "new", text: "value" in c ? fmtValue(c.value) : "new" in c ? fmtValue(c.new) : "" })))));
+        el("td", { class: "old", text: ADDED.has(c.op) || !("old" in c) ? "" : fmtValue(c.old) }),
+        el("td", { class: "new", text: REMOVED.has(c.op) ? "" : "value" in c ? fmtValue(c.value) : "new" in c ? fmtValue(c.new) : "" })))));
     document.getElementById("diff-view").replaceChildren(
       changes.length ? table : el("p", { class: "muted", "data-testid": "diff-empty", text: "No changes." }));
   } catch (err) {
@@ -569,7 +587,7 @@ async function showDiff() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Schedules, spend charts, workers (refreshed every 30 s: they change slowly)
+// Schedules, spend charts, workers (refreshed every 10 s: they change slowly)
 // ---------------------------------------------------------------------------------------------
 
 async function loadSchedules() {
@@ -656,7 +674,7 @@ function start() {
   }
   poll();
   refreshOverview();
-  setInterval(refreshOverview, 30000);
+  setInterval(refreshOverview, 10000);
 }
 
 document.addEventListener("DOMContentLoaded", start);
