@@ -117,10 +117,18 @@ def queue_input(tmp: Path, count: int = QUEUE_ITEMS) -> str:
     return f"@{path}"
 
 
+LONG_QUEUE = ("--model", "offline:latency=0.05", "--concurrency", "2")
+
+
 def run_long_queue(served: Served, thread: str) -> subprocess.Popen:
-    """A queue thread that keeps running (its runner is another process) until stopped."""
-    return served.spawn("run", "task_queue", "--thread", thread, "--input", queue_input(served.tmp),
-                        "--model", "offline:latency=0.05", "--concurrency", "2", "--quiet")  # fmt: skip
+    """A queue thread that keeps running, its runner a process of its own, until stopped."""
+    return served.spawn("run", "task_queue", "--thread", thread, "--input", queue_input(served.tmp), *LONG_QUEUE, "--quiet")
+
+
+def submit_long_queue(served: Served, thread: str) -> None:
+    """A queue thread that the server's own workers run, until stopped."""
+    submitted = served.agent("submit", "task_queue", "--thread", thread, "--input", queue_input(served.tmp), *LONG_QUEUE)
+    assert submitted.returncode == 0, submitted.stderr
 
 
 # -- the browser ----------------------------------------------------------------------------------
@@ -212,8 +220,8 @@ def test_the_thread_list_shows_every_thread_and_filters_by_status_and_graph(serv
     expect(rows).to_have_count(3)
 
 
-def test_a_running_queue_has_a_progress_bar_that_moves(served: Served, page: Page):
-    runner = run_long_queue(served, "live")
+def test_a_queue_the_server_runs_has_a_progress_bar_that_moves(served: Served, page: Page):
+    submit_long_queue(served, "live")
     page.goto(served.url + "/")
     bar = row(page, "live").get_by_test_id("progress-bar")
     expect(bar).to_have_attribute("aria-valuemax", str(QUEUE_ITEMS))
@@ -221,7 +229,6 @@ def test_a_running_queue_has_a_progress_bar_that_moves(served: Served, page: Pag
     second = wait_progress_above(page, "live", first)
     third = wait_progress_above(page, "live", second)
     assert 0 < first < second < third < QUEUE_ITEMS
-    assert runner.poll() is None, "the queue finished before the test watched it move"
     expect(row(page, "live").get_by_test_id("thread-status")).to_have_text("running")
     label = row(page, "live").get_by_test_id("progress-label")
     expect(label).to_contain_text(f"/{QUEUE_ITEMS}")
@@ -248,7 +255,8 @@ def test_the_history_after_a_fork_is_a_tree_of_two_branches(served: Served, page
     lanes = page.locator("#history svg circle.node").evaluate_all("cs => [...new Set(cs.map(c => c.getAttribute('cx')))]")
     assert len(lanes) == 2
 
-    # A checkpoint's state, on a click.
+    # The newest checkpoint's state at first, then the one clicked.
+    expect(page.get_by_test_id("state-view")).to_have_attribute("data-checkpoint-id", history[0]["checkpoint_id"])
     forked = next(c for c in history if c["branch"] == 1)
     page.locator(f'[data-testid="history-node"][data-checkpoint-id="{forked["checkpoint_id"]}"]').click()
     state_view = page.get_by_test_id("state-view")
@@ -283,10 +291,11 @@ def test_approving_and_rejecting_from_the_page_records_who_and_why(served: Serve
     card.get_by_test_id("reason-input").fill("the notice is reviewed")
     card.get_by_test_id("by-input").fill("alice")
     card.get_by_test_id("approve-button").click()
-    expect(cards).to_have_count(1)  # the other one still waits
+    # Answered: shown as such until the thread has gone on with it, never offered again.
+    expect(page.locator(f'[data-testid="approval"][data-approval-id="{pending[first]}"]:not([data-answered])')).to_have_count(0)
 
     # A rejection without a reason is stopped on the page, and says why.
-    card = cards.first
+    card = page.locator(f'[data-testid="approval"][data-approval-id="{pending[second]}"]')
     card.get_by_test_id("by-input").fill("bob")
     card.get_by_test_id("reason-input").fill("")
     card.get_by_test_id("reject-button").click()
