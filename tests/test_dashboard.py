@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -218,6 +219,27 @@ def test_the_thread_list_shows_every_thread_and_filters_by_status_and_graph(serv
     expect(rows.first).to_have_attribute("data-thread-id", "queue-done")
     page.get_by_test_id("graph-filter").select_option("")
     expect(rows).to_have_count(3)
+
+
+def test_schedules_show_their_next_run_in_their_zone_and_in_utc_and_spend_is_charted(served: Served, page: Page):
+    added = served.agent("schedule", "add", "digest", "--graph", "research", "--cron", "0 9 * * 1-5", "--tz", "Asia/Tokyo",
+                         "--input", '{"question": "What changed overnight?"}')  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert served.agent("run", "task_queue", "--thread", "spent", "--quiet", "--input",
+                        '{"items": ["a", "b"], "prompt": "Summarize: {item}"}').returncode == 0  # fmt: skip
+    listed = served.agent_json("schedule", "list")[0]
+
+    page.goto(served.url + "/")
+    schedule = page.locator('[data-testid="schedule-row"][data-schedule="digest"]')
+    expect(schedule).to_contain_text("Asia/Tokyo")
+    local = datetime.fromisoformat(schedule.get_by_test_id("next-run-local").inner_text())
+    utc = datetime.fromisoformat(schedule.get_by_test_id("next-run-utc").inner_text())
+    assert local == utc == datetime.fromisoformat(listed["next_run_utc"])
+    assert (local.hour, local.utcoffset().total_seconds(), utc.utcoffset().total_seconds()) == (9, 9 * 3600, 0)
+
+    chart = page.locator('[data-testid="spend-chart"][data-thread-id="spent"]')
+    expect(chart.locator("svg circle")).not_to_have_count(0)
+    expect(chart).to_contain_text("$")
 
 
 def test_a_queue_the_server_runs_has_a_progress_bar_that_moves(served: Served, page: Page):

@@ -598,7 +598,9 @@ async function loadSchedules() {
     const next = (s.next_runs || [])[0] || {};
     return el("tr", { "data-testid": "schedule-row", "data-schedule": s.name },
       el("td", {}, el("code", { text: s.name })), el("td", { text: s.graph || "" }), el("td", {}, el("code", { text: s.cron || "" })),
-      el("td", { text: s.tz || "UTC" }), el("td", { text: s.paused ? "paused" : "active" }),
+      el("td", { text: s.tz || "UTC" }),
+      el("td", { "data-testid": "schedule-status", text: s.status || (s.paused ? "paused" : "active") },
+        s.pause_reason ? el("div", { class: "error-text", text: s.pause_reason }) : null),
       el("td", { "data-testid": "next-run-local", text: next.at_local || "–" }),
       el("td", { "data-testid": "next-run-utc", text: next.at_utc || "–" }));
   }));
