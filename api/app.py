@@ -211,6 +211,11 @@ def _errors(app: FastAPI) -> None:
         kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
         return JSONResponse(problem(exc.status_code, kind, str(exc.detail)), status_code=exc.status_code)
 
+    @app.exception_handler(UnicodeError)
+    async def undecodable(request: Request, exc: UnicodeError) -> JSONResponse:
+        body = problem(400, "BadInput", "the request holds text that is not valid Unicode (an unpaired surrogate)", "send UTF-8 text")
+        return JSONResponse(body, status_code=400)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, redact(str(exc)))
@@ -234,21 +239,18 @@ class Guard:
         if refusal is not None:
             await _answer(send, *refusal)
             return
-        started = [False]
-
-        async def sending(message: Message) -> None:
-            started[0] = started[0] or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, _limited(receive), sending)
-        except _BodyTooLarge:
-            if not started[0]:
+        if "content-length" not in headers and method_has_body(scope["method"]):
+            # A body sent in chunks: read (at most MAX_BODY_BYTES of it) before the app sees any.
+            body = await _read_limited(receive)
+            if body is None:
                 await _answer(send, 413, _too_large())
+                return
+            receive = _replay(body)
+        await self.app(scope, receive, send)
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
         path, method = scope["path"], scope["method"]
-        if self.token and not _open(path) and not _token_ok(headers.get("authorization", ""), self.token):
+        if self.token and not _open(path) and not _token_ok(headers, self.token):
             return 401, problem(401, "Unauthorized", "this server needs its token", "send `Authorization: Bearer <token>` (the server's AGENT_API_TOKEN)")
         if method not in ("GET", "HEAD", "OPTIONS") and _cross_site(headers):
             return 403, problem(403, "Forbidden", "a request from another site's page may not change anything here", "use the dashboard this server serves")
@@ -262,9 +264,12 @@ def _open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith("/dashboard/")
 
 
-def _token_ok(header: str, token: str) -> bool:
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+def _token_ok(headers: dict[str, str], token: str) -> bool:
+    """`Authorization: Bearer <token>`, or `X-Api-Key: <token>` as langgraph-sdk sends its `api_key`."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        given = headers.get("x-api-key", "")
+    return bool(given) and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _cross_site(headers: dict[str, str]) -> bool:
@@ -282,23 +287,36 @@ def _too_large() -> dict[str, Any]:
     return problem(413, "BodyTooLarge", f"the request body is over {MAX_BODY_BYTES // 1024} KiB", "send fewer items in one request: a queue's items can also come from a file the graph reads (`items_file`)")
 
 
-class _BodyTooLarge(Exception):
-    pass
+def method_has_body(method: str) -> bool:
+    return method in ("POST", "PUT", "PATCH", "DELETE")
 
 
-def _limited(receive: Receive) -> Receive:
-    """`receive` that stops a body sent in chunks once it passes MAX_BODY_BYTES."""
-    seen = [0]
-
-    async def limited() -> Message:
+async def _read_limited(receive: Receive) -> bytes | None:
+    """The whole body, or None once it passes MAX_BODY_BYTES."""
+    parts, size = [], 0
+    while True:
         message = await receive()
-        if message["type"] == "http.request":
-            seen[0] += len(message.get("body", b""))
-            if seen[0] > MAX_BODY_BYTES:
-                raise _BodyTooLarge()
-        return message
+        if message["type"] != "http.request":
+            return b"".join(parts)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
 
-    return limited
+
+def _replay(body: bytes) -> Receive:
+    sent = [False]
+
+    async def receive() -> Message:
+        if not sent[0]:
+            sent[0] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:

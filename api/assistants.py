@@ -27,7 +27,7 @@ class AssistantSearch(BaseModel):
     metadata: dict[str, Any] | None = None
     name: str | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 def server_of(request: Request) -> Any:

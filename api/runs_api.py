@@ -61,7 +61,7 @@ class CronSearch(BaseModel):
     model_config = ConfigDict(extra="allow")
     assistant_id: str | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 def _body(body: RunCreate) -> dict[str, Any]:

@@ -5,6 +5,7 @@ results, run records) may be read here but are written only by the runs themselv
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,6 +15,7 @@ from api.assistants import server_of
 from runtime.errors import AgentError, BadInput
 
 router = APIRouter(tags=["store"])
+FILTER_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 RESERVED = {"items", "results", "spread", "apiruns", "apithread"}
 """Namespaces' first parts that hold the runtime's records (state/storage.py, api/book.py)."""
 
@@ -40,7 +42,7 @@ class ItemSearch(BaseModel):
     namespace_prefix: list[str] = Field(default_factory=list)
     filter: dict[str, Any] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
     query: str | None = None
 
 
@@ -50,12 +52,12 @@ class NamespaceList(BaseModel):
     suffix: list[str] | None = None
     max_depth: int | None = Field(None, ge=1)
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 def _checked(namespace: list[str], writing: bool) -> tuple[str, ...]:
     for label in namespace:
-        if not label or "." in label:
+        if not isinstance(label, str) or not label or "." in label or not label.isprintable():
             raise BadInput(f"namespace label {label!r} is empty or holds a '.'", 'e.g. ["users", "ana"]')
     if writing and namespace[0] in RESERVED:
         raise NotYours(f"namespace {'.'.join(namespace)!r} holds a thread's own records; only its runs write there", "use a namespace of your own")
@@ -109,6 +111,9 @@ async def delete_item(request: Request, body: ItemDelete) -> Response:
 async def search_items(request: Request, body: ItemSearch | None = None) -> dict[str, Any]:
     store, body = server_of(request).store, body or ItemSearch()
     prefix = _checked(body.namespace_prefix, False) if body.namespace_prefix else ()
+    for name in body.filter or {}:
+        if not FILTER_KEY.fullmatch(name):
+            raise BadInput(f"filter key {name!r} is not a field name", "letters, digits, `_`, `.` and `-` only; e.g. {\"status\": \"done\"}")
     found = await store.asearch(prefix, filter=body.filter, limit=body.limit, offset=body.offset, query=body.query)
     return {"items": [_item(item) for item in found]}
 
@@ -117,8 +122,8 @@ async def search_items(request: Request, body: ItemSearch | None = None) -> dict
 async def list_namespaces(request: Request, body: NamespaceList | None = None) -> dict[str, Any]:
     store, body = server_of(request).store, body or NamespaceList()
     found = await store.alist_namespaces(
-        prefix=tuple(body.prefix) if body.prefix else None,
-        suffix=tuple(body.suffix) if body.suffix else None,
+        prefix=_checked(body.prefix, False) if body.prefix else None,
+        suffix=_checked(body.suffix, False) if body.suffix else None,
         max_depth=body.max_depth,
         limit=body.limit,
         offset=body.offset,

@@ -46,7 +46,7 @@ class ThreadSearch(BaseModel):
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
     ids: list[str] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
     sort_by: Literal["thread_id", "status", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
 

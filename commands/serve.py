@@ -49,7 +49,7 @@ def serve(
     graphs = served_graphs(config)
     _check_port(host, port)
     with open_db(db, create=True) as database:
-        _serve(database, graphs, host, port, workers, token)
+        _serve(database, graphs, host, port, workers, token, debug)
 
 
 def _loopback(host: str) -> bool:
@@ -111,7 +111,7 @@ def _spec(base: Path, target: str) -> str:
     return target
 
 
-def _serve(database, graphs: dict[str, str], host: str, port: int, workers: int, token: str | None) -> None:
+def _serve(database, graphs: dict[str, str], host: str, port: int, workers: int, token: str | None, debug: bool) -> None:
     import logging
 
     import uvicorn
@@ -119,9 +119,17 @@ def _serve(database, graphs: dict[str, str], host: str, port: int, workers: int,
     from api.app import Server, create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if not debug and not os.environ.get("AGENT_DEBUG"):
+        # A request that failed is logged as one line (api/app.py); its traceback only with --debug.
+        logging.getLogger("uvicorn.error").addFilter(_without_traceback)
     server = Server(database, graphs, token=token, workers=workers)
     shown = f"http://{host}:{port}"
     err(f"Serving {shown} (dashboard at {shown}/, API document at {shown}/docs); {workers or 'no'} run(s) at once in this process. Stop it with Ctrl-C.")
 
     uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     err("Server stopped.")
+
+
+def _without_traceback(record) -> bool:
+    record.exc_info, record.exc_text = None, None
+    return True

@@ -410,8 +410,7 @@ class Namespaces(Protocol):
     def delete_of_thread(self, conn: Connection, label: str) -> int:
         """Delete every row of the thread's namespaces (inside the caller's transaction); how many."""
 
-    def delete_value(self, conn: Connection, prefix: str, key: str) -> None:
-        """Delete one item (inside the caller's transaction)."""
+    def delete_value(self, conn: Connection, prefix: str, key: str) -> None: ...
 
     def result_counts(self, conn: Connection, prefix: str, round_: int, since: float | None) -> list[tuple]:
         """Per result status: (status, given up before `round_`, count, input tokens, output
