@@ -186,11 +186,15 @@ async def retry_failed(request: Request, thread_id: str) -> dict[str, Any]:
 @router.put("/threads/{thread_id}/webhook")
 async def thread_webhook(request: Request, thread_id: str, body: ThreadHook) -> dict[str, Any]:
     server = server_of(request)
-    if unknown := sorted(set(body.events) - set(THREAD_EVENTS)):
-        raise BadInput(f"unknown webhook event(s) {', '.join(unknown)}", f"a thread's webhook is called on: {', '.join(THREAD_EVENTS)}")
-    hook = {"url": check_url(body.url), "events": body.events} if body.url else None
+    hook = _checked_hook(body)
     await server.call(_set_hook, server.db, thread_id, hook)
     return {"thread_id": thread_id, "webhook": hook}
+
+
+def _checked_hook(body: ThreadHook) -> dict[str, Any] | None:
+    if unknown := sorted(set(body.events) - set(THREAD_EVENTS)):
+        raise BadInput(f"unknown webhook event(s) {', '.join(unknown)}", f"a webhook is called on: {', '.join(THREAD_EVENTS)}")
+    return {"url": check_url(body.url), "events": body.events} if body.url else None
 
 
 def _set_hook(db: Database, thread_id: str, hook: dict[str, Any] | None) -> None:
@@ -254,6 +258,14 @@ async def schedule_runs(request: Request, name: str, by: str = "day") -> dict[st
 
     server = server_of(request)
     return await server.call(runs, server.db, name, by=by)
+
+
+@router.put("/schedules/{name}/webhook")
+async def schedule_webhook(request: Request, name: str, body: ThreadHook) -> dict[str, Any]:
+    server = server_of(request)
+    hook = _checked_hook(body)
+    await server.call(book.put_schedule_hook, server.db, name, hook)
+    return {"schedule": name, "webhook": hook}
 
 
 @router.get("/spend")

@@ -122,7 +122,12 @@ class Server:
                 scheduler.tick()
 
         fleet = FleetWorker(self.db, concurrency=self.workers, handle_signals=False, on_event=self._worker_event, on_tick=fire_due)
-        fleet.on_origin = lambda origin, outcome: scheduler.finished_run(origin, outcome.thread_id, outcome.status, outcome.error)
+        def finished(origin: dict[str, Any], outcome: Any) -> None:
+            scheduler.finished_run(origin, outcome.thread_id, outcome.status, outcome.error)
+            ended = {"thread_id": outcome.thread_id, "status": outcome.status, "error": outcome.error}
+            self.hub.loop.call_soon_threadsafe(self.webhooks.schedule_run_ended, origin, ended)
+
+        fleet.on_origin = finished
         fleet.on_run_event = self.hub.publish
         self.fleet = fleet
         self._fleet_thread = threading.Thread(target=fleet.run, name="agent-worker", daemon=True)

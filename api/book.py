@@ -97,6 +97,21 @@ def find_thread(db: Database, thread_id: str) -> tuple[threads.ThreadRecord | No
     return record, meta
 
 
+def schedule_hook(db: Database, name: str) -> dict[str, Any] | None:
+    for item in namespaces.items(db.conn, f"apischedule.{thread_label(name)}"):
+        return item.value.get("webhook")
+    return None
+
+
+def put_schedule_hook(db: Database, name: str, hook: dict[str, Any] | None) -> None:
+    from runtime.schedules.calendar import get_schedule
+
+    get_schedule(db, name)
+    now = time.time()
+    with immediate(db.conn):
+        namespaces.put_items(db.conn, f"apischedule.{thread_label(name)}", [StoreItem("hook", {"webhook": hook}, now, now)])
+
+
 # -- runs ----------------------------------------------------------------------------------------------
 
 

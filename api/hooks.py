@@ -3,7 +3,9 @@
 A run's `webhook` (as in the LangGraph API) is called once the run ends, with the run (its id,
 thread, status, error) and the thread's values. A thread may name its own (`PUT
 /agent/threads/{id}/webhook`) for the moments a person should hear of: an approval waits
-(`interrupted`), the run `failed`, its budget ran out (`budget_exceeded`). Each call is tried up to
+(`interrupted`), the run `failed`, its budget ran out (`budget_exceeded`); so may a schedule (`PUT
+/agent/schedules/{name}/webhook`), for those moments of each of its runs that this server's
+worker drives. Each call is tried up to
 ATTEMPTS times, BACKOFF seconds apart and doubling, on the server's loop; a webhook that keeps
 failing is logged (without its query string, which may hold a key) and dropped: it never holds a run.
 """
@@ -74,6 +76,23 @@ class Webhooks:
 
         self._spawn(look())
 
+    def schedule_run_ended(self, origin: dict[str, Any], ended: dict[str, Any]) -> None:
+        """A schedule's run, driven by this server's worker, ended: its schedule's webhook, if it names the moment."""
+        from api import book
+
+        name = origin.get("schedule")
+        if not name:
+            return
+
+        async def look() -> None:
+            hook = await self.server.call(book.schedule_hook, self.server.db, name)
+            event = {"awaiting_approval": "interrupted"}.get(ended["status"], ended["status"])
+            if hook and event in hook.get("events", THREAD_EVENTS):
+                run = {"run_id": origin.get("run_id"), "schedule": name, **ended}
+                await self._deliver(hook["url"], event, run)
+
+        self._spawn(look())
+
     def _send(self, url: str, event: str, run: dict[str, Any]) -> None:
         self._spawn(self._deliver(url, event, run))
 
@@ -110,8 +129,8 @@ class Webhooks:
 
 def _public(run: dict[str, Any]) -> dict[str, Any]:
     """A run as a webhook's body shows it: no settings, no webhook URL."""
-    keep = ("run_id", "thread_id", "assistant_id", "status", "created_at", "updated_at", "ended_at", "error", "metadata", "checkpoint_id")
-    return {key: run.get(key) for key in keep}
+    keep = ("run_id", "thread_id", "assistant_id", "schedule", "status", "created_at", "updated_at", "ended_at", "error", "metadata", "checkpoint_id")
+    return {key: run[key] for key in keep if key in run}
 
 
 def _values(db: Any, thread_id: str) -> dict[str, Any]:

@@ -88,15 +88,23 @@ def _modes(given: str | list[str] | None) -> list[str]:
     return [given] if isinstance(given, str) else list(given)
 
 
-async def start(request: Request, thread_id: str | None, body: RunCreate) -> tuple[Any, dict[str, Any]]:
+async def start(request: Request, thread_id: str | None, body: RunCreate, follow: bool = False) -> tuple[Any, dict[str, Any], Any]:
+    """Check and queue the run; with `follow`, the hub's queue of its thread's live events,
+    subscribed before the run is queued."""
     server = server_of(request)
     data = _body(body)
     graph_id, spec = resolve(server, body.assistant_id)
     if thread_id is None:
         thread_id, data["if_not_exists"] = str(uuid.uuid4()), "create"
-    run = await server.call(book.create_run, server.db, thread_id, spec, book.assistant_uuid(graph_id), data)
+    queue = server.hub.subscribe(thread_id) if follow else None
+    try:
+        run = await server.call(book.create_run, server.db, thread_id, spec, book.assistant_uuid(graph_id), data)
+    except BaseException:
+        if queue is not None:
+            server.hub.unsubscribe(thread_id, queue)
+        raise
     server.open_runs.add(thread_id)
-    return server, run
+    return server, run, queue
 
 
 def _located(response: Response, run: dict[str, Any]) -> None:
@@ -148,21 +156,21 @@ def outcome(db: Database, run: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/threads/{thread_id}/runs")
 async def create_run(request: Request, response: Response, thread_id: str, body: RunCreate) -> dict[str, Any]:
-    _, run = await start(request, thread_id, body)
+    _, run, _ = await start(request, thread_id, body)
     _located(response, run)
     return public(run)
 
 
 @router.post("/runs")
 async def create_stateless_run(request: Request, response: Response, body: RunCreate) -> dict[str, Any]:
-    _, run = await start(request, None, body)
+    _, run, _ = await start(request, None, body)
     _located(response, run)
     return public(run)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(request: Request, response: Response, thread_id: str, body: RunCreate) -> dict[str, Any]:
-    server, run = await start(request, thread_id, body)
+    server, run, _ = await start(request, thread_id, body)
     _located(response, run)
     run = await ended(server, run["thread_id"], run["run_id"])
     return await server.call(outcome, server.db, run)
@@ -170,16 +178,16 @@ async def wait_run(request: Request, response: Response, thread_id: str, body: R
 
 @router.post("/runs/wait")
 async def wait_stateless_run(request: Request, response: Response, body: RunCreate) -> dict[str, Any]:
-    server, run = await start(request, None, body)
+    server, run, _ = await start(request, None, body)
     _located(response, run)
     run = await ended(server, run["thread_id"], run["run_id"])
     return await server.call(outcome, server.db, run)
 
 
-def _streaming(server: Any, run: dict[str, Any], modes: list[str], last_event_id: str | None) -> StreamingResponse:
+def _streaming(server: Any, run: dict[str, Any], modes: list[str], last_event_id: str | None, queue: Any = None) -> StreamingResponse:
     location = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     return StreamingResponse(
-        run_stream(server.db, server.hub, run, set(modes), last_event_id),
+        run_stream(server.db, server.hub, run, set(modes), last_event_id, queue),
         media_type="text/event-stream",
         headers={"Location": f"{location}/stream", "Content-Location": location, "Cache-Control": "no-store"},
     )
@@ -187,14 +195,14 @@ def _streaming(server: Any, run: dict[str, Any], modes: list[str], last_event_id
 
 @router.post("/threads/{thread_id}/runs/stream", response_class=StreamingResponse)
 async def stream_run(request: Request, thread_id: str, body: RunCreate) -> StreamingResponse:
-    server, run = await start(request, thread_id, body)
-    return _streaming(server, run, _modes(body.stream_mode), None)
+    server, run, queue = await start(request, thread_id, body, follow=True)
+    return _streaming(server, run, _modes(body.stream_mode), None, queue)
 
 
 @router.post("/runs/stream", response_class=StreamingResponse)
 async def stream_stateless_run(request: Request, body: RunCreate) -> StreamingResponse:
-    server, run = await start(request, None, body)
-    return _streaming(server, run, _modes(body.stream_mode), None)
+    server, run, queue = await start(request, None, body, follow=True)
+    return _streaming(server, run, _modes(body.stream_mode), None, queue)
 
 
 # -- reading, joining, cancelling ----------------------------------------------------------------------

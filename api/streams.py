@@ -135,10 +135,14 @@ def _task_name(path: str) -> str:
     return named[0] if named else (parts[-1] or "task")
 
 
-async def run_stream(db: Database, hub: Hub | None, run: dict[str, Any], modes: set[str], last_event_id: str | None) -> AsyncIterator[bytes]:
-    """The SSE body of one run, from its start (or from after `last_event_id`) to its end."""
+async def run_stream(
+    db: Database, hub: Hub | None, run: dict[str, Any], modes: set[str], last_event_id: str | None, queue: asyncio.Queue | None = None
+) -> AsyncIterator[bytes]:
+    """The SSE body of one run, from its start (or from after `last_event_id`) to its end.
+    `queue`: the hub's, subscribed before the run was queued (so that no live event is missed)."""
     thread_id = run["thread_id"]
-    queue = hub.subscribe(thread_id) if hub is not None else None
+    if queue is None and hub is not None:
+        queue = hub.subscribe(thread_id)
     cursor = last_event_id or run.get("after")
     woken, attempt = [False], 0
     try:
@@ -151,6 +155,10 @@ async def run_stream(db: Database, hub: Hub | None, run: dict[str, Any], modes: 
                     yield sse(event, data, checkpoint_id if index == len(events) - 1 else None)
                 cursor = checkpoint_id
             if current["status"] in book.FINAL:
+                while queue is not None and not queue.empty():  # live events of the run's last moments
+                    chunk = _live_event(queue.get_nowait(), modes)
+                    if chunk is not None:
+                        yield chunk
                 if current["status"] == "error":
                     yield sse("error", {"error": "RunError", "message": current.get("error") or "the run failed"})
                 yield sse("end", None)
@@ -188,10 +196,9 @@ async def _live(queue: asyncio.Queue | None, modes: set[str], woken: list[bool])
         if event.kind in ("checkpoint", "ended"):
             woken[0] = True
             return
-        if event.kind == "custom" and "custom" in modes:
-            yield sse("custom", event.data)
-        elif event.kind == "progress" and "progress" in modes and event.progress is not None:
-            yield sse("progress", event.progress.as_dict())
+        chunk = _live_event(event, modes)
+        if chunk is not None:
+            yield chunk
         if queue.empty():
             try:
                 event = await asyncio.wait_for(queue.get(), POLL_SECONDS)
@@ -199,3 +206,11 @@ async def _live(queue: asyncio.Queue | None, modes: set[str], woken: list[bool])
                 return
         else:
             event = queue.get_nowait()
+
+
+def _live_event(event: RunEvent, modes: set[str]) -> bytes | None:
+    if event.kind == "custom" and "custom" in modes:
+        return sse("custom", event.data)
+    if event.kind == "progress" and "progress" in modes and event.progress is not None:
+        return sse("progress", event.progress.as_dict())
+    return None

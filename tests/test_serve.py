@@ -348,6 +348,50 @@ def test_webhooks_are_called_and_a_failing_one_holds_nothing(client):
         # The run the failing hook is about ended all the same; the next run on the server is not held.
         assert client.runs.get(failing["thread_id"], failing["run_id"])["status"] == "success"
         assert client.runs.wait(client.threads.create()["thread_id"], "task_queue", input=QUEUE)["done"] == 3
+        # A thread's own webhook, for the moment a person should hear of: an approval waits.
+        waiting = client.threads.create()["thread_id"]
+        named = httpx.put(f"{base_url(client)}/agent/threads/{waiting}/webhook", json={"url": f"{base}/thread", "events": ["interrupted"]})
+        assert named.status_code == 200, named.text
+        client.runs.wait(waiting, "approval", input=ACTIONS)
+        with hooks.changed:
+            assert hooks.changed.wait_for(lambda: any(p == "/thread" for p, _ in hooks.calls), 120)
+        body = next(b for p, b in hooks.calls if p == "/thread")
+        assert body["event"] == "interrupted" and body["thread_id"] == waiting
     finally:
         hooks.shutdown()
-    assert httpx.post(f"{client.http.client.base_url}/runs", json={"assistant_id": "task_queue", "input": QUEUE, "webhook": "file:///etc/passwd"}).status_code == 400
+    assert httpx.post(f"{base_url(client)}/runs", json={"assistant_id": "task_queue", "input": QUEUE, "webhook": "file:///etc/passwd"}).status_code == 400
+
+
+def base_url(client) -> str:
+    return str(client.http.client.base_url).rstrip("/")
+
+
+def test_a_schedules_webhook_hears_of_its_run_that_failed(client, served: Served, fake: FakeOpenAI, key: str, monkeypatch: pytest.MonkeyPatch):
+    from runtime import open_database
+    from runtime.schedules.calendar import get_schedule
+    from runtime.schedules.clock import ManualClock
+    from runtime.schedules.worker import Worker
+
+    hooks = ThreadingHTTPServer(("127.0.0.1", 0), _Hooks)
+    hooks.calls, hooks.changed = [], threading.Condition()
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    fake.on(match="Nightly", status=401)
+    try:
+        cron = httpx.post(f"{served.url}/runs/crons", json={"assistant_id": "task_queue", "schedule": "0 3 * * *", "timezone": "Europe/Berlin",
+                          "input": {"items": ["x"], "prompt": "Nightly: {item}"}, "config": {"configurable": {"model": ENDPOINT_MODEL}}}).json()  # fmt: skip
+        url = f"http://127.0.0.1:{hooks.server_address[1]}/schedule"
+        assert httpx.put(f"{served.url}/agent/schedules/{cron['cron_id']}/webhook", json={"url": url, "events": ["failed"]}).status_code == 200
+        # Its 03:00 comes: the scheduler puts the run on the queue (checked here, as the server's
+        # own scheduler checks it when it is due), and the server's worker runs it.
+        monkeypatch.setenv("OPENAI_API_KEY", key)
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        db = open_database(served.db)
+        due = get_schedule(db, cron["cron_id"]).next_fire
+        Worker(db, ManualClock(due + 1), enqueue=True).tick()
+        with hooks.changed:
+            assert hooks.changed.wait_for(lambda: hooks.calls, 120)
+        path, body = hooks.calls[0]
+        assert body["event"] == "failed" and body["schedule"] == cron["cron_id"] and "401" in body["error"]
+        client.crons.delete(cron["cron_id"])
+    finally:
+        hooks.shutdown()

@@ -109,7 +109,7 @@ def test_the_openapi_document_fuzzed_finds_no_server_error(tmp_path: Path):
         env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_checks", "PYTHONPATH": str(ROOT)}
         fuzz = subprocess.run(
             [str(Path(sys.executable).with_name("schemathesis")), "run", f"{served.url}/openapi.json", "-H", f"Authorization: Bearer {token}",
-             "-c", "not_a_server_error,no_traceback_in_body", "-n", "25", "--no-color", "--request-timeout", "60"],
+             "-c", "not_a_server_error,no_traceback_in_body", "-n", "25", "--seed", "20261202", "--no-color", "--request-timeout", "60"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
     finally:
@@ -120,17 +120,47 @@ def test_the_openapi_document_fuzzed_finds_no_server_error(tmp_path: Path):
     assert "Traceback" not in log and token not in log
 
 
+MINE = """
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+
+class State(TypedDict, total=False):
+    n: int
+
+
+def step(state: State) -> dict:
+    get_stream_writer()({"note": "halfway", "n": state.get("n", 0)})
+    return {"n": state.get("n", 0) + 1}
+
+
+def build() -> StateGraph:
+    graph = StateGraph(State)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    graph.add_edge("step", END)
+    return graph
+"""
+
+
 def test_it_serves_its_langgraph_jsons_graphs_and_no_other(tmp_path: Path):
-    graph_file = tmp_path / "mine.py"
-    graph_file.write_text((ROOT / "tests" / "delta_graph.py").read_text())
-    attr = "graph" if "\ngraph =" in graph_file.read_text() else "build"
+    (tmp_path / "mine.py").write_text(MINE)
     config = tmp_path / "langgraph.json"
-    config.write_text(json.dumps({"dependencies": ["."], "graphs": {"mine": f"./mine.py:{attr}", "task_queue": "./studio.py:task_queue"}}))
+    config.write_text(json.dumps({"dependencies": ["."], "graphs": {"mine": "./mine.py:build", "task_queue": "./studio.py:task_queue"}}))
     served = Served(tmp_path / "agent.db", "--config", str(config), cwd=tmp_path).wait_ready()
     try:
         client = get_sync_client(url=served.url)
         assert {a["graph_id"] for a in client.assistants.search(limit=50)} == {"approval", "mine", "research", "risky", "task_queue"}
-        assert client.assistants.get_schemas("mine")["graph_id"] == "mine"
+        assert set(client.assistants.get_schemas("mine")["input_schema"]["properties"]) == {"n"}
+        thread = client.threads.create()["thread_id"]
+        parts = list(client.runs.stream(thread, "mine", input={"n": 41}, stream_mode=["custom", "values"]))
+        assert [p.data for p in parts if p.event == "custom"] == [{"note": "halfway", "n": 41}]
+        assert [p.data for p in parts if p.event == "values"][-1] == {"n": 42}
+        queue = client.threads.create()["thread_id"]
+        parts = list(client.runs.stream(queue, "task_queue", input=QUEUE, stream_mode=["progress"]))
+        progress = [p.data for p in parts if p.event == "progress"]
+        assert progress and progress[-1]["done"] == 2 and progress[-1]["total"] == 2
     finally:
         served.stop()
     config.write_text(json.dumps({"graphs": {"broken": "./nowhere.py:graph"}}))
@@ -155,3 +185,24 @@ def test_the_same_api_over_postgresql():
             assert client.store.get_item(["notes"], "a")["value"] == {"x": 1}
         finally:
             served.stop()
+
+
+def test_answers_given_one_after_another_before_a_worker_takes_them_go_together(tmp_path: Path):
+    actions = {"actions": [{"kind": "send_email", "target": "a@example.com", "detail": "x"}, {"kind": "delete_data", "target": "rows", "detail": "y"}]}
+    served = Served(tmp_path / "agent.db", "--workers", "0").wait_ready()
+    try:
+        env = served.env
+        started = subprocess.run(agent_cmd("run", "approval", "--thread", "two", "--background", "--input", json.dumps(actions)), cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 3, started.stderr
+        pending = httpx.get(f"{served.url}/agent/threads/two/approvals").json()["approvals"]
+        assert len(pending) == 2
+        first = httpx.post(f"{served.url}/agent/threads/two/approve", json={"ids": [pending[0]["id"]], "by": "ana"})
+        second = httpx.post(f"{served.url}/agent/threads/two/reject", json={"ids": [pending[1]["id"]], "by": "bo", "reason": "no"})
+        assert (first.status_code, second.status_code) == (200, 200), second.text
+        ran = subprocess.run(agent_cmd("worker", "--once"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert ran.returncode == 0, ran.stderr
+        state = httpx.get(f"{served.url}/threads/two/state").json()
+        assert sorted((d["by"], d["approved"]) for d in state["values"]["decisions"]) == [("ana", True), ("bo", False)]
+        assert httpx.get(f"{served.url}/threads/two").json()["agent_status"] == "completed"
+    finally:
+        served.stop()

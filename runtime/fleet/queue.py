@@ -95,11 +95,20 @@ def submit_decisions(
     attended: bool = True,
 ) -> str:
     """Queue the answers to a thread's pending approvals, made and checked as `decide` makes
-    them (who, when and why recorded now): a worker resumes the thread with them."""
+    them (who, when and why recorded now): a worker resumes the thread with them. Answers to a
+    thread whose earlier answers still wait in the queue join them (one approval answered after
+    another, before a worker took the first): the worker resumes it with all of them."""
     from runtime.runs.approvals import check_reason, decisions_for
 
     check_reason(thread_id, ids, approved, reason)
     answers = decisions_for(db, thread_id, ids, approved, reason, every, attended=attended, by=by, via=via)
+    with immediate(db.conn):
+        waiting = queue_rows.get(db.conn, thread_id)
+        if waiting is not None and waiting.kind == ANSWER:
+            joined = {**waiting.request.get("answers", {}), **answers}
+            queue_rows.delete(db.conn, thread_id)
+            _put(db, waiting._replace(request={**waiting.request, "answers": joined}, priority=max(waiting.priority, priority)))
+            return thread_id
     return _queue(db, thread_id, ANSWER, {"answers": answers}, priority)
 
 
