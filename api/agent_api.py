@@ -141,28 +141,25 @@ async def reject(request: Request, thread_id: str, body: Decision) -> dict[str, 
     return await _decide(request, thread_id, body, False)
 
 
-def _control(result: Any) -> dict[str, Any]:
+async def _ask(request: Request, thread_id: str, action: str) -> dict[str, Any]:
+    """Ask the thread's run to pause or cancel at its next node boundary (as `agent pause` / `cancel` ask)."""
+    from runtime.threads import control
+
+    server = server_of(request)
+    ask = control.request_pause if action == control.PAUSE else control.request_cancel
+    result = await server.call(ask, server.db, thread_id)
+    server.tell_drive(thread_id, action)
     return {"thread_id": result.thread_id, "status": result.status, "outcome": result.outcome, "message": result.message}
 
 
 @router.post("/threads/{thread_id}/pause")
 async def pause(request: Request, thread_id: str) -> dict[str, Any]:
-    from runtime.threads.control import request_pause
-
-    server = server_of(request)
-    result = await server.call(request_pause, server.db, thread_id)
-    server.tell_drive(thread_id, "pause")
-    return _control(result)
+    return await _ask(request, thread_id, "pause")
 
 
 @router.post("/threads/{thread_id}/cancel")
 async def cancel(request: Request, thread_id: str) -> dict[str, Any]:
-    from runtime.threads.control import request_cancel
-
-    server = server_of(request)
-    result = await server.call(request_cancel, server.db, thread_id)
-    server.tell_drive(thread_id, "cancel")
-    return _control(result)
+    return await _ask(request, thread_id, "cancel")
 
 
 @router.post("/threads/{thread_id}/resume")

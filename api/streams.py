@@ -101,7 +101,7 @@ def group_of(db: Database, thread_id: str, row: Any, modes: set[str]) -> list[tu
     events: list[tuple[str, Any]] = []
     if "updates" in modes and row.source == "loop" and row.parent_id:
         events += [("updates", update) for update in updates_of(db, thread_id, row.parent_id)]
-    if "values" in modes:
+    if "values" in modes and row.source != "input":  # the input is not yet the state: as LangGraph, values start after it
         events.append(("values", get_state(db, thread_id, row.checkpoint_id, attended=False).values))
     if "debug" in modes or "checkpoints" in modes:
         payload = {"checkpoint_id": row.checkpoint_id, "parent_checkpoint_id": row.parent_id, "step": row.step, "source": row.source,
