@@ -29,5 +29,16 @@ def mount_dashboard(app: FastAPI) -> None:
     async def ok() -> dict[str, bool]:
         return {"ok": True}
 
+    @app.get("/info", tags=["health"])
+    async def info() -> dict[str, object]:
+        """What LangGraph's clients and Studio ask a server first: its version and what it offers."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ours = version("agent")
+        except PackageNotFoundError:
+            ours = "unknown"
+        return {"version": ours, "langgraph_py_version": version("langgraph"), "flags": {"assistants": True, "crons": True, "langsmith": False}}
+
     if ASSETS.is_dir():
         app.mount("/dashboard", StaticFiles(directory=ASSETS), name="dashboard")

@@ -3,9 +3,11 @@ in this process (`--workers N`) or by `agent worker` processes on the same datab
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Annotated, Optional
@@ -126,8 +128,29 @@ def _serve(database, graphs: dict[str, str], host: str, port: int, workers: int,
     shown = f"http://{host}:{port}"
     err(f"Serving {shown} (dashboard at {shown}/, API document at {shown}/docs); {workers or 'no'} run(s) at once in this process. Stop it with Ctrl-C.")
 
-    uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(create_app(server), host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    _server_class()(config).run()
     err("Server stopped.")
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, ending with exit 0 after a SIGTERM or Ctrl-C it has shut down for (as
+        `agent worker` does; uvicorn's own raises the signal again once it has stopped). A second
+        signal stops at once."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server
 
 
 def _without_traceback(record) -> bool:

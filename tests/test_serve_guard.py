@@ -92,6 +92,9 @@ def test_bodies_are_limited_and_other_sites_cannot_change_anything(tmp_path: Pat
         same = httpx.post(f"{served.url}/threads", json={}, headers={"Origin": served.url})
         assert same.status_code == 200
         assert httpx.get(f"{served.url}/threads/{same.json()['thread_id']}", headers={"Origin": "http://evil.example"}).status_code == 200
+        # A model the server has no key for: the client is told which, as the CLI tells it.
+        keyless = httpx.post(f"{served.url}/runs", json={"assistant_id": "research", "input": {"question": "q"}, "context": {"model": "openai:gpt-4o-mini"}})
+        assert keyless.status_code == 400 and "OPENAI_API_KEY" in keyless.json()["message"]
         # Unknown ids: 404 with the error's shape, on every operation that names one.
         for method, path in _operations(served.url, {}):
             if "{" in path and method == "GET" and "store" not in path:
@@ -206,3 +209,31 @@ def test_answers_given_one_after_another_before_a_worker_takes_them_go_together(
         assert httpx.get(f"{served.url}/threads/two").json()["agent_status"] == "completed"
     finally:
         served.stop()
+
+
+def test_a_server_stopped_mid_run_leaves_it_queued_and_the_next_one_finishes_it(tmp_path: Path):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        env = {"OPENAI_API_KEY": "sk-test-" + secrets.token_hex(8), "OPENAI_BASE_URL": fake.base_url, "NO_PROXY": "127.0.0.1"}
+        served = Served(tmp_path / "agent.db", **env).wait_ready()
+        fake.hold(after=1)  # the plan is answered; the first step waits at the model
+        try:
+            client = get_sync_client(url=served.url)
+            run = client.runs.create(None, "research", input={"question": "stop me"}, config={"configurable": {"model": "openai:test-model"}})
+            fake.wait_held(1, served.proc)
+        finally:
+            fake.release()
+        log = served.stop()  # SIGTERM: the run stops at its next node boundary and is queued again
+        assert served.proc.returncode == 0, log
+        status = json.loads(subprocess.run(agent_cmd("status", "--thread", run["thread_id"], "--json"), cwd=ROOT, env=served.env, capture_output=True, text=True).stdout)
+        assert status["status"] == "stopped" and status["queued"]["kind"] == "resume"
+        again = Served(tmp_path / "agent.db", **env).wait_ready()
+        try:
+            client = get_sync_client(url=again.url)
+            assert client.runs.join(run["thread_id"], run["run_id"])["answer"]
+            assert client.runs.get(run["thread_id"], run["run_id"])["status"] == "success"
+            steps = [h["metadata"]["step"] for h in client.threads.get_history(run["thread_id"], limit=100)]
+            assert len(steps) == len(set(steps))  # no step written twice
+        finally:
+            again.stop()
