@@ -263,9 +263,10 @@ class Drive:
         if mode == "custom":
             if isinstance(payload, dict) and "queue_item" in payload:
                 self.item_done(payload)
-            elif isinstance(payload, dict) and "progress" in payload and self.tracker.report(payload["progress"]):
-                self.reported = True
-                self.show_progress()
+            elif isinstance(payload, dict) and "progress" in payload:
+                if self.tracker.report(payload["progress"]):
+                    self.reported = True
+                    self.show_progress()
             else:  # the graph's own: passed on to whoever follows the run (a stream of the HTTP API)
                 self.emit(RunEvent("custom", data=payload))
         elif mode == "checkpoints":
