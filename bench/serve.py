@@ -27,6 +27,10 @@ node's stamp to the client receiving it (one machine, one clock). Every run's fi
 streamed updates) must show all five nodes, in order, for the run's own input; a run that does
 not, or fails, is counted as wrong, printed, and makes the bench exit 1. With --repeat K every
 level runs K times (servers alternating which goes first) and the tables show medians.
+
+Both servers slow down as the runs they hold pile up (bench/README.md), so a level measured after
+thousands of runs is not the same level on a new server: --fresh starts (and warms up) a new server
+of each kind before every level.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import httpx
 from langgraph_sdk import get_client
@@ -69,6 +74,8 @@ class Server:
     process: subprocess.Popen
     folder: Path
     log: Path
+    respawn: Callable[[], Server]
+    """Start a new server of the same kind (a new folder, database and port)."""
 
     def cpu_seconds(self) -> float:
         """CPU time of every live process in the server's process group (user + system)."""
@@ -131,8 +138,7 @@ def free_port() -> int:
 
 
 def server_folder(parent: Path, name: str, extra: dict) -> Path:
-    folder = parent / name
-    folder.mkdir()
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=parent))
     shutil.copy(GRAPH_FILE, folder / GRAPH_FILE.name)
     config = {**extra, "graphs": {GRAPH_ID: f"./{GRAPH_FILE.name}:graph"}}
     (folder / "langgraph.json").write_text(json.dumps(config, indent=2))
@@ -143,7 +149,7 @@ def start_ours(parent: Path, workers: int) -> Server:
     folder = server_folder(parent, "agent-serve", {})
     port = free_port()
     command = [str(AGENT), "serve", "--config", "langgraph.json", "--db", str(folder / "serve.db"), "--port", str(port), "--workers", str(workers)]
-    return launch("agent serve", command, folder, port, dict(os.environ))
+    return launch("agent serve", command, folder, port, dict(os.environ), lambda: start_ours(parent, workers))
 
 
 def start_theirs(parent: Path, langgraph: str, workers: int) -> Server:
@@ -151,14 +157,14 @@ def start_theirs(parent: Path, langgraph: str, workers: int) -> Server:
     port = free_port()
     command = [langgraph, "dev", "--no-browser", "--no-reload", "--config", "langgraph.json", "--port", str(port), "--n-jobs-per-worker", str(workers)]
     env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
-    return launch("langgraph dev", command, folder, port, env)
+    return launch("langgraph dev", command, folder, port, env, lambda: start_theirs(parent, langgraph, workers))
 
 
-def launch(name: str, command: list[str], folder: Path, port: int, env: dict) -> Server:
+def launch(name: str, command: list[str], folder: Path, port: int, env: dict, respawn: Callable[[], Server]) -> Server:
     log = folder / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    server = Server(name, f"http://127.0.0.1:{port}", process, folder, log)
+    server = Server(name, f"http://127.0.0.1:{port}", process, folder, log, respawn)
     deadline = time.monotonic() + START_DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -287,22 +293,38 @@ def fmt(value: float, digits: int = 1) -> str:
 
 
 async def measure(servers: list[Server], args) -> int:
+    """Every level on every server; with --fresh each level on a server just started (`servers` is
+    kept current, so the caller stops the ones left running)."""
     levels = list(zip(args.clients, args.runs))
     tallies = {s.name: Tally() for s in servers}
     counters = {s.name: itertools.count(0, 100_000) for s in servers}
-    print(f"warm-up: {args.warmup} runs at 16 clients and 5 streams on each", flush=True)
-    for server in servers:
+
+    async def warm(server: Server) -> None:
         await waited_runs(server, 16, args.warmup, tallies[server.name], next(counters[server.name]))
         await streamed_runs(server, 1, 5, tallies[server.name], next(counters[server.name]))
+
+    async def ready(index: int) -> Server:
+        if args.fresh:
+            old = servers[index]
+            old.stop()
+            servers[index] = old.respawn()
+            shutil.rmtree(old.folder, ignore_errors=True)
+            await warm(servers[index])
+        return servers[index]
+
+    print(f"warm-up: {args.warmup} runs at 16 clients and 5 streams on each" + (", again before every level (--fresh)" if args.fresh else ""), flush=True)
+    for server in servers:
+        await warm(server)
     for name, percent in idle_cpu(servers).items():
         print(f"{name} idle: {percent:.1f}% of a core", flush=True)
 
     results: dict[tuple[str, int], list[Level]] = {}
     stream: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for repeat in range(args.repeat):
-        order = servers if repeat % 2 == 0 else servers[::-1]
+        order = list(range(len(servers))) if repeat % 2 == 0 else list(range(len(servers)))[::-1]
         for clients, runs in levels:
-            for server in order:
+            for index in order:
+                server = await ready(index)
                 tally = tallies[server.name]
                 level = await waited_runs(server, clients, runs, tally, next(counters[server.name]))
                 results.setdefault((server.name, clients), []).append(level)
@@ -310,7 +332,8 @@ async def measure(servers: list[Server], args) -> int:
                       f"p50 {level.p50_ms:7.1f} ms, p99 {level.p99_ms:7.1f} ms, server CPU {level.cpu_ms_per_run:5.1f} ms/run, "
                       f"client CPU {level.client_cpu_ms_per_run:4.1f} ms/run, machine {level.machine_busy:3.0f}% busy, wrong {tally.wrong}", flush=True)
         for clients in args.stream_clients:
-            for server in order:
+            for index in order:
+                server = await ready(index)
                 delays, whole = await streamed_runs(server, clients, args.stream_runs, tallies[server.name], next(counters[server.name]))
                 figures = (percentile(delays, 0.5) * 1e3, percentile(delays, 0.99) * 1e3, percentile(whole, 0.5) * 1e3) if delays else (float("nan"),) * 3
                 stream.setdefault((server.name, clients), []).append(figures)
@@ -362,6 +385,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=64, help="runs before measuring, on each server")
     parser.add_argument("--stream-runs", type=int, default=50, help="runs streamed at each stream level (default 50)")
     parser.add_argument("--stream-clients", default="1,16", help="streams at once (default 1,16)")
+    parser.add_argument("--fresh", action="store_true", help="a newly started server (and warm-up) for every level, so no level runs on the runs before it")
     parser.add_argument("--repeat", type=int, default=1, help="repeat every level K times and show medians")
     parser.add_argument("--quick", action="store_true", help="a smoke test: 20/160/160 runs, 20 streams, 16 warm-up runs")
     args = parser.parse_args()
