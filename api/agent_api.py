@@ -126,7 +126,7 @@ async def _decide(request: Request, thread_id: str, body: Decision, approved: bo
         submit_decisions, server.db, thread_id, body.ids, approved, body.reason,
         every=body.all, by=book.by_name(body.by), via="api", attended=False,
     )  # fmt: skip
-    server.open_runs.add(thread_id)
+    server.queued(thread_id)
     verb = "approved" if approved else "rejected"
     return {"thread_id": thread_id, "status": "queued", "message": f"{verb}; the thread goes on with the answer"}
 
@@ -168,6 +168,7 @@ async def resume(request: Request, thread_id: str, body: ResumeBody | None = Non
 
     server, body = server_of(request), body or ResumeBody()
     await server.call(submit_resume, server.db, thread_id, body.checkpoint, None, force=body.force)
+    server.queued(thread_id)
     return {"thread_id": thread_id, "status": "queued", "message": "resume queued; a worker goes on from the checkpoint"}
 
 
@@ -177,6 +178,7 @@ async def retry_failed(request: Request, thread_id: str) -> dict[str, Any]:
 
     server = server_of(request)
     await server.call(submit_retry, server.db, thread_id)
+    server.queued(thread_id)
     return {"thread_id": thread_id, "status": "queued", "message": "a new round of the failed items is queued"}
 
 

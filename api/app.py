@@ -84,24 +84,31 @@ class Server:
                 pass
             for thread_id in list(self.open_runs | ended):
                 try:
-                    changed = await self.call(book.settle, self.db, thread_id)
-                except AgentError:
-                    changed = []
+                    settled = await self.settle(thread_id)
+                except AgentError:  # the thread is gone (deleted)
                     self.open_runs.discard(thread_id)
+                    continue
                 except Exception as exc:
                     log.warning("settling the runs of %s failed: %s", thread_id, redact(str(exc)))
                     continue
-                self._after_settle(thread_id, changed)
+                if not settled.open:
+                    self.open_runs.discard(thread_id)
 
-    def _after_settle(self, thread_id: str, changed: list[dict[str, Any]]) -> None:
-        for run in changed:
+    async def settle(self, thread_id: str) -> book.Settled:
+        """Settle a thread's run records (whoever notices first: the watcher, a waiter, a stream)
+        and tell what follows from a run that ended: its streams, its webhook."""
+        settled = await self.call(book.settle, self.db, thread_id)
+        for run in settled.changed:
             if run["status"] in book.FINAL:
-                if self.hub is not None:
-                    self.hub.publish(thread_id, RunEvent("ended"))
-                if self.webhooks is not None:
-                    self.webhooks.run_ended(run)
-        if changed and changed[-1]["status"] in book.FINAL:
-            self.open_runs.discard(thread_id)
+                self.hub.publish(thread_id, RunEvent("ended"))
+                self.webhooks.run_ended(run)
+        return settled
+
+    def queued(self, thread_id: str) -> None:
+        """A request was just queued for the thread: watch its runs, and have this process's worker look now."""
+        self.open_runs.add(thread_id)
+        if self.fleet is not None:
+            self.fleet.wake()
 
     # -- the embedded worker -----------------------------------------------------------------------
 

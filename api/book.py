@@ -17,7 +17,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from runtime.errors import AgentError, BadInput, Message, NothingToResume, Setting, ThreadBusy, ThreadExists, ThreadNotFound
 from runtime.fleet import queue
@@ -266,13 +266,20 @@ def by_name(given: Any) -> str:
     return text or "api"
 
 
-def settle(db: Database, thread_id: str) -> list[dict[str, Any]]:
+class Settled(NamedTuple):
+    changed: list[dict[str, Any]]
+    """The records that changed (a run that just ended among them)."""
+    open: bool
+    """Whether a run of the thread has still not ended."""
+
+
+def settle(db: Database, thread_id: str) -> Settled:
     """Bring the thread's run records up to date with its queue and row: the current run's status,
-    a run that ended with how it ended, the next enqueued run queued. Returns the records that
-    changed (a run that just ended among them)."""
-    changed = []
+    a run that ended with how it ended, the next enqueued run queued."""
+    changed: list[dict[str, Any]] = []
     with _settling(thread_id):
-        for run in runs_of(db, thread_id):
+        runs = runs_of(db, thread_id)
+        for run in runs:
             if run["status"] in FINAL:
                 continue
             status = _status_now(db, run)
@@ -293,19 +300,17 @@ def settle(db: Database, thread_id: str) -> list[dict[str, Any]]:
             changed.append(run)
             if status not in FINAL:
                 break
-    return changed
+    return Settled(changed, any(run["status"] not in FINAL for run in runs))
 
 
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_LOCK = threading.Lock()
+_LOCKS = [threading.Lock() for _ in range(64)]
+"""Locks by a thread id's hash: bounded, however many threads the server has seen."""
 
 
 @contextmanager
 def _settling(thread_id: str) -> Iterator[None]:
     """One settling of a thread's runs at a time in this process (an enqueued run is queued once)."""
-    with _LOCKS_LOCK:
-        lock = _LOCKS.setdefault(thread_id, threading.Lock())
-    with lock:
+    with _LOCKS[hash(thread_id) % len(_LOCKS)]:
         yield
 
 

@@ -103,7 +103,7 @@ async def start(request: Request, thread_id: str | None, body: RunCreate, follow
         if queue is not None:
             server.hub.unsubscribe(thread_id, queue)
         raise
-    server.open_runs.add(thread_id)
+    server.queued(thread_id)
     return server, run, queue
 
 
@@ -122,7 +122,7 @@ async def ended(server: Any, thread_id: str, run_id: str) -> dict[str, Any]:
     queue = server.hub.subscribe(thread_id)
     try:
         while True:
-            await server.call(book.settle, server.db, thread_id)
+            await server.settle(thread_id)
             run = await server.call(book.get_run, server.db, thread_id, run_id)
             if run["status"] in book.FINAL:
                 return run
@@ -187,7 +187,7 @@ async def wait_stateless_run(request: Request, response: Response, body: RunCrea
 def _streaming(server: Any, run: dict[str, Any], modes: list[str], last_event_id: str | None, queue: Any = None) -> StreamingResponse:
     location = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     return StreamingResponse(
-        run_stream(server.db, server.hub, run, set(modes), last_event_id, queue),
+        run_stream(server, run, set(modes), last_event_id, queue),
         media_type="text/event-stream",
         headers={"Location": f"{location}/stream", "Content-Location": location, "Cache-Control": "no-store"},
     )
@@ -212,7 +212,7 @@ async def stream_stateless_run(request: Request, body: RunCreate) -> StreamingRe
 async def list_runs(request: Request, thread_id: str, limit: int = 10, offset: int = 0, status: str | None = None) -> list[dict[str, Any]]:
     server = server_of(request)
     await server.call(book.find_thread, server.db, thread_id)
-    await server.call(book.settle, server.db, thread_id)
+    await server.settle(thread_id)
     runs = [public(r) for r in reversed(await server.call(book.runs_of, server.db, thread_id)) if status in (None, r["status"])]
     return runs[max(offset, 0) : max(offset, 0) + max(min(limit, 1000), 1)]
 
@@ -221,7 +221,7 @@ async def list_runs(request: Request, thread_id: str, limit: int = 10, offset: i
 async def get_run(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
     server = server_of(request)
     await server.call(book.find_thread, server.db, thread_id)
-    await server.call(book.settle, server.db, thread_id)
+    await server.settle(thread_id)
     return public(await server.call(book.get_run, server.db, thread_id, run_id))
 
 

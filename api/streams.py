@@ -96,13 +96,13 @@ def checkpoints_after(db: Database, thread_id: str, after: str | None) -> list[A
         limit *= 4
 
 
-def group_of(db: Database, thread_id: str, row: Any, modes: set[str]) -> list[tuple[str, Any]]:
+def group_of(db: Database, thread_id: str, row: Any, modes: set[str], keys: set[str] | None = None) -> list[tuple[str, Any]]:
     """The events of one checkpoint, in the modes asked for."""
     events: list[tuple[str, Any]] = []
     if "updates" in modes and row.source == "loop" and row.parent_id:
         events += [("updates", update) for update in updates_of(db, thread_id, row.parent_id)]
     if "values" in modes and row.source != "input":  # the input is not yet the state: as LangGraph, values start after it
-        events.append(("values", get_state(db, thread_id, row.checkpoint_id, attended=False).values))
+        events.append(("values", values_at(db, thread_id, row.checkpoint_id, keys)))
     if "debug" in modes or "checkpoints" in modes:
         payload = {"checkpoint_id": row.checkpoint_id, "parent_checkpoint_id": row.parent_id, "step": row.step, "source": row.source,
                    "writers": row.writers, "next": row.next, "created_at": row.created_at}  # fmt: skip
@@ -135,21 +135,21 @@ def _task_name(path: str) -> str:
     return named[0] if named else (parts[-1] or "task")
 
 
-async def run_stream(
-    db: Database, hub: Hub | None, run: dict[str, Any], modes: set[str], last_event_id: str | None, queue: asyncio.Queue | None = None
-) -> AsyncIterator[bytes]:
+async def run_stream(server: Any, run: dict[str, Any], modes: set[str], last_event_id: str | None, queue: asyncio.Queue | None = None) -> AsyncIterator[bytes]:
     """The SSE body of one run, from its start (or from after `last_event_id`) to its end.
     `queue`: the hub's, subscribed before the run was queued (so that no live event is missed)."""
-    thread_id = run["thread_id"]
-    if queue is None and hub is not None:
+    thread_id, hub, db = run["thread_id"], server.hub, server.db
+    if queue is None:
         queue = hub.subscribe(thread_id)
+    keys = await server.call(_state_keys, db, thread_id) if "values" in modes else None
     cursor = last_event_id or run.get("after")
     woken, attempt = [False], 0
     try:
         if last_event_id is None:
             yield sse("metadata", {"run_id": run["run_id"], "attempt": 1})
         while True:
-            current, groups = await asyncio.to_thread(_read, db, thread_id, run["run_id"], cursor, modes)
+            await server.settle(thread_id)
+            current, groups = await server.call(_read, db, thread_id, run["run_id"], cursor, modes, keys)
             for checkpoint_id, events in groups:
                 for index, (event, data) in enumerate(events):
                     yield sse(event, data, checkpoint_id if index == len(events) - 1 else None)
@@ -171,15 +171,37 @@ async def run_stream(
             async for chunk in _live(queue, modes, woken):
                 yield chunk
     finally:
-        if queue is not None:
-            hub.unsubscribe(thread_id, queue)
+        hub.unsubscribe(thread_id, queue)
 
 
-def _read(db: Database, thread_id: str, run_id: str, cursor: str | None, modes: set[str]) -> tuple[dict[str, Any], list[tuple[str, list]]]:
-    book.settle(db, thread_id)
+def _read(
+    db: Database, thread_id: str, run_id: str, cursor: str | None, modes: set[str], keys: set[str] | None
+) -> tuple[dict[str, Any], list[tuple[str, list]]]:
     current = book.get_run(db, thread_id, run_id)
     rows = checkpoints_after(db, thread_id, cursor)
-    return current, [(row.checkpoint_id, group_of(db, thread_id, row, modes)) for row in rows]
+    return current, [(row.checkpoint_id, group_of(db, thread_id, row, modes, keys)) for row in rows]
+
+
+def _state_keys(db: Database, thread_id: str) -> set[str] | None:
+    """The keys of the thread's state (its graph's channels that are no internal ones); None
+    for a graph this server may not import (its values are then read as `get_state` reads them)."""
+    from runtime.threads.edit import state_keys
+    from runtime.threads.history import readable_spec
+
+    _, spec = readable_spec(db, thread_id, attended=False)
+    return set(state_keys(spec)) if spec is not None else None
+
+
+def values_at(db: Database, thread_id: str, checkpoint_id: str, keys: set[str] | None) -> dict[str, Any]:
+    """The state at a checkpoint: its stored channel values of the state's keys (one read, no
+    graph compiled), as LangGraph's `values` mode shows them."""
+    if keys is None:
+        return get_state(db, thread_id, checkpoint_id, attended=False).values
+    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
+    with reading_checkpoints(db, thread_id, checkpoint_id):
+        saved = db.checkpointer().get_tuple(config)
+    channels = saved.checkpoint.get("channel_values", {}) if saved is not None else {}
+    return {key: value for key, value in channels.items() if key in keys}
 
 
 async def _live(queue: asyncio.Queue | None, modes: set[str], woken: list[bool]) -> AsyncIterator[bytes]:

@@ -348,6 +348,10 @@ def test_webhooks_are_called_and_a_failing_one_holds_nothing(client):
         # The run the failing hook is about ended all the same; the next run on the server is not held.
         assert client.runs.get(failing["thread_id"], failing["run_id"])["status"] == "success"
         assert client.runs.wait(client.threads.create()["thread_id"], "task_queue", input=QUEUE)["done"] == 3
+        # A run waited for: its end is seen first by the request waiting on it, and still called.
+        client.runs.wait(client.threads.create()["thread_id"], "task_queue", input=QUEUE, webhook=f"{base}/waited")
+        with hooks.changed:
+            assert hooks.changed.wait_for(lambda: any(p == "/waited" for p, _ in hooks.calls), 120)
         # A thread's own webhook, for the moment a person should hear of: an approval waits.
         waiting = client.threads.create()["thread_id"]
         named = httpx.put(f"{base_url(client)}/agent/threads/{waiting}/webhook", json={"url": f"{base}/thread", "events": ["interrupted"]})

@@ -167,6 +167,12 @@ class FleetWorker(JobDriven):
             self.stats.items = self.items.items_done
         return self.stats
 
+    def wake(self) -> None:
+        """Look at the queue now, not at the next poll (from any thread: a request was just queued in this process)."""
+        loop, changed = self.loop, self._changed
+        if loop is not None and changed is not None:
+            loop.call_soon_threadsafe(changed.set)
+
     def stop(self) -> None:
         """First call: take nothing new, stop every thread at its next node boundary (then, after
         `grace`, at once). Second call: stop at once."""
