@@ -340,6 +340,11 @@ async def measure(servers: list[Server], args) -> int:
                 print(f"  [{repeat + 1}/{args.repeat}] {server.name:<13} stream, {clients:>3} at once x {args.stream_runs}: node->client p50 {figures[0]:.1f} ms, "
                       f"p99 {figures[1]:.1f} ms; run p50 {figures[2]:.1f} ms", flush=True)
 
+    return report(servers, levels, results, stream, tallies, args)
+
+
+def report(servers: list[Server], levels: list, results: dict, stream: dict, tallies: dict, args) -> int:
+    """The tables of figures (medians of the repeats), and 1 if any run was wrong."""
     ours, theirs = (s.name for s in servers) if len(servers) == 2 else (servers[0].name, None)
     print(f"\nRuns: create thread + runs.wait, medians of {args.repeat}; ratio = agent serve / langgraph dev")
     if theirs:
