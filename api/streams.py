@@ -143,12 +143,14 @@ async def run_stream(server: Any, run: dict[str, Any], modes: set[str], last_eve
         queue = hub.subscribe(thread_id)
     keys = await server.call(_state_keys, db, thread_id) if "values" in modes else None
     cursor = last_event_id or run.get("after")
-    woken, attempt = [False], 0
+    woken: list[str | None] = [None]
+    attempt = 0
     try:
         if last_event_id is None:
             yield sse("metadata", {"run_id": run["run_id"], "attempt": 1})
         while True:
-            await server.settle(thread_id)
+            if woken[0] != "checkpoint":  # a checkpoint is only read; an end, or a quiet poll, is settled first
+                await server.settle(thread_id)
             current, groups = await server.call(_read, db, thread_id, run["run_id"], cursor, modes, keys)
             for checkpoint_id, events in groups:
                 for index, (event, data) in enumerate(events):
@@ -167,7 +169,7 @@ async def run_stream(server: Any, run: dict[str, Any], modes: set[str], last_eve
                 await asyncio.sleep(CATCH_UP[attempt])  # the checkpoint's row is being written
                 attempt += 1
                 continue
-            woken[0], attempt = False, 0
+            woken[0], attempt = None, 0
             async for chunk in _live(queue, modes, woken):
                 yield chunk
     finally:
@@ -204,9 +206,9 @@ def values_at(db: Database, thread_id: str, checkpoint_id: str, keys: set[str] |
     return {key: value for key, value in channels.items() if key in keys}
 
 
-async def _live(queue: asyncio.Queue | None, modes: set[str], woken: list[bool]) -> AsyncIterator[bytes]:
+async def _live(queue: asyncio.Queue | None, modes: set[str], woken: list[str | None]) -> AsyncIterator[bytes]:
     """Live events until a checkpoint (or the run's end) calls for a read of the database
-    (`woken[0]` set), or `POLL_SECONDS` pass."""
+    (`woken[0]` says which), or `POLL_SECONDS` pass."""
     if queue is None:
         await asyncio.sleep(POLL_SECONDS)
         return
@@ -216,7 +218,7 @@ async def _live(queue: asyncio.Queue | None, modes: set[str], woken: list[bool])
         return
     while True:
         if event.kind in ("checkpoint", "ended"):
-            woken[0] = True
+            woken[0] = event.kind
             return
         chunk = _live_event(event, modes)
         if chunk is not None:
