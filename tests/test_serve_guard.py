@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
-import pytest
 from langgraph_sdk import get_sync_client
 
 from tests.conftest import ROOT, agent_cmd, agent_env
@@ -222,9 +222,12 @@ def test_a_server_stopped_mid_run_leaves_it_queued_and_the_next_one_finishes_it(
             client = get_sync_client(url=served.url)
             run = client.runs.create(None, "research", input={"question": "stop me"}, config={"configurable": {"model": "openai:test-model"}})
             fake.wait_held(1, served.proc)
+            # SIGTERM while the step waits: the run is asked to stop at its next node boundary...
+            served.proc.send_signal(signal.SIGTERM)
+            served.log.wait_for("stopping 1 thread(s)")
         finally:
-            fake.release()
-        log = served.stop()  # SIGTERM: the run stops at its next node boundary and is queued again
+            fake.release()  # ...which it reaches once the step has its answer
+        log = served.stop()
         assert served.proc.returncode == 0, log
         status = json.loads(subprocess.run(agent_cmd("status", "--thread", run["thread_id"], "--json"), cwd=ROOT, env=served.env, capture_output=True, text=True).stdout)
         assert status["status"] == "stopped" and status["queued"]["kind"] == "resume"
