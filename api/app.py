@@ -39,8 +39,10 @@ from runtime.store.database import Database
 log = logging.getLogger("agent.serve")
 MAX_BODY_BYTES = 1 << 20
 """The largest request body taken (1 MiB): a queue's items go in a file, not in one request."""
-WATCH_SECONDS = 0.25
-"""How often the run book looks at threads with a run not ended (runs driven by other processes)."""
+WATCH_SECONDS = 1.0
+"""How often the run book looks at every thread with a run not ended (runs driven by other
+processes; a run this process's worker ends is settled at once, and its waiters and streams look
+every half second themselves)."""
 SCHEDULE_POLL = 15.0
 """How often the embedded worker looks for due schedules (as `agent worker --poll`)."""
 SCHEDULE_GRACE = 900.0
@@ -75,24 +77,34 @@ class Server:
     # -- the run book's watcher ------------------------------------------------------------------
 
     async def watch(self) -> None:
+        """Settle the threads whose run this process's worker just ended, at once (all of them at
+        a time); every WATCH_SECONDS, every thread with a run not ended (runs driven elsewhere)."""
         self.open_runs.update(await self.call(book.open_threads, self.db))
+        last_pass = 0.0
         while True:
             ended: set[str] = set()
             try:
                 ended.add(await asyncio.wait_for(self.hub.ended.get(), WATCH_SECONDS))
+                while not self.hub.ended.empty():
+                    ended.add(self.hub.ended.get_nowait())
             except TimeoutError:
                 pass
-            for thread_id in list(self.open_runs | ended):
-                try:
-                    settled = await self.settle(thread_id)
-                except AgentError:  # the thread is gone (deleted)
-                    self.open_runs.discard(thread_id)
-                    continue
-                except Exception as exc:
-                    log.warning("settling the runs of %s failed: %s", thread_id, redact(str(exc)))
-                    continue
-                if not settled.open:
-                    self.open_runs.discard(thread_id)
+            if time.monotonic() - last_pass >= WATCH_SECONDS:
+                last_pass = time.monotonic()
+                ended |= self.open_runs
+            await asyncio.gather(*(self._watched(thread_id) for thread_id in ended))
+
+    async def _watched(self, thread_id: str) -> None:
+        try:
+            settled = await self.settle(thread_id)
+        except AgentError:  # the thread is gone (deleted)
+            self.open_runs.discard(thread_id)
+            return
+        except Exception as exc:
+            log.warning("settling the runs of %s failed: %s", thread_id, redact(str(exc)))
+            return
+        if not settled.open:
+            self.open_runs.discard(thread_id)
 
     async def settle(self, thread_id: str) -> book.Settled:
         """Settle a thread's run records (whoever notices first: the watcher, a waiter, a stream)
@@ -142,6 +154,7 @@ class Server:
 
     def _worker_event(self, event: Any) -> None:
         if event.kind == "finished" and event.thread_id:
+            self.hub.publish(event.thread_id, RunEvent("ended"))  # its waiters and streams settle it themselves at once
             self.hub.run_ended(event.thread_id)
         elif event.kind in ("warning", "stopping"):
             log.warning("%s", redact(event.message or event.kind))

@@ -26,6 +26,7 @@ from runtime.store.database import Database
 
 router = APIRouter(tags=["runs"])
 WAIT_SECONDS = 0.5
+ENDED = frozenset({"ended"})
 
 
 class RunCreate(BaseModel):
@@ -119,7 +120,7 @@ def public(run: dict[str, Any]) -> dict[str, Any]:
 
 async def ended(server: Any, thread_id: str, run_id: str) -> dict[str, Any]:
     """Wait for the run to end (woken by this process's workers, else reading again every WAIT_SECONDS)."""
-    queue = server.hub.subscribe(thread_id)
+    queue = server.hub.subscribe(thread_id, ENDED)
     try:
         while True:
             await server.settle(thread_id)
@@ -127,8 +128,7 @@ async def ended(server: Any, thread_id: str, run_id: str) -> dict[str, Any]:
             if run["status"] in book.FINAL:
                 return run
             try:
-                while (await asyncio.wait_for(queue.get(), WAIT_SECONDS)).kind not in ("ended",):
-                    pass
+                await asyncio.wait_for(queue.get(), WAIT_SECONDS)
             except TimeoutError:
                 pass
     finally:

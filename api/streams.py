@@ -38,29 +38,31 @@ class Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._subs: dict[str, set[asyncio.Queue]] = {}
+        self._subs: dict[str, dict[asyncio.Queue, frozenset[str] | None]] = {}
         self._lock = threading.Lock()
         self.ended: asyncio.Queue[str] = asyncio.Queue()
         """Threads whose run just ended here (the run book settles them at once)."""
 
-    def subscribe(self, thread_id: str) -> asyncio.Queue:
+    def subscribe(self, thread_id: str, kinds: frozenset[str] | None = None) -> asyncio.Queue:
+        """A queue of the thread's run events (only those of `kinds`, when given: a waiter wants
+        only `ended`, and each event passed across threads costs a wake-up of the loop)."""
         queue: asyncio.Queue = asyncio.Queue()
         with self._lock:
-            self._subs.setdefault(thread_id, set()).add(queue)
+            self._subs.setdefault(thread_id, {})[queue] = kinds
         return queue
 
     def unsubscribe(self, thread_id: str, queue: asyncio.Queue) -> None:
         with self._lock:
             subs = self._subs.get(thread_id)
             if subs is not None:
-                subs.discard(queue)
+                subs.pop(queue, None)
                 if not subs:
                     del self._subs[thread_id]
 
     def publish(self, thread_id: str, event: RunEvent) -> None:
         """From any thread: an event of a run of `thread_id`."""
         with self._lock:
-            subs = list(self._subs.get(thread_id, ()))
+            subs = [queue for queue, kinds in self._subs.get(thread_id, {}).items() if kinds is None or event.kind in kinds]
         for queue in subs:
             self.loop.call_soon_threadsafe(queue.put_nowait, event)
 

@@ -2,8 +2,8 @@
 
 A thread stores the spec of its graph (`path/to/file.py:attr`, `package.module:attr` or a
 built-in name), and so does a schedule. Whoever can write the database writes those specs: its
-owner (the file is created 0600), anyone they give the file to or share it with, and, with the
-coming server, its clients. So a spec read from the database is imported only when the one
+owner (the file is created 0600), anyone they give the file to or share it with, and the
+clients of `agent serve` (who can name only the graphs the server was started with). So a spec read from the database is imported only when the one
 running the command trusts it:
 
 - a built-in graph is always imported (it is agent's own code);
@@ -18,8 +18,9 @@ running the command trusts it:
 
 Otherwise commands that only read a thread (state, diff, approvals, history) show what the
 database holds without importing anything, and commands that would run it refuse with
-GraphNotTrusted (exit 2). Unattended processes (`agent worker`, `agent schedule trigger`, the
-coming server) import built-in and listed graphs only: nobody there can vouch for a file.
+GraphNotTrusted (exit 2). Unattended processes (`agent worker`, `agent schedule trigger`,
+`agent serve`) import built-in and listed graphs only: nobody there can vouch for a file (the
+server lists the graphs of its own langgraph.json).
 """
 
 from __future__ import annotations
