@@ -128,7 +128,6 @@ class Server:
         if not self.workers:
             return
         from runtime.fleet.worker import FleetWorker
-
         from runtime.schedules.clock import SystemClock
         from runtime.schedules.worker import Worker as Scheduler
 

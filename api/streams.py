@@ -183,6 +183,9 @@ def _read(
 ) -> tuple[dict[str, Any], list[tuple[str, list]]]:
     current = book.get_run(db, thread_id, run_id)
     rows = checkpoints_after(db, thread_id, cursor)
+    last = current.get("checkpoint_id") if current["status"] in book.FINAL else None
+    if last is not None:  # a run that has ended: its own checkpoints, none of a later run's
+        rows = [row for row in rows if row.checkpoint_id <= last]
     return current, [(row.checkpoint_id, group_of(db, thread_id, row, modes, keys)) for row in rows]
 
 
