@@ -1,13 +1,13 @@
 """Serve benchmark: `agent serve` against `langgraph dev`, the same graph and client, one invocation.
 
-    .venv/bin/python bench/serve.py --langgraph-dev /tmp/lgdev/bin/langgraph            # the full run
-    .venv/bin/python bench/serve.py --langgraph-dev /tmp/lgdev/bin/langgraph --quick    # a smoke test
-    LANGGRAPH_DEV=/tmp/lgdev/bin/langgraph .venv/bin/python bench/serve.py --repeat 3
+    .venv/bin/python bench/serve.py --langgraph-dev ../langgraph-dev-env/bin/langgraph            # the full run
+    .venv/bin/python bench/serve.py --langgraph-dev ../langgraph-dev-env/bin/langgraph --quick    # a smoke test
+    LANGGRAPH_DEV=../langgraph-dev-env/bin/langgraph .venv/bin/python bench/serve.py --repeat 3
 
 `langgraph dev` (LangGraph's in-memory development server) lives in an environment of its own,
 never in this project's dependencies; the bench graph imports only LangGraph, which it brings:
 
-    python3 -m venv /tmp/lgdev && /tmp/lgdev/bin/pip install 'langgraph-cli[inmem]'
+    python3 -m venv ../langgraph-dev-env && ../langgraph-dev-env/bin/pip install 'langgraph-cli[inmem]'
 
 Both servers serve bench/serve_graph.py (five nodes in a row, each stamping the time it finished),
 each started as a subprocess in a process group of its own from a temporary folder holding a copy
@@ -403,7 +403,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("--runs needs one number per --clients level")
     if not args.only_ours and not (args.langgraph_dev and Path(args.langgraph_dev).is_file()):
         parser.error("--langgraph-dev PATH (or LANGGRAPH_DEV) must name the langgraph executable of an environment with "
-                     "langgraph-cli[inmem]: python3 -m venv /tmp/lgdev && /tmp/lgdev/bin/pip install 'langgraph-cli[inmem]'")
+                     "langgraph-cli[inmem]: python3 -m venv ../langgraph-dev-env && ../langgraph-dev-env/bin/pip install 'langgraph-cli[inmem]'")
     return args
 
 

@@ -143,6 +143,8 @@ def test_runs_listed_joined_and_a_busy_thread_refused_or_queued(client, served: 
         fake.wait_held(1)
         assert client.runs.get(thread, first["run_id"])["status"] == "running"
         with pytest.raises(ConflictError):
+            client.runs.delete(thread, first["run_id"])  # a run not ended keeps its record
+        with pytest.raises(ConflictError):
             client.runs.create(thread, "task_queue", config=ON_ENDPOINT)
         second = client.runs.create(thread, "task_queue", multitask_strategy="enqueue")
         assert client.runs.get(thread, second["run_id"])["status"] == "pending"
@@ -153,6 +155,10 @@ def test_runs_listed_joined_and_a_busy_thread_refused_or_queued(client, served: 
     runs = client.runs.list(thread)
     assert [r["run_id"] for r in runs] == [second["run_id"], first["run_id"]]
     assert [r["status"] for r in runs] == ["success", "success"]
+    client.runs.delete(thread, first["run_id"])  # an ended run's record goes; the thread stays
+    assert [r["run_id"] for r in client.runs.list(thread)] == [second["run_id"]]
+    with pytest.raises(NotFoundError):
+        client.runs.get(thread, first["run_id"])
 
 
 def test_a_run_is_cancelled_at_its_next_node_boundary(client, fake: FakeOpenAI):
